@@ -1,0 +1,46 @@
+"""Helpers shared by the CLI commands: one-line errors, consoles, reading arch files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from hwnas.errors import UserError
+
+if TYPE_CHECKING:
+    from hwnas.space import Arch, SearchSpace
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> "NoReturn":  # type: ignore[name-defined]
+    raise UserError(message)
+
+
+def read_archs(path: str, space: "SearchSpace") -> list["Arch"]:
+    """Read an arch file: one JSON object (or NAS-Bench-201 string) per line; '-' is stdin."""
+    from hwnas.fileio import iter_jsonl_objects
+
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"arch file {path!r} does not exist")
+        text = p.read_text(encoding="utf-8")
+    archs = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s:
+            continue
+        try:
+            archs.append(space.parse(s))
+        except UserError as e:
+            raise UserError(f"{path} line {lineno}: {e}") from None
+    if not archs:
+        raise UserError(f"arch file {path!r} holds no archs; write one JSON object per line, as `hwnas sample` does")
+    return archs

@@ -1,0 +1,99 @@
+"""The ``hwnas`` typer app. Each room's commands live in their own module and register here.
+
+Heavy imports (torch, onnx) happen inside commands, so that ``hwnas profile run-bundle`` runs
+on a device with only numpy and onnxruntime installed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+
+import typer
+
+from hwnas.cli.common import err, out
+from hwnas.errors import UserError
+
+app = typer.Typer(
+    name="hwnas",
+    help="Hardware-aware neural architecture search: profile a device, search under a latency budget, export INT8 ONNX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class ListWhat(str, Enum):
+    spaces = "spaces"
+    backends = "backends"
+
+
+@app.command("list")
+def list_cmd(
+    what: ListWhat = typer.Argument(..., help="what to list"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """List the registered spaces or latency backends."""
+    from rich.table import Table
+
+    rows: list[dict] = []
+    if what == ListWhat.spaces:
+        from hwnas.space import SPACES, get_space
+
+        for name in SPACES.names():
+            space = get_space(name)
+            rows.append({"name": name, "input_shape": list(space.input_shape), "size": space.size(),
+                         "description": SPACES.help(name)})
+    elif what == ListWhat.backends:
+        from hwnas.latency.backends import available_backends
+
+        rows = available_backends()
+    if as_json:
+        for r in rows:
+            out.print(json.dumps(r), markup=False)
+        return
+    table = Table(title=what.value)
+    for key in rows[0]:
+        table.add_column(key)
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()))
+    out.print(table)
+
+
+def _register_commands() -> None:
+    from hwnas.cli import latency_cmds
+
+    latency_cmds.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad input becomes one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as e:
+        err.print(f"error: {e}", markup=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("aborted", markup=False)
+        sys.exit(130)
+    except Exception as e:  # click usage errors (unknown option, bad value): one line, exit 2
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            err.print(f"error: {e.format_message()}", markup=False)
+            sys.exit(2)
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""What every search space provides: parsing, sampling, variation, latency terms, building."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from hwnas.errors import UserError
+from hwnas.space.arch import Arch
+
+if TYPE_CHECKING:  # torch is imported only where a module is built
+    import torch.nn as nn
+
+
+def as_rng(seed_or_rng: Any = None) -> random.Random:
+    """Accept a seed, a ``random.Random`` or a ``numpy.random.Generator``; return a ``random.Random``."""
+    if isinstance(seed_or_rng, random.Random):
+        return seed_or_rng
+    if seed_or_rng is None or isinstance(seed_or_rng, int):
+        return random.Random(seed_or_rng)
+    if hasattr(seed_or_rng, "integers"):  # numpy Generator: derive a stable seed from it
+        return random.Random(int(seed_or_rng.integers(0, 2**63 - 1)))
+    raise TypeError(f"expected a seed or a random generator, got {type(seed_or_rng).__name__}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical choice of a space (a gene): its name and allowed values."""
+
+    name: str
+    choices: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One latency term: a piece of a network that is timed alone and keyed in the table.
+
+    ``params`` holds everything that changes the cost (channels, kernel, stride, ...);
+    ``input_shape`` is (C, H, W) without the batch axis.
+    """
+
+    op: str
+    params: tuple[tuple[str, Any], ...]
+    input_shape: tuple[int, int, int]
+
+    @classmethod
+    def make(cls, op: str, input_shape: Sequence[int], **params: Any) -> "Block":
+        return cls(op, tuple(sorted(params.items())), tuple(int(x) for x in input_shape))
+
+    def param(self, name: str) -> Any:
+        return dict(self.params)[name]
+
+    @property
+    def key(self) -> str:
+        c, h, w = self.input_shape
+        fields = [f"in={c}x{h}x{w}"] + [f"{k}={v}" for k, v in self.params]
+        return f"{self.op}|" + "|".join(fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "input_shape": list(self.input_shape), **dict(self.params)}
+
+
+class SearchSpace(ABC):
+    """Base class of the registered spaces.
+
+    Subclasses define ``decisions``, ``decode``/``encode`` between archs and genomes (one
+    choice index per decision), validation of a parsed dict, the latency terms of an arch,
+    and building torch modules.
+    """
+
+    name: str
+    config: Any  # a frozen dataclass
+
+    # ---- identity -------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self.config)))
+
+    def config_hash(self) -> str:
+        blob = json.dumps({"space": self.name, "config": self.config_dict()}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    @property
+    @abstractmethod
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config.num_classes)
+
+    # ---- genomes --------------------------------------------------------------------
+    @abstractmethod
+    def decisions(self) -> list[Decision]:
+        """All categorical choices, in a fixed order."""
+
+    @abstractmethod
+    def decode(self, genome: Sequence[int]) -> Arch:
+        """Genome (one choice index per decision) -> arch. Unused genes are ignored."""
+
+    @abstractmethod
+    def encode(self, arch: Arch) -> list[int]:
+        """Arch -> genome; genes that the arch does not use are 0."""
+
+    # ---- parsing and validation -----------------------------------------------------
+    @abstractmethod
+    def from_dict(self, d: dict[str, Any]) -> Arch:
+        """Validate a dict of choices (without ``space``) and return the canonical arch."""
+
+    def parse(self, obj: Any) -> Arch:
+        """Accept an ``Arch``, a dict, a JSON string or one line of ``hwnas sample`` output."""
+        if isinstance(obj, Arch):
+            obj = obj.to_dict()
+        if isinstance(obj, (bytes, bytearray)):
+            obj = obj.decode("utf-8")
+        if isinstance(obj, str):
+            text = obj.strip()
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise UserError(f"arch is not JSON ({e.msg}): {text[:60]!r}") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"arch must be a JSON object, got {type(obj).__name__}")
+        d = dict(obj)
+        if "arch" in d and isinstance(d["arch"], dict):  # a journal/result record wrapping an arch
+            d = dict(d["arch"])
+        space = d.pop("space", self.name)
+        if space != self.name:
+            raise UserError(f"arch belongs to space {space!r}, not {self.name!r}")
+        d.pop("id", None)
+        return self.from_dict(d)
+
+    # ---- sampling and variation -----------------------------------------------------
+    def sample(self, rng: Any = None) -> Arch:
+        r = as_rng(rng)
+        return self.decode([r.randrange(len(d.choices)) for d in self.decisions()])
+
+    def random_genome(self, rng: Any = None) -> list[int]:
+        r = as_rng(rng)
+        return [r.randrange(len(d.choices)) for d in self.decisions()]
+
+    def mutate(self, arch: Arch, rng: Any = None, prob: float | None = None) -> Arch:
+        """Resample each gene with probability ``prob`` (default 1/#decisions); never returns ``arch`` itself
+        unless the space has a single point."""
+        r = as_rng(rng)
+        decisions = self.decisions()
+        p = prob if prob is not None else 1.0 / len(decisions)
+        genome = self.encode(arch)
+        for _ in range(100):
+            child = [
+                (r.randrange(len(d.choices)) if r.random() < p else g) for g, d in zip(genome, decisions)
+            ]
+            out = self.decode(child)
+            if out != arch:
+                return out
+            # force one change on an active gene on the next try
+            i = r.randrange(len(decisions))
+            genome2 = list(genome)
+            genome2[i] = r.randrange(len(decisions[i].choices))
+            out = self.decode(genome2)
+            if out != arch:
+                return out
+        return arch
+
+    def crossover(self, a: Arch, b: Arch, rng: Any = None) -> Arch:
+        """Uniform crossover of the two genomes."""
+        r = as_rng(rng)
+        ga, gb = self.encode(a), self.encode(b)
+        return self.decode([x if r.random() < 0.5 else y for x, y in zip(ga, gb)])
+
+    def size(self) -> int:
+        """Number of distinct archs (counted exactly where the space is small)."""
+        n = 1
+        for d in self.decisions():
+            n *= len(d.choices)
+        return n
+
+    # ---- latency terms and modules --------------------------------------------------
+    @abstractmethod
+    def latency_terms(self, arch: Arch) -> list[Block]:
+        """The pieces whose table entries add up to the arch's latency."""
+
+    @abstractmethod
+    def all_latency_terms(self) -> list[Block]:
+        """Every distinct term any arch of the space can use (what a table must hold)."""
+
+    @abstractmethod
+    def build_block(self, block: Block) -> "nn.Module":
+        """A module computing one latency term on inputs of ``block.input_shape``."""
+
+    @abstractmethod
+    def build(self, arch: Arch, num_classes: int | None = None) -> "nn.Module":
+        """A plain ``torch.nn.Module`` taking (N, *input_shape) inputs."""
+
+
+def check_choice(field: str, value: Any, allowed: Sequence[Any]) -> Any:
+    if isinstance(value, bool) or value not in allowed:
+        shown = ", ".join(str(a) for a in allowed)
+        raise UserError(f"invalid arch: {field} = {value!r} is not allowed; choose one of: {shown}")
+    return value

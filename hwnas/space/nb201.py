@@ -1,0 +1,195 @@
+"""The NAS-Bench-201 cell space: 5 operations on the 6 edges of a 4-node cell (15,625 cells).
+
+The network is the benchmark's skeleton: a 3x3 conv stem, three stages of ``cells_per_stage``
+cells at 16/32/64 channels joined by residual reduction blocks, then BN-ReLU, global pooling
+and a linear classifier. Arch strings use NAS-Bench-201 notation, e.g.
+``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+from hwnas.errors import UserError
+from hwnas.space.arch import Arch
+from hwnas.space.base import Block, Decision, SearchSpace
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# (to_node, from_node) of each edge, in the order the arch string lists them
+EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+
+
+@dataclass(frozen=True)
+class NB201Config:
+    image_size: int = 32
+    num_classes: int = 10
+    channels: tuple[int, ...] = (16, 32, 64)
+    cells_per_stage: int = 5
+
+
+def parse_cell(text: str) -> tuple[str, ...]:
+    """NAS-Bench-201 string -> the 6 edge ops in EDGES order; errors name what is wrong."""
+    s = text.strip()
+    nodes = s.split("+")
+    if len(nodes) != 3:
+        raise UserError(f"invalid nb201 arch string {s!r}: expected 3 nodes separated by '+', like |nor_conv_3x3~0|+|skip_connect~0|none~1|+|...~0|...~1|...~2|")
+    ops: list[str] = []
+    for j, node in enumerate(nodes, start=1):
+        node = node.strip()
+        if not (node.startswith("|") and node.endswith("|")):
+            raise UserError(f"invalid nb201 arch string {s!r}: node {j} must be written |op~i|...|")
+        parts = node[1:-1].split("|")
+        if len(parts) != j:
+            raise UserError(f"invalid nb201 arch string {s!r}: node {j} must have {j} inputs, has {len(parts)}")
+        for i, part in enumerate(parts):
+            op, sep, src = part.partition("~")
+            if not sep or src != str(i):
+                raise UserError(f"invalid nb201 arch string {s!r}: input {i} of node {j} must be written op~{i}")
+            if op not in OPS:
+                raise UserError(f"invalid arch: edge {i}->{j} op {op!r} is not allowed; choose one of: {', '.join(OPS)}")
+            ops.append(op)
+    return tuple(ops)
+
+
+def format_cell(ops: Sequence[str]) -> str:
+    nodes = []
+    k = 0
+    for j in range(1, 4):
+        parts = []
+        for i in range(j):
+            parts.append(f"{ops[k]}~{i}")
+            k += 1
+        nodes.append("|" + "|".join(parts) + "|")
+    return "+".join(nodes)
+
+
+def live_edges(ops: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(to, from, op) of the edges whose result can reach the cell output (node 3).
+
+    Edges into a node that feeds nothing are dead code; dropping them does not change the
+    cell's function, and no real runtime would pay for them.
+    """
+    feeds_output = {3}
+    for (j, i), op in sorted(zip(EDGES, ops), key=lambda e: -e[0][0]):
+        if op != "none" and j in feeds_output:
+            feeds_output.add(i)
+    return [(j, i, op) for (j, i), op in zip(EDGES, ops) if op != "none" and j in feeds_output]
+
+
+class NB201Space(SearchSpace):
+    def __init__(self, name: str, config: NB201Config) -> None:
+        self.name = name
+        self.config = config
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.config.image_size, self.config.image_size)
+
+    # ---- genomes --------------------------------------------------------------------
+    def decisions(self) -> list[Decision]:
+        return [Decision(f"edge{i}->{j}", OPS) for j, i in EDGES]
+
+    def decode(self, genome: Sequence[int]) -> Arch:
+        if len(genome) != len(EDGES):
+            raise ValueError(f"genome has {len(genome)} genes, expected {len(EDGES)}")
+        return Arch.make(self.name, cell=format_cell([OPS[g] for g in genome]))
+
+    def encode(self, arch: Arch) -> list[int]:
+        return [OPS.index(op) for op in parse_cell(arch["cell"])]
+
+    def from_dict(self, d: dict[str, Any]) -> Arch:
+        if set(d) != {"cell"}:
+            raise UserError("invalid arch: nb201 archs have exactly one field, cell (a NAS-Bench-201 string)")
+        if not isinstance(d["cell"], str):
+            raise UserError("invalid arch: cell must be a NAS-Bench-201 string such as |nor_conv_3x3~0|+|...|")
+        return Arch.make(self.name, cell=format_cell(parse_cell(d["cell"])))
+
+    def parse(self, obj: Any) -> Arch:
+        if isinstance(obj, str) and obj.strip().startswith("|"):
+            return self.from_dict({"cell": obj})
+        return super().parse(obj)
+
+    def ops(self, arch: Arch) -> tuple[str, ...]:
+        return parse_cell(arch["cell"])
+
+    # ---- latency terms --------------------------------------------------------------
+    def _stages(self) -> list[tuple[int, int]]:
+        """(channels, resolution) of each stage."""
+        r = self.config.image_size
+        out = []
+        for c in self.config.channels:
+            out.append((c, r))
+            r = -(-r // 2)
+        return out
+
+    def _cell_terms(self, ops: Sequence[str], c: int, r: int) -> list[Block]:
+        terms = []
+        live = live_edges(ops)
+        for j, i, op in live:
+            terms.append(Block.make(op, (c, r, r)))
+        for j in (1, 2, 3):
+            n_in = sum(1 for (to, _, _) in live if to == j)
+            terms += [Block.make("add", (c, r, r))] * max(0, n_in - 1)
+        return terms
+
+    def latency_terms(self, arch: Arch) -> list[Block]:
+        cfg = self.config
+        ops = self.ops(arch)
+        stages = self._stages()
+        terms = [Block.make("stem", self.input_shape, c_out=cfg.channels[0])]
+        for s, (c, r) in enumerate(stages):
+            if s > 0:
+                c_prev, r_prev = stages[s - 1]
+                terms.append(Block.make("resblock", (c_prev, r_prev, r_prev), c_out=c))
+            for _ in range(cfg.cells_per_stage):
+                terms += self._cell_terms(ops, c, r)
+        c, r = stages[-1]
+        terms.append(Block.make("head", (c, r, r), classes=cfg.num_classes))
+        return terms
+
+    def all_latency_terms(self) -> list[Block]:
+        cfg = self.config
+        stages = self._stages()
+        terms = [Block.make("stem", self.input_shape, c_out=cfg.channels[0])]
+        for s, (c, r) in enumerate(stages):
+            if s > 0:
+                c_prev, r_prev = stages[s - 1]
+                terms.append(Block.make("resblock", (c_prev, r_prev, r_prev), c_out=c))
+            for op in OPS[1:] + ("add",):
+                terms.append(Block.make(op, (c, r, r)))
+        c, r = stages[-1]
+        terms.append(Block.make("head", (c, r, r), classes=cfg.num_classes))
+        return terms
+
+    # ---- modules --------------------------------------------------------------------
+    def build_block(self, block: Block):
+        from hwnas.space import nb201_modules as m
+
+        c = block.input_shape[0]
+        if block.op == "stem":
+            return m.Stem(c, block.param("c_out"))
+        if block.op == "resblock":
+            return m.ResBlock(c, block.param("c_out"))
+        if block.op == "head":
+            return m.Head(c, block.param("classes"))
+        if block.op == "add":
+            return m.AddTwo()
+        return m.make_op(block.op, c)
+
+    def build(self, arch: Arch, num_classes: int | None = None):
+        from hwnas.space import nb201_modules as m
+
+        arch = self.parse(arch)
+        cfg = self.config
+        return m.NB201Net(self.ops(arch), cfg.channels, cfg.cells_per_stage,
+                          num_classes if num_classes is not None else cfg.num_classes)
+
+
+def make_nb201_space(name: str, base: NB201Config, **overrides: Any) -> NB201Space:
+    fields = set(NB201Config.__dataclass_fields__)
+    bad = set(overrides) - fields
+    if bad:
+        raise UserError(f"unknown {name} setting(s): {', '.join(sorted(bad))}; known: {', '.join(sorted(fields))}")
+    norm = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return NB201Space(name, replace(base, **norm))

@@ -1,0 +1,104 @@
+"""torch modules of the NAS-Bench-201 skeleton (as in the benchmark's reference code)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from hwnas.space.nb201 import live_edges
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+def make_op(op: str, c: int) -> nn.Module:
+    if op == "skip_connect":
+        return nn.Identity()
+    if op == "nor_conv_1x1":
+        return ReLUConvBN(c, c, 1)
+    if op == "nor_conv_3x3":
+        return ReLUConvBN(c, c, 3)
+    if op == "avg_pool_3x3":
+        return nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+    raise ValueError(f"unknown nb201 op {op!r}")
+
+
+class AddTwo(nn.Module):
+    """The node sum, timed alone: x + x stands for adding two tensors of this shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x
+
+
+class Cell(nn.Module):
+    def __init__(self, ops: Sequence[str], c: int) -> None:
+        super().__init__()
+        self.edges = [(j, i) for j, i, _ in live_edges(ops)]
+        self.ops = nn.ModuleDict({f"{i}->{j}": make_op(op, c) for j, i, op in live_edges(ops)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes: list[torch.Tensor | None] = [x, None, None, None]
+        for j in (1, 2, 3):
+            acc = None
+            for (to, i) in self.edges:
+                if to != j:
+                    continue
+                src = nodes[i]
+                if src is None:  # a node with no inputs is zero ("none" on every edge into it)
+                    src = x.mul(0.0)
+                y = self.ops[f"{i}->{j}"](src)
+                acc = y if acc is None else acc + y
+            nodes[j] = acc
+        return nodes[3] if nodes[3] is not None else x.mul(0.0)
+
+
+class ResBlock(nn.Module):
+    """The residual reduction block: two 3x3 ReLU-conv-BN (first stride 2) + pooled 1x1 shortcut."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1)
+        self.downsample = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+class Stem(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+
+
+class Head(nn.Module):
+    def __init__(self, c: int, classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c)
+        self.classifier = nn.Linear(c, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.relu(self.bn(x)).mean((2, 3)))
+
+
+class NB201Net(nn.Module):
+    def __init__(self, ops: Sequence[str], channels: Sequence[int], cells_per_stage: int, num_classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [Stem(3, channels[0])]
+        for s, c in enumerate(channels):
+            if s > 0:
+                layers.append(ResBlock(channels[s - 1], c))
+            layers += [Cell(ops, c) for _ in range(cells_per_stage)]
+        self.stem = layers[0]
+        self.cells = nn.Sequential(*layers[1:])
+        self.head = Head(channels[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.cells(self.stem(x)))
