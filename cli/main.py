@@ -13,6 +13,11 @@ from enum import Enum
 import typer
 
 from hwnas.cli.common import err, out
+
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click.exceptions import ClickException as _ClickException
 from hwnas.errors import UserError
 
 app = typer.Typer(
@@ -22,6 +27,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Hardware-aware neural architecture search: profile a device, search under a latency budget, export INT8 ONNX."""
 
 
 class ListWhat(str, Enum):
@@ -85,13 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err.print("aborted", markup=False)
         sys.exit(130)
-    except Exception as e:  # click usage errors (unknown option, bad value): one line, exit 2
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            err.print(f"error: {e.format_message()}", markup=False)
-            sys.exit(2)
-        raise
+    except _ClickException as e:  # usage errors (unknown option, bad value): one line, exit 2
+        if type(e).__name__ == "NoArgsIsHelpError":  # typer already printed the help
+            sys.exit(0)
+        err.print(f"error: {e.format_message()}", markup=False)
+        sys.exit(2)
     sys.exit(0)
 
 
