@@ -75,6 +75,9 @@ def _register_commands() -> None:
     from hwnas.cli import latency_cmds
 
     latency_cmds.register(app)
+    from hwnas.cli import search_cmds
+
+    search_cmds.register(app)
 
 
 _register_commands()

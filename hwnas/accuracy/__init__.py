@@ -59,3 +59,4 @@ def list_evaluators() -> list[str]:
 
 
 __all__ = ["EVALUATORS", "Evaluator", "get_evaluator", "list_evaluators", "register_evaluator_module"]
+register_evaluator_module("table", "hwnas.accuracy.table")

@@ -1,0 +1,106 @@
+"""`hwnas search`: run or resume a hardware-aware search into a run folder."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from hwnas.cli.common import err, out
+
+
+def _parse_objectives(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def search_cmd(
+    space: str = typer.Option(..., "--space", help="search space name (hwnas list spaces)"),
+    profile: str = typer.Option(..., "--profile", help="latency table JSON from `hwnas profile`, or table:CSV#COLUMN (e.g. table:nb201#lat_pixel3)"),
+    evaluator: str = typer.Option(..., "--evaluator", help="accuracy evaluator KIND:ARG, e.g. table:nb201#c10_test"),
+    out_dir: str = typer.Option(..., "--out", help="run folder to write (config.json, journal.jsonl, pareto.json, best.json, pareto.png)"),
+    strategy: str = typer.Option("evolution", "--strategy", help="random, evolution, nsga2, reinforce or anneal"),
+    budget_evals: int = typer.Option(100, "--budget-evals", help="number of distinct candidates to evaluate"),
+    seed: int = typer.Option(0, "--seed", help="random seed (a run is a deterministic function of it)"),
+    latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="latency budget in ms on the profile"),
+    params_max: Optional[float] = typer.Option(None, "--params-max", help="parameter budget"),
+    flops_max: Optional[float] = typer.Option(None, "--flops-max", help="FLOPs budget (batch 1)"),
+    objectives: str = typer.Option("accuracy,latency_ms", "--objectives", help="comma-separated, accuracy first; also params, flops, model_bytes (used by nsga2 and the Pareto front)"),
+    population: Optional[int] = typer.Option(None, "--population", help="evolution / nsga2 population size"),
+    sample_size: Optional[int] = typer.Option(None, "--sample-size", help="evolution tournament size"),
+    reward: Optional[str] = typer.Option(None, "--reward", help="reinforce reward: soft (ACC*(LAT/T)^-0.07) or hard (w=0 within budget, -1 over)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its journal"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
+) -> None:
+    """Search for the most accurate architectures within the budgets; write the run folder."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hwnas.errors import UserError
+    from hwnas.search import SearchConfig, run
+
+    if resume and force:
+        raise UserError("--resume and --force exclude each other: resume continues a run folder, force starts it over")
+    options = {"population": population, "sample_size": sample_size, "reward": reward}
+    options = {k: v for k, v in options.items() if v is not None}
+    from hwnas.search.strategy import make_strategy  # noqa: F401  (registers the strategies)
+    from hwnas.search.strategy import STRATEGIES, list_strategies
+
+    if strategy not in list_strategies():
+        raise UserError(f"unknown strategy {strategy!r}; choose one of: {', '.join(list_strategies())}")
+    accepted = set(STRATEGIES.get(strategy).defaults)
+    rejected = sorted(k for k in options if k not in accepted)
+    if rejected:
+        flags = ", ".join("--" + k.replace("_", "-") for k in rejected)
+        raise UserError(f"strategy {strategy!r} does not take {flags}")
+    cfg = SearchConfig(space=space, profile=profile, evaluator=evaluator, strategy=strategy,
+                       budget_evals=budget_evals, seed=seed, latency_ms=latency_ms, params_max=params_max,
+                       flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options)
+
+    def best_text(best: Optional[dict]) -> str:
+        if best is None:
+            return "best: -"
+        return f"best {100 * best['accuracy']:.2f}% @ {best['latency_ms']:.3g} ms"
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[best]}"), TimeElapsedColumn(), console=err, transient=False)
+    task = bar.add_task(f"{strategy}", total=budget_evals, best="best: -")
+    started = False
+
+    def on_progress(p) -> None:
+        nonlocal started
+        if not started:  # only once the inputs are validated: errors stay one line
+            bar.start()
+            started = True
+        bar.update(task, completed=p.evaluated, best=best_text(p.best),
+                   description=f"{strategy} (replay)" if p.replayed else strategy)
+
+    try:
+        result = run(cfg, out=out_dir, resume=resume, force=force, progress=on_progress)
+    finally:
+        if started:
+            bar.stop()
+    for note in result.notes:
+        err.print(f"warning: {note}", markup=False)
+    if result.stopped_early:
+        err.print(f"note: stopped after {len(result.records)} evaluations: {result.stopped_early}", markup=False)
+    _print_summary(result, cfg)
+
+
+def _print_summary(result, cfg) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Pareto front ({len(result.pareto)} of {len(result.records)} evaluated)")
+    for col in ("id", "accuracy %", "latency ms", "params", "MFLOPs", ""):
+        table.add_column(col, justify="right" if col not in ("id", "") else "left")
+    best_id = result.best["id"] if result.best else None
+    for r in result.pareto:
+        table.add_row(r["id"], f"{100 * r['accuracy']:.2f}", f"{r['latency_ms']:.4g}", f"{r['params']:,}",
+                      f"{r['flops'] / 1e6:.1f}", "best" if r["id"] == best_id else "")
+    out.print(table)
+    if result.best:
+        b = result.best
+        out.print(f"best within budgets: {b['id']}  accuracy {100 * b['accuracy']:.2f}%  latency {b['latency_ms']:.4g} ms  "
+                  f"params {b['params']:,}  -> {result.out}/best.json", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search_cmd)

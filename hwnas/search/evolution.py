@@ -1,0 +1,43 @@
+"""Regularized (aging) evolution, Real et al. 2019, with tournament selection.
+
+The first ``population`` candidates are random; afterwards each candidate is a one-gene
+mutation of the best of ``sample_size`` members drawn from the population, and the oldest
+member dies. Children that break a budget or were evaluated already are re-mutated (OFA's
+finder repairs the same way), so every evaluation is spent on a new feasible candidate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hwnas.errors import UserError
+from hwnas.search.problem import Genome, Values
+from hwnas.search.strategy import STRATEGIES, Strategy
+
+
+@STRATEGIES.register("evolution", "regularized (aging) evolution with tournament selection and constraint repair")
+class RegularizedEvolution(Strategy):
+    name = "evolution"
+    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py, BENCHMARKS.md)
+    defaults = {"population": 20, "sample_size": 5, "mutation_rate": 0.0}
+
+    def setup(self) -> None:
+        p, s = int(self.options["population"]), int(self.options["sample_size"])
+        if p < 2 or not 1 <= s <= p:
+            raise UserError(f"evolution needs --population >= 2 and 1 <= --sample-size <= population, got {p} and {s}")
+        self.population_size, self.sample_size = p, s
+        self.population: deque[tuple[Genome, float]] = deque()
+
+    def ask(self) -> Genome:
+        if self.n_told < self.population_size:
+            return self.random_feasible()
+        members = list(self.population)
+        picks = self.rng.choice(len(members), size=self.sample_size, replace=False)
+        parent = max((members[int(i)] for i in picks), key=lambda m: m[1])[0]
+        rate = float(self.options["mutation_rate"])
+        return self.propose(lambda: self.mutate(parent, rate))
+
+    def on_tell(self, genome: Genome, values: Values) -> None:
+        self.population.append((genome, self.problem.fitness(values)))
+        if len(self.population) > self.population_size:
+            self.population.popleft()

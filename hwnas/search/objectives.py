@@ -1,0 +1,147 @@
+"""Where the objectives and constraints of a search come from.
+
+- Latency: a device profile (a latency table JSON, through ``hwnas.latency``) or, for
+  benchmarks, a column of a tabular benchmark: ``table:CSV#COLUMN``. Both sit behind the same
+  small interface (``predict_many``, ``min_latency``, ``describe``).
+- Parameters, FLOPs and model bytes: from the torch module the space builds, FLOPs counted by
+  torch's ``FlopCounterMode`` on one input; computed once per arch id and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from hwnas.errors import UserError
+from hwnas.space import Arch, SearchSpace
+
+
+class LatencyModel(Protocol):
+    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray: ...
+
+    def min_latency(self) -> tuple[float, Arch]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class TableLatency:
+    """Latency (ms) read from a benchmark CSV column, e.g. ``table:nb201#lat_pixel3``."""
+
+    def __init__(self, arg: str, space: SearchSpace, table: Any = None) -> None:
+        from hwnas.accuracy.table import load_csv_table, resolve_csv, split_spec
+
+        path, column = split_spec(arg, "latency profile table:")
+        self.spec = f"table:{arg}"
+        self.table = table if table is not None else load_csv_table(resolve_csv(path), space)
+        self.column = column
+        self.values = self.table.column(column)
+        if np.any(self.values < 0):
+            raise UserError(f"column {column!r} of {str(self.table.path)!r} holds negative values; it is not a latency in ms")
+
+    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
+        return self.values[self.table.rows(archs)]
+
+    def min_latency(self) -> tuple[float, Arch]:
+        i = int(np.argmin(self.values))
+        return float(self.values[i]), self.table.archs[i]
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "column": self.column, "sha256": self.table.sha256}
+
+
+class ProfileLatency:
+    """Latency predicted from a device profile (latency table JSON written by ``hwnas profile``)."""
+
+    def __init__(self, path: str, space: SearchSpace) -> None:
+        from hwnas.latency import LatencyPredictor, load_table
+
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"profile {path!r} does not exist; write one with `hwnas profile` or use table:CSV#COLUMN")
+        self.path = p
+        self.sha256 = hashlib.sha256(p.read_bytes()).hexdigest()
+        self.predictor = LatencyPredictor(load_table(p), space)
+
+    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
+        return np.asarray(self.predictor.predict_many(archs), dtype=np.float64)
+
+    def min_latency(self) -> tuple[float, Arch]:
+        ms, arch = self.predictor.min_latency()
+        return float(ms), arch
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": str(self.path), "sha256": self.sha256}
+
+
+def get_latency_model(spec: str, space: SearchSpace, table: Any = None) -> LatencyModel:
+    """``table:CSV#COLUMN`` or the path of a latency table JSON."""
+    if spec.startswith("table:"):
+        return TableLatency(spec[len("table:"):], space, table=table)
+    return ProfileLatency(spec, space)
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    params: int
+    flops: int
+    model_bytes: int
+
+
+class CostModel:
+    """Parameters, FLOPs (one input, batch 1) and fp32 model bytes of an arch, cached by id."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self._cache: dict[str, ModelCost] = {}
+
+    def __call__(self, arch: Arch) -> ModelCost:
+        hit = self._cache.get(arch.id)
+        if hit is None:
+            hit = self._cache[arch.id] = self._measure(arch)
+        return hit
+
+    def _measure(self, arch: Arch) -> ModelCost:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model = self.space.build(arch).eval()
+        params = sum(p.numel() for p in model.parameters())
+        nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        nbytes += sum(b.numel() * b.element_size() for b in model.buffers())
+        x = torch.zeros(1, *self.space.input_shape)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+        return ModelCost(int(params), int(counter.get_total_flops()), int(nbytes))
+
+    def block_cost(self, block: Any) -> ModelCost:
+        """Parameters and FLOPs of one latency term, built alone on its input shape."""
+        key = "block:" + block.key
+        hit = self._cache.get(key)
+        if hit is None:
+            import torch
+            from torch.utils.flop_counter import FlopCounterMode
+
+            module = self.space.build_block(block).eval()
+            params = sum(p.numel() for p in module.parameters())
+            nbytes = sum(p.numel() * p.element_size() for p in module.parameters())
+            x = torch.zeros(1, *block.input_shape)
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                try:
+                    module(x)
+                except TypeError:  # two-input terms (additions) cost no FLOPs worth counting
+                    pass
+            hit = self._cache[key] = ModelCost(int(params), int(counter.get_total_flops()), int(nbytes))
+        return hit
+
+    def minimum(self, field: str) -> tuple[float, Arch]:
+        """The smallest ``field`` (params or flops) any arch of the space has.
+
+        Both add up over an arch's latency terms (every module of a network belongs to one
+        term), so the space's exact cheapest-arch search applies with per-term costs.
+        """
+        arch = self.space.cheapest(lambda b: float(getattr(self.block_cost(b), field)))
+        return float(getattr(self(arch), field)), arch

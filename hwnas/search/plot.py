@@ -1,0 +1,33 @@
+"""pareto.png: accuracy against latency of every evaluated candidate, the front highlighted,
+the latency budget drawn as a vertical line."""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+
+def pareto_png(records: Sequence[dict], front: Sequence[dict], budget_ms: float | None, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.scatter([r["latency_ms"] for r in records], [100 * r["accuracy"] for r in records],
+               s=9, c="#9aa5b1", label=f"evaluated ({len(records)})")
+    pts = sorted(front, key=lambda r: r["latency_ms"])
+    ax.plot([r["latency_ms"] for r in pts], [100 * r["accuracy"] for r in pts], "o-", ms=4,
+            c="#d1495b", label=f"Pareto front ({len(pts)})")
+    if budget_ms is not None:
+        ax.axvline(budget_ms, ls="--", c="#2e4057", label=f"budget {budget_ms:g} ms")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

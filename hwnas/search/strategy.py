@@ -1,0 +1,129 @@
+"""The ask/tell interface every strategy implements, its registry, and the shared repair step.
+
+A strategy's state is a deterministic function of its seed and the sequence of ``tell`` calls:
+replaying a journal through ``ask``/``tell`` rebuilds it exactly, which is how a run resumes.
+Candidates that break a hard constraint are repaired (re-proposed) before they are returned by
+``ask``, so no strategy ever spends an evaluation on one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+import numpy as np
+
+from hwnas.errors import UserError
+from hwnas.registry import Registry
+from hwnas.search.problem import Genome, Problem, Values
+
+STRATEGIES: Registry["Strategy"] = Registry("strategy")
+
+# how many random draws a repair may take before concluding nothing feasible and unseen is left
+_RANDOM_TRIES = 20_000
+
+
+class Strategy(ABC):
+    """Optuna-style ask/tell over genomes. Subclasses set ``defaults`` (option -> value)."""
+
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, problem: Problem, seed: int, budget_evals: int, **options: Any) -> None:
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise UserError(f"strategy {self.name!r} has no option(s) {', '.join(sorted(unknown))}; its options are: {known}")
+        self.options = {**self.defaults, **{k: v for k, v in options.items() if v is not None}}
+        self.problem = problem
+        self.seed = int(seed)
+        self.budget_evals = int(budget_evals)
+        self.rng = np.random.default_rng(self.seed)
+        self.cards = np.asarray(problem.cards, dtype=np.int64)
+        self.known: dict[Genome, Values] = {}  # everything told so far
+        self.n_told = 0
+        self.setup()
+
+    name = "strategy"
+
+    def setup(self) -> None:
+        """Validate options and build the initial state."""
+
+    @abstractmethod
+    def ask(self) -> Genome:
+        """The next candidate to evaluate (feasible; usually not evaluated before)."""
+
+    def tell(self, genome: Genome, values: Values) -> None:
+        """Report the objective values of a candidate returned by ``ask``."""
+        self.known[genome] = values
+        self.n_told += 1
+        self.on_tell(genome, values)
+
+    @abstractmethod
+    def on_tell(self, genome: Genome, values: Values) -> None:
+        """Update the strategy's state."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options}
+
+    # ---- shared variation operators on genomes -----------------------------------------
+    def random_genome(self) -> Genome:
+        return self.problem.canonical(tuple(int(x) for x in (self.rng.random(len(self.cards)) * self.cards).astype(np.int64)))
+
+    def mutate(self, g: Genome, rate: float = 0.0) -> Genome:
+        """Change one gene to another of its values (NAS-Bench-201's REA mutation), plus every
+        other gene with probability ``rate``: larger jumps leave local optima of the feasible region."""
+        free = np.flatnonzero(self.cards > 1)
+        if len(free) == 0:
+            return g
+        out = list(g)
+        forced = int(free[int(self.rng.integers(len(free)))])
+        extra = self.rng.random(len(self.cards)) < rate
+        for i in free:
+            if i == forced or extra[i]:
+                v = int(self.rng.integers(self.cards[i] - 1))
+                out[i] = v if v < g[i] else v + 1
+        return self.problem.canonical(tuple(out))
+
+    def crossover(self, a: Genome, b: Genome) -> Genome:
+        pick = self.rng.random(len(a)) < 0.5
+        return self.problem.canonical(tuple(int(x) if p else int(y) for x, y, p in zip(a, b, pick)))
+
+    def usable(self, g: Genome) -> bool:
+        return g not in self.known and self.problem.feasible(g)
+
+    def propose(self, make: Callable[[], Genome], tries: int = 50) -> Genome:
+        """Repair: re-draw from ``make`` until feasible and new; then fall back to random draws;
+        if nothing new is feasible any more, a feasible known genome (the run ends on repeats)."""
+        for _ in range(tries):
+            g = make()
+            if self.usable(g):
+                return g
+        return self.random_feasible()
+
+    def random_feasible(self) -> Genome:
+        fallback = None
+        for _ in range(_RANDOM_TRIES):
+            g = self.random_genome()
+            if g not in self.known:
+                if self.problem.feasible(g):
+                    return g
+            elif fallback is None:
+                fallback = g  # known genomes were feasible when evaluated
+        if fallback is not None:
+            return fallback
+        raise UserError(f"found no candidate within the budgets in {_RANDOM_TRIES} random draws; relax --latency-ms/--params-max/--flops-max")
+
+
+def make_strategy(name: str, problem: Problem, seed: int, budget_evals: int, **options: Any) -> Strategy:
+    _load_builtin()
+    return STRATEGIES.create(name, problem, seed, budget_evals, **options)
+
+
+def list_strategies() -> list[str]:
+    _load_builtin()
+    return STRATEGIES.names()
+
+
+def _load_builtin() -> None:
+    # importing the modules registers them; kept here so that importing this module stays cheap
+    from hwnas.search import anneal, evolution, nsga2, random_search, reinforce  # noqa: F401
