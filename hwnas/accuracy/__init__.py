@@ -60,3 +60,6 @@ def list_evaluators() -> list[str]:
 
 __all__ = ["EVALUATORS", "Evaluator", "get_evaluator", "list_evaluators", "register_evaluator_module"]
 register_evaluator_module("table", "hwnas.accuracy.table")
+register_evaluator_module("supernet", "hwnas.accuracy.supernet_evaluator")
+register_evaluator_module("train", "hwnas.accuracy.train_evaluator")
+register_evaluator_module("predictor", "hwnas.accuracy.predictor")

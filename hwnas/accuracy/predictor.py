@@ -1,0 +1,186 @@
+"""Accuracy predictor: an MLP (OFA's 3 x 400) over a one-hot arch encoding, fitted on supernet
+evaluations, and the ``predictor:FILE`` evaluator that reads it.
+
+Saved as one ``torch.save`` file holding a state dict and a JSON header (space, config hash,
+layer sizes, target scaling, held-out figures); loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.accuracy import EVALUATORS, Evaluator
+from hwnas.errors import UserError
+from hwnas.fileio import atomic_write_bytes
+from hwnas.space import Arch, SearchSpace
+
+FORMAT = "hwnas-accuracy-predictor/1"
+
+
+def one_hot(space: SearchSpace, arch: Arch) -> list[float]:
+    """One block of one-hot bits per decision; decisions an arch does not use (kernels and
+    expands of blocks beyond a stage's depth) are all zeros rather than a fake choice."""
+    genome = space.encode(arch)
+    depths = arch["depths"] if "depths" in set(arch.keys()) else None
+    feats: list[float] = []
+    for d, g in zip(space.decisions(), genome):
+        bits = [0.0] * len(d.choices)
+        used = True
+        if depths is not None and (d.name.startswith("kernel") or d.name.startswith("expand")):
+            s, b = (int(v) for v in re.sub(r"^[a-z]+", "", d.name).split("."))
+            used = b < depths[s]
+        if used:
+            bits[g] = 1.0
+        feats += bits
+    return feats
+
+
+def mlp(n_in: int, hidden: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(n_in, h), nn.ReLU()]
+        n_in = h
+    layers.append(nn.Linear(n_in, 1))
+    return nn.Sequential(*layers)
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(a, b).statistic)
+
+
+@dataclass
+class PredictorFit:
+    n_train: int
+    n_test: int
+    kendall_tau: float
+    spearman: float
+    rmse: float  # accuracy points (fraction)
+
+
+class AccuracyPredictor:
+    def __init__(self, space: SearchSpace, hidden: Sequence[int] = (400, 400, 400)) -> None:
+        self.space = space
+        self.hidden = tuple(hidden)
+        self.n_in = len(one_hot(space, space.largest()))
+        self.net = mlp(self.n_in, self.hidden)
+        self.y_mean, self.y_std = 0.0, 1.0
+        self.fit_report: dict[str, Any] = {}
+
+    def features(self, archs: Sequence[Arch]) -> torch.Tensor:
+        return torch.tensor([one_hot(self.space, self.space.parse(a)) for a in archs], dtype=torch.float32)
+
+    def fit(self, archs: Sequence[Arch], accs: Sequence[float], seed: int = 0, epochs: int = 500, lr: float = 1e-3) -> None:
+        torch.manual_seed(seed)
+        self.net = mlp(self.n_in, self.hidden)
+        x = self.features(archs)
+        y = torch.tensor(accs, dtype=torch.float32)
+        self.y_mean, self.y_std = float(y.mean()), float(y.std().clamp_min(1e-4))
+        yt = (y - self.y_mean) / self.y_std
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            for idx in torch.randperm(len(y), generator=g).split(64):
+                opt.zero_grad()
+                loss = ((self.net(x[idx]).squeeze(1) - yt[idx]) ** 2).mean()
+                loss.backward()
+                opt.step()
+            sched.step()
+
+    @torch.no_grad()
+    def predict(self, archs: Sequence[Arch]) -> list[float]:
+        self.net.eval()
+        y = self.net(self.features(archs)).squeeze(1) * self.y_std + self.y_mean
+        return [float(v) for v in y.clamp(0.0, 1.0)]
+
+    def save(self, path: str | Path) -> None:
+        header = {"space": self.space.name, "space_config": self.space.config_dict(), "config_hash": self.space.config_hash(),
+                  "hidden": list(self.hidden), "n_in": self.n_in, "y_mean": self.y_mean, "y_std": self.y_std,
+                  "fit": self.fit_report}
+        buf = io.BytesIO()
+        torch.save({"format": FORMAT, "header": json.dumps(header), "state_dict": self.net.state_dict()}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path, space: SearchSpace | None = None) -> "AccuracyPredictor":
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"predictor {str(p)!r} does not exist; build one with `hwnas predictor fit`")
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+            header = json.loads(obj["header"]) if isinstance(obj, dict) and obj.get("format") == FORMAT else None
+        except Exception:
+            header = None
+        if header is None:
+            raise UserError(f"{str(p)!r} is not an hwnas accuracy predictor or is corrupt; rebuild it with `hwnas predictor fit`")
+        if space is None:
+            from hwnas.space import space_from_config
+
+            space = space_from_config(header["space"], header["space_config"])
+        if header["space"] != space.name or header["config_hash"] != space.config_hash():
+            raise UserError(f"predictor {str(p)!r} was fitted for space {header['space']!r} (config {header['config_hash']}), "
+                            f"not {space.name!r} (config {space.config_hash()})")
+        pred = cls(space, header["hidden"])
+        pred.net.load_state_dict(obj["state_dict"])
+        pred.y_mean, pred.y_std, pred.fit_report = header["y_mean"], header["y_std"], header.get("fit", {})
+        return pred
+
+
+def fit_predictor(space: SearchSpace, evaluator: Evaluator, n: int, seed: int = 0, test_fraction: float = 0.2,
+                  hidden: Sequence[int] = (400, 400, 400), epochs: int = 500) -> tuple[AccuracyPredictor, PredictorFit, list[dict]]:
+    """Sample ``n`` distinct archs, evaluate them, fit on (1 - test_fraction) and report the rest."""
+    if n < 10:
+        raise UserError(f"--n must be at least 10 to hold some archs out, got {n}")
+    rng = random.Random(seed)
+    archs: dict[str, Arch] = {}
+    for _ in range(n * 50):
+        a = space.sample(rng)
+        archs.setdefault(a.id, a)
+        if len(archs) == n:
+            break
+    pool = list(archs.values())
+    accs = evaluator.evaluate(pool)
+    n_test = max(2, int(round(len(pool) * test_fraction)))
+    order = list(range(len(pool)))
+    random.Random(seed + 1).shuffle(order)
+    test, train = order[:n_test], order[n_test:]
+    pred = AccuracyPredictor(space, hidden)
+    pred.fit([pool[i] for i in train], [accs[i] for i in train], seed=seed, epochs=epochs)
+    got = pred.predict([pool[i] for i in test])
+    truth = [accs[i] for i in test]
+    from scipy.stats import spearmanr
+
+    report = PredictorFit(len(train), len(test), kendall_tau(got, truth), float(spearmanr(got, truth).statistic),
+                          float(np.sqrt(np.mean((np.array(got) - np.array(truth)) ** 2))))
+    pred.fit_report = {**asdict(report), "evaluator": evaluator.describe(), "seed": seed}
+    pred.fit([pool[i] for i in order], [accs[i] for i in order], seed=seed, epochs=epochs)  # final model uses all
+    records = [{"id": a.id, "arch": a.to_dict(), "accuracy": acc} for a, acc in zip(pool, accs)]
+    return pred, report, records
+
+
+@EVALUATORS.register("predictor", "accuracy from a fitted predictor: predictor:FILE (from `hwnas predictor fit`)")
+class PredictorEvaluator(Evaluator):
+    def __init__(self, arg: str, space: SearchSpace, **_: Any) -> None:
+        if not arg:
+            raise UserError("the predictor evaluator needs a file: predictor:PATH (from `hwnas predictor fit`)")
+        self.spec = f"predictor:{arg}"
+        self.space = space
+        self.pred = AccuracyPredictor.load(arg, space)
+
+    def evaluate(self, archs: Sequence[Arch]) -> list[float]:
+        return self.pred.predict([self.space.parse(a) for a in archs])
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "fit": self.pred.fit_report}

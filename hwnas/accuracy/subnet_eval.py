@@ -1,0 +1,42 @@
+"""Reading one subnet's accuracy: extract it, recalibrate BatchNorm, measure val accuracy.
+
+Shared weights leave BN running statistics that belong to no subnet in particular, so each
+extracted subnet re-estimates them on a fixed set of training images (no augmentation, same
+images for every arch) before it is measured.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hwnas.data import Dataset
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, ds: Dataset, images: int = 500, batch_size: int = 250,
+                   device: torch.device | str = "cpu", seed: int = 0) -> None:
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # a plain average over the recalibration batches
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(ds.train_y), generator=g)[:images]
+    model.train()
+    for start in range(0, len(idx), batch_size):
+        model(ds.prepare(ds.train_x[idx[start:start + batch_size]]).to(device))
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, ds: Dataset, split: str = "val", batch_size: int = 500,
+             device: torch.device | str = "cpu") -> float:
+    model.eval()
+    x, y = ds.split(split)
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        logits = model(ds.prepare(x[start:start + batch_size]).to(device))
+        correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
+    return correct / max(1, len(y))

@@ -1,0 +1,208 @@
+"""The weight-sharing supernet of an MBConv space (elastic depth, width, kernel, expand ratio).
+
+``Supernet(space).set_active(arch)`` makes the supernet compute ``arch``; ``extract(arch)``
+returns ``space.build(arch)`` holding the subnet's weights, computing the same function.
+Block ``i`` of stage ``s`` in the supernet is ``blocks.{s * max_depth + i}``; a subnet keeps the
+first ``depths[s]`` blocks of each stage (elastic depth), the first ``widths[s]`` output
+channels of each stage, the first ``c_in * expand`` middle channels of each block and the
+centre of each depthwise kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwnas.accuracy.elastic import ElasticBatchNorm, ElasticDepthwise, ElasticPointwise, ElasticSE
+from hwnas.errors import UserError
+from hwnas.space import Arch, MBConvSpace, SearchSpace
+from hwnas.space.mbconv_modules import Stem, activation
+
+
+class ElasticConvBN(nn.Module):
+    """conv + BN (+ activation), named ``0``/``1``/``2`` as ``ConvBNAct`` so state dicts line up."""
+
+    def __init__(self, conv: nn.Module, channels: int, act: str | None) -> None:
+        super().__init__()
+        self.add_module("0", conv)
+        self.add_module("1", ElasticBatchNorm(channels))
+        if act is not None:
+            self.add_module("2", activation(act))
+
+    def __getitem__(self, i: int) -> nn.Module:
+        return list(self._modules.values())[i]
+
+    def forward(self, x: torch.Tensor, *conv_args: Any) -> torch.Tensor:
+        mods = list(self._modules.values())
+        x = mods[1](mods[0](x, *conv_args))
+        return mods[2](x) if len(mods) > 2 else x
+
+
+class ElasticMBConv(nn.Module):
+    def __init__(self, c_in_max: int, c_out_max: int, kernels: tuple[int, ...], expand_max: int, stride: int,
+                 se: bool, act: str, kernel_transform: bool) -> None:
+        super().__init__()
+        mid = c_in_max * expand_max
+        self.stride = stride
+        self.expand = ElasticConvBN(ElasticPointwise(c_in_max, mid), mid, act)
+        self.depthwise = ElasticConvBN(ElasticDepthwise(mid, kernels, stride, kernel_transform), mid, act)
+        self.se = ElasticSE(mid) if se else None
+        self.project = ElasticConvBN(ElasticPointwise(mid, c_out_max), c_out_max, None)
+
+    def forward(self, x: torch.Tensor, k: int, e: int, c_out: int) -> torch.Tensor:
+        c_in = x.shape[1]
+        h = self.expand(x, c_in * e) if e != 1 else x
+        h = self.depthwise(h, k)
+        if self.se is not None:
+            h = self.se(h)
+        y = self.project(h, c_out)
+        return x + y if self.stride == 1 and c_in == c_out else y
+
+
+class ElasticHead(nn.Module):
+    def __init__(self, c_in_max: int, c_mid: int, hidden: int, classes: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = ElasticConvBN(ElasticPointwise(c_in_max, c_mid), c_mid, "hswish")
+        feat = c_mid
+        self.hidden: nn.Module = nn.Identity()
+        if hidden:
+            self.hidden = nn.Sequential(nn.Linear(c_mid, hidden), nn.Hardswish(inplace=True))
+            feat = hidden
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Linear(feat, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x).mean((2, 3))
+        return self.classifier(self.dropout(self.hidden(x)))
+
+
+class Supernet(nn.Module):
+    def __init__(self, space: SearchSpace, kernel_transform: bool = False, num_classes: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(space, MBConvSpace):
+            raise UserError(f"a supernet needs an MBConv space (mbv3-32, mbv3-224), not {space.name!r}")
+        self.space = space
+        c = space.config
+        self.kernel_transform = kernel_transform
+        self.num_classes = num_classes or c.num_classes
+        self.max_depth = max(c.depths)
+        self.stem = Stem(3, c.stem_channels, c.stem_stride, "hswish")
+        blocks = []
+        c_in = c.stem_channels
+        for s in range(len(c.strides)):
+            w = max(c.widths[s])
+            for b in range(self.max_depth):
+                blocks.append(ElasticMBConv(c_in if b == 0 else w, w, c.kernels, max(c.expands),
+                                            c.strides[s] if b == 0 else 1, c.se[s], c.acts[s], kernel_transform))
+            c_in = w
+        self.blocks = nn.ModuleList(blocks)
+        self.head = ElasticHead(c_in, c.head_channels, c.head_hidden, self.num_classes, c.dropout)
+        self._active: Arch = space.largest()
+        _init_weights(self)
+
+    # ---- which subnet runs ----------------------------------------------------------
+    def set_active(self, arch: Arch | dict | str) -> Arch:
+        self._active = self.space.parse(arch)
+        return self._active
+
+    @property
+    def active(self) -> Arch:
+        return self._active
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self._active
+        x = self.stem(x)
+        for s, (d, w) in enumerate(zip(a["depths"], a["widths"])):
+            for b in range(d):
+                x = self.blocks[s * self.max_depth + b](x, a["kernels"][s][b], a["expands"][s][b], w)
+        return self.head(x)
+
+    # ---- subnets --------------------------------------------------------------------
+    def active_blocks(self, arch: Arch) -> list[tuple[int, int, int]]:
+        """(subnet block index, supernet block index, kernel) of each block the arch uses."""
+        out, i = [], 0
+        for s, d in enumerate(arch["depths"]):
+            for b in range(d):
+                out.append((i, s * self.max_depth + b, arch["kernels"][s][b]))
+                i += 1
+        return out
+
+    def subnet_state_dict(self, arch: Arch | dict | str) -> dict[str, torch.Tensor]:
+        arch = self.space.parse(arch)
+        target = self.space.build(arch, num_classes=self.num_classes)
+        wanted = target.state_dict()
+        mine = self.state_dict()
+        kernels = {sub: (sup, k) for sub, sup, k in self.active_blocks(arch)}
+        out: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for name, t in wanted.items():
+                src_name = name
+                if name.startswith("blocks."):
+                    _, idx, rest = name.split(".", 2)
+                    sup, k = kernels[int(idx)]
+                    src_name = f"blocks.{sup}.{rest}"
+                    if rest == "depthwise.0.weight":
+                        out[name] = self.blocks[sup].depthwise[0].kernel(k, t.shape[0]).detach().clone()
+                        continue
+                src = mine[src_name]
+                out[name] = src[tuple(slice(0, n) for n in t.shape)].clone() if src.dim() else src.clone()
+                if out[name].shape != t.shape:
+                    raise RuntimeError(f"supernet tensor {src_name} {tuple(src.shape)} cannot give {name} {tuple(t.shape)}")
+        return out
+
+    def extract(self, arch: Arch | dict | str) -> nn.Module:
+        """A stand-alone ``space.build(arch)`` holding the subnet's weights and BN statistics."""
+        arch = self.space.parse(arch)
+        model = self.space.build(arch, num_classes=self.num_classes)
+        model.load_state_dict(self.subnet_state_dict(arch), strict=True)
+        return model
+
+    # ---- channel order --------------------------------------------------------------
+    @torch.no_grad()
+    def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Reorder each block's middle channels by importance (L1 norm of the projection's
+        weights on them), so that a smaller expand ratio keeps the most important channels.
+        The largest subnet's function is unchanged; optimizer state moves with its parameters."""
+        for blk in self.blocks:
+            if not isinstance(blk, ElasticMBConv):
+                continue
+            importance = blk.project[0].weight.abs().sum((0, 2, 3))
+            perm = torch.argsort(importance, descending=True)
+            _permute(blk.expand[0].weight, perm, 0, optimizer)
+            _permute_bn(blk.expand[1], perm, optimizer)
+            _permute(blk.depthwise[0].weight, perm, 0, optimizer)
+            _permute_bn(blk.depthwise[1], perm, optimizer)
+            if blk.se is not None:
+                _permute(blk.se.reduce.weight, perm, 1, optimizer)
+                _permute(blk.se.expand.weight, perm, 0, optimizer)
+                _permute(blk.se.expand.bias, perm, 0, optimizer)
+            _permute(blk.project[0].weight, perm, 1, optimizer)
+
+
+def _permute(p: torch.Tensor, perm: torch.Tensor, dim: int, optimizer: torch.optim.Optimizer | None) -> None:
+    p.copy_(p.index_select(dim, perm))
+    if optimizer is not None and isinstance(p, nn.Parameter):
+        for v in optimizer.state.get(p, {}).values():
+            if torch.is_tensor(v) and v.shape == p.shape:
+                v.copy_(v.index_select(dim, perm))
+
+
+def _permute_bn(bn: nn.BatchNorm2d, perm: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
+    for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
+        _permute(t, perm, 0, optimizer)
+
+
+def _init_weights(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
