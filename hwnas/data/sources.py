@@ -84,6 +84,9 @@ def _split_and_class(parts: tuple[str, ...]) -> tuple[str, str] | None:
 
 def read_image_tree(path: Path, size: int | None) -> tuple[Arrays, list[str]]:
     """An ImageFolder layout on disk or inside a .tar/.tar.gz, decoded once and cached."""
+    if not path.exists():
+        raise UserError(f"dataset path {str(path)!r} does not exist; expected an ImageFolder folder "
+                        f"(train/<class>/<image>) or a .tar.gz of one")
     key = source_key(path, size, "v1")
     cached = load_arrays(f"images-{key}.npz")
     if cached is not None and "classes" in cached:

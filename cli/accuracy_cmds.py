@@ -1,0 +1,182 @@
+"""`hwnas train-supernet`, `hwnas evaluate`, `hwnas train`, `hwnas predictor fit`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hwnas.cli.common import err, out, read_archs
+from hwnas.errors import UserError
+
+
+def _space(name: str, settings: Optional[str]):
+    from hwnas.space import get_space
+
+    overrides = {}
+    if settings:
+        try:
+            overrides = json.loads(settings)
+        except json.JSONDecodeError as e:
+            raise UserError(f"--space-settings is not JSON ({e.msg}); pass an object such as '{{\"depths\": [1, 2]}}'") from None
+        if not isinstance(overrides, dict):
+            raise UserError("--space-settings must be a JSON object of config fields")
+    return get_space(name, **overrides)
+
+
+def _threads(n: Optional[int]) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _print_results(rows: list[dict], as_json: bool, title: str) -> None:
+    if as_json:
+        for r in rows:
+            out.print(json.dumps(r), markup=False)
+        return
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("id")
+    t.add_column("accuracy", justify="right")
+    for r in rows:
+        t.add_row(r["id"], f"{100 * r['accuracy']:.2f}%")
+    out.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train-supernet")
+    def train_supernet_cmd(
+        out_path: Path = typer.Option(..., "--out", help="checkpoint file to write (updated every epoch)"),
+        space: str = typer.Option("mbv3-32", "--space", help="MBConv space: mbv3-32 or mbv3-224"),
+        space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config"),
+        data: str = typer.Option("digits", "--data", help="digits, cifar10[:PATH] or imagefolder:PATH"),
+        epochs: int = typer.Option(10, "--epochs"),
+        seed: int = typer.Option(0, "--seed"),
+        batch_size: int = typer.Option(64, "--batch-size", help="global batch (split across torchrun processes)"),
+        lr: float = typer.Option(0.05, "--lr"),
+        kernel_transform: bool = typer.Option(False, "--kernel-transform/--center-crop",
+                                              help="OFA's learned kernel transform, or a plain centre crop"),
+        train_limit: Optional[int] = typer.Option(None, "--train-limit", help="train on this many images (seeded subset)"),
+        val_limit: Optional[int] = typer.Option(None, "--val-limit", help="evaluate on this many val images"),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda"),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads"),
+        resume: bool = typer.Option(False, "--resume", help="continue from --out if it exists"),
+        force: bool = typer.Option(False, "--force", help="overwrite an existing --out"),
+        download: bool = typer.Option(False, "--download", help="let torchvision download CIFAR-10"),
+        no_progress: bool = typer.Option(False, "--no-progress"),
+    ) -> None:
+        """Train a weight-sharing supernet (sandwich rule, in-place distillation). Works under torchrun."""
+        from hwnas.accuracy.supernet_train import SupernetTrainConfig, train_supernet
+
+        _threads(threads)
+        sp = _space(space, space_settings)
+        cfg = SupernetTrainConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, kernel_transform=kernel_transform,
+                                  seed=seed, train_limit=train_limit, val_limit=val_limit, device=device)
+        try:
+            result = train_supernet(sp, cfg, out_path, resume=resume, force=force, progress=not no_progress, download=download)
+        except KeyboardInterrupt:
+            err.print(f"interrupted; checkpoint saved, continue with --resume --out {out_path}", markup=False)
+            raise
+        hist = result.meta.get("history", [])
+        if hist:
+            last = hist[-1]
+            err.print(f"wrote {out_path}: {result.meta['epoch']} epochs, loss {last['loss']:.3f}, "
+                      f"{last['images_per_s']:.0f} img/s", markup=False)
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        supernet: Path = typer.Option(..., "--supernet", help="checkpoint from `hwnas train-supernet`"),
+        arch: str = typer.Option(..., "--arch", help="arch file: one JSON object per line ('-' for stdin)"),
+        data: Optional[str] = typer.Option(None, "--data", help="default: the data the supernet was trained on"),
+        bn_images: int = typer.Option(500, "--bn-images", help="training images for BatchNorm recalibration"),
+        split: str = typer.Option("val", "--split", help="val (search) or test (final reports)"),
+        threads: Optional[int] = typer.Option(None, "--threads"),
+        as_json: bool = typer.Option(False, "--json", help="one JSON line per arch"),
+    ) -> None:
+        """Accuracy of each arch read from a supernet (extract, recalibrate BN, measure)."""
+        from hwnas.accuracy import get_evaluator
+        from hwnas.accuracy.checkpoint import load_checkpoint
+        from hwnas.space import space_from_config
+
+        _threads(threads)
+        if split not in ("val", "test"):
+            raise UserError(f"--split must be val or test, got {split!r}")
+        meta, _, _ = load_checkpoint(supernet)
+        sp = space_from_config(meta["space"], meta["space_config"])
+        archs = read_archs(arch, sp)
+        ev = get_evaluator(f"supernet:{supernet}", sp, data=data, bn_images=bn_images, split=split)
+        accs = ev.evaluate(archs)
+        _print_results([{"id": a.id, "accuracy": acc} for a, acc in zip(archs, accs)], as_json, f"supernet {supernet}")
+
+    @app.command("train")
+    def train_cmd(
+        arch: str = typer.Option(..., "--arch", help="arch file: one JSON object per line ('-' for stdin)"),
+        space: str = typer.Option("mbv3-32", "--space"),
+        space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config"),
+        data: str = typer.Option("digits", "--data"),
+        epochs: int = typer.Option(10, "--epochs"),
+        seed: int = typer.Option(0, "--seed"),
+        batch_size: int = typer.Option(64, "--batch-size"),
+        lr: float = typer.Option(0.05, "--lr"),
+        train_limit: Optional[int] = typer.Option(None, "--train-limit"),
+        val_limit: Optional[int] = typer.Option(None, "--val-limit"),
+        device: str = typer.Option("auto", "--device"),
+        threads: Optional[int] = typer.Option(None, "--threads"),
+        as_json: bool = typer.Option(False, "--json", help="one JSON line per arch"),
+    ) -> None:
+        """Train each arch from scratch and report its val accuracy."""
+        from hwnas.accuracy import get_evaluator
+
+        _threads(threads)
+        sp = _space(space, space_settings)
+        archs = read_archs(arch, sp)
+        ev = get_evaluator(f"train:{epochs}", sp, data=data, seed=seed, batch_size=batch_size, lr=lr, device=device,
+                           train_limit=train_limit, val_limit=val_limit, progress=not as_json)
+        rows = []
+        for a in archs:  # print as each finishes: stand-alone training is slow
+            rows.append({"id": a.id, "accuracy": ev.evaluate([a])[0]})
+            if as_json:
+                _print_results(rows[-1:], True, "")
+        if not as_json:
+            _print_results(rows, False, f"trained {epochs} epochs on {data}")
+
+    predictor = typer.Typer(help="Accuracy predictor fitted on supernet evaluations.", no_args_is_help=True)
+    app.add_typer(predictor, name="predictor")
+
+    @predictor.command("fit")
+    def predictor_fit_cmd(
+        supernet: Path = typer.Option(..., "--supernet"),
+        n: int = typer.Option(200, "--n", help="archs to sample and evaluate"),
+        out_path: Path = typer.Option(..., "--out", help="predictor file to write"),
+        seed: int = typer.Option(0, "--seed"),
+        epochs: int = typer.Option(500, "--epochs", help="MLP training epochs"),
+        force: bool = typer.Option(False, "--force"),
+        threads: Optional[int] = typer.Option(None, "--threads"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Evaluate N sampled archs on the supernet, fit an MLP, report held-out rank correlation."""
+        from dataclasses import asdict
+
+        from hwnas.accuracy import get_evaluator
+        from hwnas.accuracy.checkpoint import load_checkpoint
+        from hwnas.accuracy.predictor import fit_predictor
+        from hwnas.fileio import check_output_path
+        from hwnas.space import space_from_config
+
+        _threads(threads)
+        check_output_path(out_path, force=force, what="predictor")
+        meta, _, _ = load_checkpoint(supernet)
+        sp = space_from_config(meta["space"], meta["space_config"])
+        ev = get_evaluator(f"supernet:{supernet}", sp)
+        pred, report, _ = fit_predictor(sp, ev, n, seed=seed, epochs=epochs)
+        pred.save(out_path)
+        if as_json:
+            out.print(json.dumps(asdict(report)), markup=False)
+        else:
+            out.print(f"wrote {out_path}: held-out Kendall tau {report.kendall_tau:.3f}, Spearman {report.spearman:.3f}, "
+                      f"RMSE {100 * report.rmse:.2f} points ({report.n_train} train / {report.n_test} held out)")
