@@ -78,6 +78,9 @@ def _register_commands() -> None:
     from hwnas.cli import search_cmds
 
     search_cmds.register(app)
+    from hwnas.cli import accuracy_cmds
+
+    accuracy_cmds.register(app)
 
 
 _register_commands()
