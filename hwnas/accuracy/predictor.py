@@ -101,6 +101,8 @@ class AccuracyPredictor:
 
     @torch.no_grad()
     def predict(self, archs: Sequence[Arch]) -> list[float]:
+        if not archs:
+            return []
         self.net.eval()
         y = self.net(self.features(archs)).squeeze(1) * self.y_std + self.y_mean
         return [float(v) for v in y.clamp(0.0, 1.0)]

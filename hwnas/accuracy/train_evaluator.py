@@ -21,9 +21,10 @@ class TrainEvaluator(Evaluator):
                 epochs = int(arg)
             except ValueError:
                 raise UserError(f"train evaluator: {arg!r} is not a number of epochs; use train:E") from None
-        self.spec = f"train:{epochs or 10}"
+        epochs = 10 if epochs is None else epochs
+        self.spec = f"train:{epochs}"
         self.space = space
-        self.cfg = StandaloneConfig(epochs=epochs or 10, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        self.cfg = StandaloneConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
         self.cfg.check()
         self.data_spec, self.split, self.progress = data, split, progress
         self.ds = load_dataset(data, image_size=space.input_shape[-1], train_limit=train_limit, val_limit=val_limit)
