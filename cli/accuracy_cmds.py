@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
             err.print(f"interrupted; checkpoint saved, continue with --resume --out {out_path}", markup=False)
             raise
         hist = result.meta.get("history", [])
-        if hist:
+        if hist and os.environ.get("RANK", "0") == "0":
             last = hist[-1]
             err.print(f"wrote {out_path}: {result.meta['epoch']} epochs, loss {last['loss']:.3f}, "
                       f"{last['images_per_s']:.0f} img/s", markup=False)

@@ -57,6 +57,17 @@ class Runtime:
             p.grad = flat[offset:offset + n].view_as(p).clone()
             offset += n
 
+    @torch.no_grad()
+    def replicas_identical(self, model: torch.nn.Module) -> bool:
+        """Whether every rank holds bit-identical parameters (gradient averaging kept them in step)."""
+        if not self.distributed:
+            return True
+        flat = torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+        lo, hi = flat.clone(), flat.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        return bool(torch.equal(lo, hi))
+
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()

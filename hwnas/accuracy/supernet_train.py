@@ -135,9 +135,10 @@ def _train(space: SearchSpace, cfg: SupernetTrainConfig, out: Path, rt: Runtime,
         }
 
     def save(ep: int, st: int) -> None:
+        in_sync = rt.replicas_identical(model)
         if rt.is_main:
             sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            save_checkpoint(out, meta_now(ep, st), sd, _cpu_state(opt.state_dict()))
+            save_checkpoint(out, {**meta_now(ep, st), "replicas_identical": in_sync}, sd, _cpu_state(opt.state_dict()))
         rt.barrier()
 
     params = [p for p in model.parameters()]
