@@ -1,9 +1,228 @@
-"""`hwnas sample`, `hwnas profile` (and its bundle / run-bundle), `hwnas latency`."""
+"""`hwnas sample`, `hwnas profile` (with `bundle` and `run-bundle`) and `hwnas latency`.
+
+torch is imported inside the commands that need it, never at module level: `hwnas profile
+run-bundle` must run on devices that have only numpy and onnxruntime.
+"""
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
 import typer
+
+from hwnas.cli.common import err, out, read_archs
+from hwnas.errors import UserError
+
+PHASE_LABELS = {"overhead": "call overhead", "block": "blocks", "network": "whole networks", "export": "export ONNX",
+                "measure": "measure"}
+
+
+@contextmanager
+def progress_bars() -> Iterator:
+    """A rich progress display with one bar per phase; yields the callback the library takes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bars: dict[str, int] = {}
+    with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, transient=False) as progress:
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in bars:
+                bars[phase] = progress.add_task(PHASE_LABELS.get(phase, phase), total=total)
+            progress.update(bars[phase], completed=done, total=total)
+
+        yield update
+
+
+def print_validation(table, path: str) -> None:
+    from rich.table import Table
+
+    v = table.validation
+    cal = table.calibration
+    t = Table(title=f"latency table {path}: {table.space['name']} on {table.backend['name']}"
+                    f" ({table.backend.get('threads')} thread(s), batch {table.backend.get('batch')})")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_row("entries", str(len(table.entries)))
+    t.add_row("noisy entries", str(sum(e.noisy for e in table.entries.values())))
+    t.add_row("call overhead", f"{table.call_overhead_ms * 1e3:.1f} us")
+    t.add_row("calibration", f"x{cal['scale']:.3f} {cal['offset_ms']:+.4f} ms on {cal['k']} networks")
+    if v.get("n"):
+        t.add_row("validation networks", str(v["n"]))
+        t.add_row("within ±5%", f"{v['within_5pct']:.0%}")
+        t.add_row("within ±10%", f"{v['within_10pct']:.0%}")
+        t.add_row("mean abs. error", f"{v['mape']:.1%}")
+        t.add_row("worst error", f"{v['max_error']:.1%}")
+        t.add_row("Kendall tau", f"{v['kendall_tau']:.3f}")
+        t.add_row("measurement spread (IQR/median)", f"{v['measurement_spread']:.1%}")
+        ms = [n["measured_ms"] for n in v["networks"]]
+        t.add_row("measured range", f"{min(ms):.3f} - {max(ms):.3f} ms")
+    t.add_row("build time", f"{table.build_seconds:.0f} s")
+    out.print(t)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("sample")
+    def sample_cmd(
+        space: str = typer.Option(..., "--space", help="search space name (hwnas list spaces)"),
+        n: int = typer.Option(10, "--n", help="how many archs"),
+        seed: int = typer.Option(0, "--seed", help="random seed"),
+    ) -> None:
+        """Print N random archs of a space, one JSON object per line."""
+        from hwnas.space import as_rng, get_space
+
+        if n < 1:
+            raise UserError(f"--n must be a positive integer, got {n}")
+        sp = get_space(space)
+        rng = as_rng(seed)
+        for _ in range(n):
+            a = sp.sample(rng)
+            out.print(json.dumps({"id": a.id, **a.to_dict()}, sort_keys=True), markup=False)
+
+    profile_app = typer.Typer(help="Measure this device: build a latency table for a space.", no_args_is_help=False)
+
+    @profile_app.callback(invoke_without_command=True)
+    def profile_cmd(
+        ctx: typer.Context,
+        space: Optional[str] = typer.Option(None, "--space", help="search space (hwnas list spaces)"),
+        backend: str = typer.Option("ort-cpu", "--backend", help="latency backend (hwnas list backends)"),
+        provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (backend ort)"),
+        threads: int = typer.Option(1, "--threads", help="intra-op threads"),
+        batch: int = typer.Option(1, "--batch", help="batch size"),
+        calibrate: int = typer.Option(10, "--calibrate", help="whole networks measured to fit the calibration"),
+        validate: int = typer.Option(20, "--validate", help="fresh whole networks measured to validate the table"),
+        seed: int = typer.Option(0, "--seed", help="seed for the calibration and validation networks"),
+        clock: str = typer.Option("auto", "--clock", help="auto, wall or thread (CPU time of the inference thread)"),
+        out_path: Optional[str] = typer.Option(None, "--out", help="table file to write (JSON)"),
+        force: bool = typer.Option(False, "--force", help="overwrite FILE and discard an unfinished run"),
+    ) -> None:
+        """Build a latency table: time every block, calibrate on whole networks, validate on fresh ones.
+
+        An interrupted run resumes when the same command is run again.
+        """
+        if ctx.invoked_subcommand is not None:
+            return
+        if space is None or out_path is None:
+            raise UserError("hwnas profile needs --space and --out (or a subcommand: bundle, run-bundle)")
+        from hwnas.latency.backends import get_backend
+        from hwnas.latency.profiler import profile
+        from hwnas.latency.profiling import partial_path
+        from hwnas.space import get_space
+
+        sp = get_space(space)
+        be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock)
+        try:
+            with progress_bars() as update:
+                table = profile(sp, be, out_path, n_calibrate=calibrate, n_validate=validate, seed=seed, force=force,
+                                on_progress=update)
+        except KeyboardInterrupt:
+            raise UserError(f"interrupted; measurements so far are kept in {partial_path(out_path)}: "
+                            f"run the same command again to resume") from None
+        print_validation(table, out_path)
+
+    @profile_app.command("bundle")
+    def bundle_cmd(
+        space: str = typer.Option(..., "--space", help="search space (hwnas list spaces)"),
+        out_dir: str = typer.Option(..., "--out", help="bundle folder to write"),
+        batch: int = typer.Option(1, "--batch", help="batch size"),
+        calibrate: int = typer.Option(10, "--calibrate", help="calibration networks"),
+        validate: int = typer.Option(20, "--validate", help="validation networks"),
+        seed: int = typer.Option(0, "--seed", help="seed for the networks"),
+        force: bool = typer.Option(False, "--force", help="replace an existing bundle folder"),
+    ) -> None:
+        """Write every block and the calibration/validation networks as ONNX files, for a device without torch."""
+        from hwnas.latency.bundle import write_bundle
+        from hwnas.space import get_space
+
+        sp = get_space(space)
+        with progress_bars() as update:
+            path = write_bundle(sp, out_dir, batch=batch, n_calibrate=calibrate, n_validate=validate, seed=seed,
+                                force=force, on_progress=update)
+        n = sum(1 for _ in Path(path).rglob("*.onnx"))
+        size = sum(p.stat().st_size for p in Path(path).rglob("*"))
+        out.print(f"wrote {path}: {n} ONNX files, {size / 1e6:.1f} MB. On the device run:\n"
+                  f"  hwnas profile run-bundle {path} --out table.json\n"
+                  f"or, with only numpy and onnxruntime installed:\n"
+                  f"  python -m hwnas.latency.bundle_runner {path} --out table.json", markup=False)
+
+    @profile_app.command("run-bundle")
+    def run_bundle_cmd(
+        bundle: str = typer.Argument(..., help="bundle folder made by `hwnas profile bundle`"),
+        out_path: str = typer.Option(..., "--out", help="table file to write (JSON)"),
+        provider: str = typer.Option("CPUExecutionProvider", "--provider", help="ONNX Runtime execution provider"),
+        threads: int = typer.Option(1, "--threads", help="intra-op threads"),
+        clock: str = typer.Option("auto", "--clock", help="auto, wall or thread"),
+        force: bool = typer.Option(False, "--force", help="overwrite FILE and discard an unfinished run"),
+    ) -> None:
+        """Time a bundle on this device with onnxruntime only (no torch) and write the table."""
+        from hwnas.latency.bundle_runner import run_bundle
+        from hwnas.latency.profiling import partial_path
+
+        if clock not in ("auto", "wall", "thread"):
+            raise UserError(f"unknown clock {clock!r}; choose auto, wall or thread")
+        try:
+            with progress_bars() as update:
+                table = run_bundle(bundle, out_path, provider=provider, threads=threads, clock=clock, force=force,
+                                   on_progress=update)
+        except KeyboardInterrupt:
+            raise UserError(f"interrupted; measurements so far are kept in {partial_path(out_path)}: "
+                            f"run the same command again to resume") from None
+        print_validation(table, out_path)
+
+    app.add_typer(profile_app, name="profile")
+
+    @app.command("latency")
+    def latency_cmd(
+        arch: str = typer.Option(..., "--arch", help="arch file: one JSON object per line ('-' for stdin)"),
+        profile_path: Optional[str] = typer.Option(None, "--profile", help="latency table to predict from"),
+        space: Optional[str] = typer.Option(None, "--space", help="space of the archs (with --measure)"),
+        backend: str = typer.Option("ort-cpu", "--backend", help="backend to measure on (with --measure)"),
+        provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider"),
+        threads: int = typer.Option(1, "--threads", help="intra-op threads"),
+        batch: int = typer.Option(1, "--batch", help="batch size"),
+        clock: str = typer.Option("auto", "--clock", help="auto, wall or thread"),
+        measure_flag: bool = typer.Option(False, "--measure", help="measure end to end instead of predicting"),
+        as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+    ) -> None:
+        """Predict archs' latency from a table, or measure them end to end (--measure)."""
+        from rich.table import Table
+
+        if measure_flag:
+            if space is None:
+                raise UserError("--measure needs --space (and optionally --backend, --threads)")
+            from hwnas.latency.backends import get_backend
+            from hwnas.latency.profiler import measure_archs
+            from hwnas.space import get_space
+
+            sp = get_space(space)
+            be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock)
+            archs = read_archs(arch, sp)
+            with progress_bars() as update:
+                rows = measure_archs(sp, be, archs, on_progress=update)
+            rows = [{"id": r["id"], "measured_ms": r["measured_ms"], "iqr_ms": r["iqr_ms"]} for r in rows]
+        else:
+            if profile_path is None:
+                raise UserError("hwnas latency needs --profile TABLE (to predict) or --space with --measure")
+            from hwnas.latency import LatencyPredictor, load_table, warn_if_other_device
+
+            table = load_table(profile_path)
+            sp = table.get_space()
+            if space is not None and space != sp.name:
+                raise UserError(f"table {profile_path!r} is for space {sp.name!r}, not {space!r}")
+            for line in warn_if_other_device(table):
+                err.print(f"warning: {line}", markup=False)
+            pred = LatencyPredictor(table, sp)
+            archs = read_archs(arch, sp)
+            rows = [{"id": a.id, "predicted_ms": p} for a, p in zip(archs, pred.predict_many(archs))]
+        if as_json:
+            for r in rows:
+                out.print(json.dumps(r), markup=False)
+            return
+        t = Table()
+        for k in rows[0]:
+            t.add_column(k)
+        for r in rows:
+            t.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()))
+        out.print(t)

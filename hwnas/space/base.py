@@ -8,7 +8,7 @@ import json
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from hwnas.errors import UserError
 from hwnas.space.arch import Arch
@@ -178,6 +178,29 @@ class SearchSpace(ABC):
         for d in self.decisions():
             n *= len(d.choices)
         return n
+
+    def cheapest(self, cost: "Callable[[Block], float]") -> Arch:
+        """The arch whose latency terms have the smallest total ``cost``.
+
+        The base version enumerates every genome (fine for spaces of a few tens of thousands
+        of points); large spaces override it with an exact dynamic programme.
+        """
+        import itertools
+
+        if self.size() > 200_000:
+            raise NotImplementedError(f"{self.name} is too large to enumerate; override cheapest()")
+        best, best_cost = None, float("inf")
+        seen: set[Arch] = set()
+        for genome in itertools.product(*(range(len(d.choices)) for d in self.decisions())):
+            arch = self.decode(genome)
+            if arch in seen:
+                continue
+            seen.add(arch)
+            c = sum(cost(b) for b in self.latency_terms(arch))
+            if c < best_cost:
+                best, best_cost = arch, c
+        assert best is not None
+        return best
 
     # ---- latency terms and modules --------------------------------------------------
     @abstractmethod

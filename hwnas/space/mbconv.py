@@ -196,6 +196,40 @@ class MBConvSpace(SearchSpace):
             n *= per_stage_depth * len(c.widths[s])
         return n
 
+    def cheapest(self, cost) -> Arch:
+        """Exact minimum of an additive per-block cost (costs must be >= 0).
+
+        Blocks cost nothing negative, so every stage takes its smallest depth; the stage widths
+        form a chain (a stage's first block reads the previous stage's width), solved by
+        dynamic programming over the width of each stage.
+        """
+        c = self.config
+        d = min(c.depths)
+        res = self._resolutions()
+        ke = [(k, e) for k in c.kernels for e in c.expands]
+        # best[w] = (cost so far ending with stage width w, choices so far)
+        best: dict[int, tuple[float, list]] = {c.stem_channels: (cost(self._stem_block()), [])}
+        for s in range(self.num_stages):
+            r_after = _conv_out(res[s], c.strides[s])
+            nxt: dict[int, tuple[float, list]] = {}
+            for w in c.widths[s]:
+                for w_prev, (acc, hist) in best.items():
+                    k0, e0 = min(ke, key=lambda p: cost(self._mbconv_block(s, w_prev, w, res[s], c.strides[s], *p)))
+                    first = cost(self._mbconv_block(s, w_prev, w, res[s], c.strides[s], k0, e0))
+                    rest = [min(ke, key=lambda p: cost(self._mbconv_block(s, w, w, r_after, 1, *p)))] * (d - 1)
+                    total = acc + first + sum(cost(self._mbconv_block(s, w, w, r_after, 1, *p)) for p in rest)
+                    if w not in nxt or total < nxt[w][0]:
+                        nxt[w] = (total, hist + [(w, [(k0, e0)] + rest)])
+            best = nxt
+        total_best, hist_best = min(
+            ((acc + cost(self._head_block(w)), hist) for w, (acc, hist) in best.items()), key=lambda t: t[0])
+        return self.from_dict({
+            "depths": [d] * self.num_stages,
+            "widths": [w for w, _ in hist_best],
+            "kernels": [[k for k, _ in blocks] for _, blocks in hist_best],
+            "expands": [[e for _, e in blocks] for _, blocks in hist_best],
+        })
+
     # ---- latency terms --------------------------------------------------------------
     def _stem_block(self) -> Block:
         c = self.config

@@ -1,0 +1,47 @@
+"""What identifies the device a table was measured on (no torch import unless already loaded)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_fingerprint(gpu: str | None = None) -> dict:
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": _version("torch"),
+        "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+        "gpu": gpu,
+    }
+
+
+# fields whose difference means "measured on another device" (versions only change the software)
+DEVICE_FIELDS = ("cpu_model", "cores", "machine", "gpu")
+
+
+def fingerprint_differences(a: dict, b: dict) -> list[str]:
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in DEVICE_FIELDS if a.get(k) != b.get(k)]

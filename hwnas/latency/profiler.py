@@ -1,0 +1,98 @@
+"""``hwnas profile``: build a latency table for a space on a backend of this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import UserError
+from hwnas.fileio import check_output_path
+from hwnas.latency.backends import Backend
+from hwnas.latency.fingerprint import device_fingerprint
+from hwnas.latency.profiling import ProgressFn, Task, interleave_networks, partial_path, profile_tasks
+from hwnas.latency.protocol import Protocol
+from hwnas.latency.table import LatencyTable
+
+
+def overhead_module():
+    """The cheapest possible graph: what one inference call costs with (almost) no work in it."""
+    import torch
+
+    class Overhead(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(x[:, :1, :1, :1])
+
+    return Overhead()
+
+
+def sample_networks(space, n_calibrate: int, n_validate: int, seed: int) -> tuple[list, list]:
+    """Distinct random archs: calibration and validation sets that never share a network."""
+    from hwnas.space import as_rng
+
+    rng = as_rng(seed)
+    seen: set = set()
+    archs = []
+    tries = 0
+    while len(archs) < n_calibrate + n_validate and tries < 100 * (n_calibrate + n_validate):
+        a = space.sample(rng)
+        tries += 1
+        if a not in seen:
+            seen.add(a)
+            archs.append(a)
+    return archs[:n_calibrate], archs[n_calibrate:]
+
+
+def network_task(kind: str, space, arch, backend: Backend, seed: int = 0) -> Task:
+    return Task(kind, arch.id, lambda: backend.sessions(space.build(arch), space.input_shape, seed),
+                {"arch": arch.to_dict(), "terms": [b.key for b in space.latency_terms(arch)]})
+
+
+def space_header(space) -> dict[str, Any]:
+    return {"name": space.name, "config_hash": space.config_hash(), "config": space.config_dict()}
+
+
+def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed: int) -> list[Task]:
+    tasks = [Task("overhead", "overhead", lambda: backend.sessions(overhead_module(), space.input_shape))]
+    for b in space.all_latency_terms():
+        tasks.append(Task("block", b.key, (lambda b=b: backend.sessions(space.build_block(b), b.input_shape)),
+                          {"op": b.op, "input_shape": list(b.input_shape), "params": dict(b.params)}))
+    calib, valid = sample_networks(space, n_calibrate, n_validate, seed)
+    tasks += interleave_networks([network_task("calibration", space, a, backend) for a in calib],
+                                 [network_task("validation", space, a, backend) for a in valid])
+    return tasks
+
+
+def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int = 10, n_validate: int = 20, seed: int = 0,
+            protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None) -> LatencyTable:
+    """Measure every block of ``space`` on ``backend``, calibrate, validate, write ``out`` atomically.
+
+    An unfinished run with the same settings resumes from ``out``'s ``.partial.jsonl`` journal.
+    """
+    check_output_path(out, force=force, what="table")
+    if n_calibrate < 2:
+        raise UserError("--calibrate must be at least 2 (the calibration fits a scale and an offset)")
+    if n_validate < 0:
+        raise UserError("--validate must be 0 or more")
+    fingerprint = device_fingerprint(gpu=backend.gpu_name())
+    header = {"space": space_header(space), "backend": backend.describe(), "protocol": protocol.to_dict(),
+              "calibrate": n_calibrate, "validate": n_validate, "seed": seed}
+    tasks = build_tasks(space, backend, n_calibrate, n_validate, seed)
+    table = profile_tasks(tasks, header=header, space=space_header(space), backend=backend.describe(),
+                          fingerprint=fingerprint, protocol=protocol, out=out, fresh=force, on_progress=on_progress)
+    table.save(out)
+    partial_path(out).unlink(missing_ok=True)
+    return table
+
+
+def measure_archs(space, backend: Backend, archs, protocol: Protocol = Protocol(), on_progress=None) -> list[dict]:
+    """End-to-end latency of whole networks with the profiler's protocol."""
+    from hwnas.latency.protocol import measure_with_retry
+
+    rows = []
+    for i, arch in enumerate(archs):
+        m, noisy = measure_with_retry(backend.sessions(space.build(arch), space.input_shape), protocol)
+        rows.append({"id": arch.id, "measured_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms,
+                     "count": m.count, "session_spread": m.session_spread, "noisy": noisy})
+        if on_progress:
+            on_progress("measure", i + 1, len(archs))
+    return rows

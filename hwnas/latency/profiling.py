@@ -1,0 +1,167 @@
+"""The profiling flow shared by ``hwnas profile`` and ``hwnas profile run-bundle``.
+
+Time the call overhead, every table entry, then K calibration and N validation networks end
+to end (interleaved, so a slow spell biases neither set). Each measurement is appended to a
+journal beside the output and flushed, so an interrupted run resumes where it stopped. Then fit
+the calibration, score the validation networks and assemble the table.
+
+numpy only: the torch side (building modules, exporting ONNX) lives in the task factories.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from hwnas.errors import UserError
+from hwnas.fileio import Journal, read_journal
+from hwnas.latency.predictor import fit_calibration, raw_from_terms
+from hwnas.latency.protocol import Protocol, Runner, measure_with_retry
+from hwnas.latency.stats import fidelity
+from hwnas.latency.table import LatencyTable, TableEntry
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class Task:
+    kind: str  # "overhead", "block", "calibration" or "validation"
+    key: str  # the block key, or the network's arch id
+    prepare: Callable[[], Callable[[], Runner]]  # heavy preparation once -> factory of fresh sessions
+    info: dict[str, Any] = field(default_factory=dict)  # block: op/input_shape/params; network: arch, terms
+
+
+def partial_path(out: str | Path) -> Path:
+    p = Path(out)
+    return p.with_name(p.name + ".partial.jsonl")
+
+
+def _load_partial(path: Path, header: dict, fresh: bool) -> dict[tuple[str, str], dict]:
+    if fresh and path.exists():
+        path.unlink()
+    records, dropped = read_journal(path)
+    if not records:
+        return {}
+    if records[0].get("header") != header:
+        old = records[0].get("header", {})
+        diffs = [k for k in sorted(set(old) | set(header)) if old.get(k) != header.get(k)]
+        raise UserError(f"unfinished profile {str(path)!r} was started with other settings ({', '.join(diffs) or 'unknown'}); "
+                        f"rerun with the same settings to resume, or pass --force to start over")
+    done = {}
+    for r in records[1:]:
+        if "kind" in r and "key" in r:
+            done[(r["kind"], r["key"])] = r
+    return done
+
+
+def run_tasks(tasks: list[Task], header: dict, protocol: Protocol, journal_path: Path, fresh: bool = False,
+              on_progress: ProgressFn | None = None) -> dict[tuple[str, str], dict]:
+    """Measure every task not already in the journal; returns all results keyed by (kind, key)."""
+    done = _load_partial(journal_path, header, fresh)
+    new_journal = not journal_path.exists() or journal_path.stat().st_size == 0
+    phases = ["overhead", "block", "network"]
+    totals = {p: sum(1 for t in tasks if _phase(t.kind) == p) for p in phases}
+    counts = {p: sum(1 for t in tasks if _phase(t.kind) == p and (t.kind, t.key) in done) for p in phases}
+    with Journal(journal_path) as journal:
+        if new_journal:
+            journal.append({"header": header})
+        for t in tasks:
+            ph = _phase(t.kind)
+            if on_progress:
+                on_progress(ph, counts[ph], totals[ph])
+            if (t.kind, t.key) in done:
+                continue
+            m, noisy = measure_with_retry(t.prepare(), protocol)
+            rec = {"kind": t.kind, "key": t.key, **m.to_dict(), "noisy": noisy}
+            journal.append(rec)
+            done[(t.kind, t.key)] = rec
+            counts[ph] += 1
+            if on_progress:
+                on_progress(ph, counts[ph], totals[ph])
+    return done
+
+
+def _phase(kind: str) -> str:
+    return "network" if kind in ("calibration", "validation") else kind
+
+
+def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, space: dict, backend: dict,
+                   fingerprint: dict, protocol: Protocol, build_seconds: float) -> LatencyTable:
+    overhead_task = next(t for t in tasks if t.kind == "overhead")
+    overhead = float(results[("overhead", overhead_task.key)]["latency_ms"])
+    entries: dict[str, TableEntry] = {}
+    for t in tasks:
+        if t.kind != "block":
+            continue
+        r = results[("block", t.key)]
+        entries[t.key] = TableEntry(key=t.key, op=t.info["op"], input_shape=list(t.info["input_shape"]),
+                                    params=dict(t.info.get("params", {})), latency_ms=r["latency_ms"],
+                                    median_ms=r["median_ms"], iqr_ms=r["iqr_ms"], count=r["count"], noisy=r["noisy"],
+                                    session_spread=r.get("session_spread", 0.0))
+
+    def raw(t: Task) -> float:
+        return raw_from_terms((entries[k].latency_ms for k in t.info["terms"]), overhead)
+
+    def network_rows(kind: str) -> list[dict]:
+        rows = []
+        for t in tasks:
+            if t.kind == kind:
+                r = results[(kind, t.key)]
+                rows.append({"id": t.key, "arch": t.info["arch"], "measured_ms": r["latency_ms"],
+                             "median_ms": r["median_ms"], "iqr_ms": r["iqr_ms"],
+                             "session_spread": r.get("session_spread", 0.0), "raw_ms": raw(t)})
+        return rows
+
+    calib = network_rows("calibration")
+    if len(calib) < 2:
+        raise UserError("calibration needs at least 2 networks; raise --calibrate")
+    scale, offset = fit_calibration([c["raw_ms"] for c in calib], [c["measured_ms"] for c in calib])
+    for rows in (calib,):
+        for c in rows:
+            c["predicted_ms"] = scale * c["raw_ms"] + offset
+    valid = network_rows("validation")
+    for v in valid:
+        v["predicted_ms"] = scale * v["raw_ms"] + offset
+    if valid:
+        validation: dict[str, Any] = fidelity([v["predicted_ms"] for v in valid], [v["measured_ms"] for v in valid])
+        validation["measurement_spread"] = float(np.median([v["iqr_ms"] / v["median_ms"] for v in valid]))
+        validation["session_spread"] = float(np.median([v["session_spread"] for v in valid]))
+    else:
+        validation = {"n": 0}
+    validation["networks"] = valid
+    calib_fit = fidelity([c["predicted_ms"] for c in calib], [c["measured_ms"] for c in calib])
+    return LatencyTable(
+        space=space, backend=backend, fingerprint=fingerprint, protocol=protocol.to_dict(),
+        call_overhead_ms=overhead, entries=entries,
+        calibration={"scale": scale, "offset_ms": offset, "k": len(calib), "fit_mape": calib_fit["mape"], "networks": calib},
+        validation=validation,
+        created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        build_seconds=round(build_seconds, 2),
+    )
+
+
+def interleave_networks(calibration: list[Task], validation: list[Task]) -> list[Task]:
+    out: list[Task] = []
+    for i in range(max(len(calibration), len(validation))):
+        if i < len(calibration):
+            out.append(calibration[i])
+        if i < len(validation):
+            out.append(validation[i])
+    return out
+
+
+def profile_tasks(tasks: list[Task], *, header: dict, space: dict, backend: dict, fingerprint: dict,
+                  protocol: Protocol, out: str | Path, fresh: bool = False,
+                  on_progress: ProgressFn | None = None) -> LatencyTable:
+    """Run (or resume) every task, assemble the table; the journal is removed once the table is built."""
+    journal_path = partial_path(out)
+    t0 = time.perf_counter()
+    results = run_tasks(tasks, header, protocol, journal_path, fresh=fresh, on_progress=on_progress)
+    table = assemble_table(tasks, results, space=space, backend=backend, fingerprint=fingerprint,
+                           protocol=protocol, build_seconds=time.perf_counter() - t0)
+    return table
