@@ -1,0 +1,106 @@
+"""The CLI of the foundation: list, sample, profile, latency, and one-line errors for bad input."""
+
+import json
+
+import pytest
+
+from hwnas.cli.main import main
+from hwnas.latency.backends import get_backend
+from hwnas.latency.profiler import profile
+
+from latency_helpers import FAST, tiny_mbconv
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    cap = capsys.readouterr()
+    return e.value.code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def tiny_table(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prof") / "tiny.json"
+    profile(tiny_mbconv(), get_backend("ort-cpu"), out, n_calibrate=3, n_validate=3, protocol=FAST)
+    return out
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "list", "spaces", "--json")
+    assert code == 0
+    names = {json.loads(line)["name"] for line in out.splitlines()}
+    assert {"mbv3-32", "mbv3-224", "nb201"} <= names
+    code, out, _ = run(capsys, "list", "backends", "--json")
+    rows = {json.loads(line)["name"]: json.loads(line) for line in out.splitlines()}
+    assert {"torch-cpu", "torch-cuda", "ort-cpu", "ort"} <= set(rows)
+    assert rows["ort-cpu"]["available"] is True
+
+
+def test_sample_is_deterministic_jsonl(capsys):
+    code, out1, _ = run(capsys, "sample", "--space", "mbv3-32", "--n", "4", "--seed", "3")
+    code2, out2, _ = run(capsys, "sample", "--space", "mbv3-32", "--n", "4", "--seed", "3")
+    assert code == code2 == 0 and out1 == out2
+    lines = [json.loads(line) for line in out1.splitlines()]
+    assert len(lines) == 4 and all(line["space"] == "mbv3-32" for line in lines)
+
+
+def test_latency_predict_and_measure(capsys, tmp_path, tiny_table):
+    space = tiny_mbconv()
+    archs = tmp_path / "a.jsonl"
+    archs.write_text("\n".join(space.sample(i).to_json() for i in range(3)) + "\n")
+    code, out, err = run(capsys, "latency", "--profile", str(tiny_table), "--arch", str(archs), "--json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in rows] == [space.sample(i).id for i in range(3)]
+    assert all(r["predicted_ms"] > 0 for r in rows)
+    nb = tmp_path / "nb.jsonl"
+    nb.write_text('{"space": "nb201", "cell": "|nor_conv_1x1~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|"}\n')
+    code, out, err = run(capsys, "latency", "--space", "nb201", "--backend", "ort-cpu", "--measure", "--arch", str(nb), "--json")
+    assert code == 0, err
+    row = json.loads(out)
+    assert row["measured_ms"] > 0 and row["iqr_ms"] >= 0 and len(row["id"]) == 12
+
+
+def test_profile_cli_writes_table_and_prints_validation(capsys, tmp_path):
+    out = tmp_path / "nb.json"
+    code, stdout, err = run(capsys, "profile", "--space", "nb201", "--backend", "torch-cpu", "--calibrate", "3",
+                            "--validate", "2", "--out", str(out))
+    assert code == 0, err
+    assert out.is_file() and "Kendall tau" in stdout and "within ±10%" in stdout
+
+
+BAD = [
+    (["profile", "--space", "nope", "--out", "{tmp}/t.json"], "unknown space"),
+    (["profile", "--space", "nb201", "--backend", "tpu", "--out", "{tmp}/t.json"], "unknown backend"),
+    (["profile", "--space", "nb201", "--backend", "ort", "--provider", "FooExecutionProvider", "--out", "{tmp}/t.json"], "not available"),
+    (["profile", "--space", "nb201", "--threads", "0", "--out", "{tmp}/t.json"], "--threads"),
+    (["profile", "--space", "nb201", "--out", "{tmp}/missing/t.json"], "does not exist"),
+    (["latency", "--profile", "{tmp}/truncated.json", "--arch", "{tmp}/ok.jsonl"], "not valid JSON"),
+    (["latency", "--profile", "{table}", "--space", "nb201", "--arch", "{tmp}/ok.jsonl"], "not 'nb201'"),
+    (["latency", "--profile", "{table}", "--arch", "{tmp}/badchoice.jsonl"], "line 1"),
+    (["latency", "--profile", "{table}", "--arch", "{tmp}/notjson.jsonl"], "not JSON"),
+    (["latency", "--space", "nb201", "--measure", "--threads", "0", "--arch", "{tmp}/nb.jsonl"], "--threads"),
+    (["sample", "--space", "nope"], "unknown space"),
+    (["list", "things"], "things"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, tiny_table, args, needle):
+    space = tiny_mbconv()
+    text = tiny_table.read_text()
+    (tmp_path / "truncated.json").write_text(text[: len(text) // 3])
+    (tmp_path / "ok.jsonl").write_text(space.sample(0).to_json() + "\n")
+    d = space.sample(0).to_dict()
+    d["kernels"][0] = [9] * len(d["kernels"][0])
+    (tmp_path / "badchoice.jsonl").write_text(json.dumps(d) + "\n")
+    (tmp_path / "notjson.jsonl").write_text("depths: 1\n")
+    (tmp_path / "nb.jsonl").write_text('"|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"\n')
+    before = set(p.name for p in tmp_path.iterdir())
+    argv = [a.format(tmp=tmp_path, table=tiny_table) for a in args]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
+    assert "Traceback" not in err
+    assert set(p.name for p in tmp_path.iterdir()) == before  # nothing half-written

@@ -1,0 +1,132 @@
+import json
+
+import numpy as np
+import pytest
+
+from hwnas.errors import UserError
+from hwnas.latency import LatencyPredictor, load_table
+from hwnas.latency.predictor import raw_from_terms
+from hwnas.latency.protocol import Measurement, Protocol, measure, measure_sessions
+from hwnas.latency.stats import fidelity, fit_linear, kendall_tau
+from hwnas.latency.table import LatencyTable, TableEntry
+from hwnas.space import get_space
+
+from latency_helpers import tiny_mbconv
+
+
+def synthetic_table(space, scale=1.1, offset=0.05, overhead=0.01) -> LatencyTable:
+    """A table with made-up but deterministic entries for every term of ``space``."""
+    entries = {}
+    for i, b in enumerate(space.all_latency_terms()):
+        v = 0.02 + 0.001 * (i % 17)
+        entries[b.key] = TableEntry(b.key, b.op, list(b.input_shape), dict(b.params), v, v, 0.001, 30)
+    return LatencyTable(
+        space={"name": space.name, "config_hash": space.config_hash(), "config": space.config_dict()},
+        backend={"name": "ort-cpu", "provider": "CPUExecutionProvider", "threads": 1, "batch": 1, "dtype": "float32"},
+        fingerprint={"cpu_model": "x"}, protocol=Protocol().to_dict(), call_overhead_ms=overhead, entries=entries,
+        calibration={"scale": scale, "offset_ms": offset, "k": 10}, validation={"n": 0})
+
+
+def test_table_round_trip(tmp_path):
+    space = tiny_mbconv()
+    t = synthetic_table(space)
+    path = tmp_path / "t.json"
+    t.save(path)
+    again = load_table(path)
+    assert again.to_dict() == t.to_dict()
+    assert again.get_space().config_hash() == space.config_hash()
+
+
+def test_predictor_math():
+    space = tiny_mbconv()
+    t = synthetic_table(space, scale=1.25, offset=0.1, overhead=0.021)
+    pred = LatencyPredictor(t, space)
+    arch = space.sample(3)
+    terms = [t.entries[b.key].latency_ms for b in space.latency_terms(arch)]
+    raw = 0.021 + sum(max(v - 0.021, 0.0) for v in terms)
+    assert raw_from_terms(terms, 0.021) == pytest.approx(raw)
+    assert pred.predict(arch) == pytest.approx(1.25 * raw + 0.1)
+    archs = [space.sample(i) for i in range(5)]
+    assert np.allclose(pred.predict_many(archs), [pred.predict(a) for a in archs])
+    ms, cheapest = pred.min_latency()
+    assert all(pred.predict(space.sample(i)) >= ms - 1e-12 for i in range(50))
+    assert pred.predict(cheapest) == pytest.approx(ms)
+
+
+def _write(tmp_path, obj):
+    p = tmp_path / "bad.json"
+    p.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return p
+
+
+def test_table_schema_errors(tmp_path):
+    good = synthetic_table(tiny_mbconv()).to_dict()
+    text = json.dumps(good)
+    cases = {
+        "truncated": text[: len(text) // 2],
+        "not a table": {"hello": 1},
+        "old version": {**good, "schema_version": 0},
+        "no entries": {k: v for k, v in good.items() if k != "entries"},
+        "entry without latency": {**good, "entries": [{k: v for k, v in good["entries"][0].items() if k != "latency_ms"}]},
+        "negative": {**good, "entries": [{**good["entries"][0], "latency_ms": -1.0}]},
+        "threads not int": {**good, "backend": {**good["backend"], "threads": "one"}},
+    }
+    for name, obj in cases.items():
+        with pytest.raises(UserError) as e:
+            load_table(_write(tmp_path, obj))
+        assert "\n" not in str(e.value), name
+    with pytest.raises(UserError, match="does not exist"):
+        load_table(tmp_path / "missing.json")
+
+
+def test_table_of_another_space_or_config_is_refused():
+    t = synthetic_table(tiny_mbconv())
+    with pytest.raises(UserError, match="another mbv3-32 configuration"):
+        LatencyPredictor(t, get_space("mbv3-32"))
+    with pytest.raises(UserError, match="built for space 'mbv3-32', not 'nb201'"):
+        LatencyPredictor(t, get_space("nb201"))
+
+
+def test_incomplete_table_names_missing_block():
+    space = tiny_mbconv()
+    t = synthetic_table(space)
+    arch = space.sample(0)
+    del t.entries[space.latency_terms(arch)[1].key]
+    with pytest.raises(UserError, match="no entry for block"):
+        LatencyPredictor(t, space).predict(arch)
+
+
+def test_statistics():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    y = x + rng.normal(scale=0.5, size=40)
+    y[3] = y[4]  # a tie
+    assert kendall_tau(x, y) == pytest.approx(kendalltau(x, y).statistic)
+    s, o = fit_linear([1, 2, 3, 4], [2.5, 4.5, 6.5, 8.5])
+    assert (s, o) == (pytest.approx(2.0), pytest.approx(0.5))
+    f = fidelity([1.0, 2.0, 3.3], [1.0, 2.1, 3.0])
+    assert f["within_5pct"] == pytest.approx(2 / 3) and f["within_10pct"] == pytest.approx(1.0)
+    assert f["mape"] == pytest.approx((0 + 0.1 / 2.1 + 0.1) / 3)
+
+
+def test_protocol_stops_when_stable_and_keeps_fastest_session():
+    calls = []
+
+    def runner():
+        calls.append(1)
+        return 1.0
+
+    m = measure(runner, Protocol(warmup=3, warmup_seconds=0.0, min_repeats=20, max_repeats=200))
+    assert m.median_ms == 1.0 and m.iqr_ms == 0.0
+    assert 20 <= m.count < 200  # stopped once stable, not at the cap
+
+    speeds = iter([3.0, 1.0, 2.0])
+
+    def make():
+        v = next(speeds)
+        return lambda: v
+
+    m = measure_sessions(make, Protocol(warmup=1, warmup_seconds=0.0, min_repeats=10, sessions=3))
+    assert m.latency_ms == 1.0 and m.session_spread == pytest.approx(2.0)

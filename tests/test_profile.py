@@ -1,0 +1,143 @@
+"""Real profiles of a tiny space: the whole flow in seconds, resume, bundles without torch."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hwnas.errors import UserError
+from hwnas.latency import LatencyPredictor, load_table
+from hwnas.latency.backends import get_backend
+from hwnas.latency.bundle import write_bundle
+from hwnas.latency.profiler import profile
+from hwnas.latency.profiling import partial_path
+
+from latency_helpers import FAST, tiny_mbconv
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "torch-cpu"])
+def test_real_profile_of_a_tiny_space(tmp_path, backend):
+    space = tiny_mbconv()
+    out = tmp_path / "t.json"
+    table = profile(space, get_backend(backend), out, n_calibrate=4, n_validate=4, protocol=FAST)
+    assert out.is_file() and not partial_path(out).exists()
+    loaded = load_table(out)
+    assert set(loaded.entries) == {b.key for b in space.all_latency_terms()}
+    assert all(e.latency_ms > 0 and e.count > 0 for e in loaded.entries.values())
+    v = loaded.validation
+    assert v["n"] == 4 and 0 <= v["within_10pct"] <= 1 and -1 <= v["kendall_tau"] <= 1
+    assert {n["id"] for n in v["networks"]}.isdisjoint({n["id"] for n in loaded.calibration["networks"]})
+    assert loaded.backend["name"] == backend and loaded.backend["threads"] == 1
+    for key in ("cpu_model", "cores", "os", "torch", "onnxruntime"):
+        assert key in loaded.fingerprint
+    pred = LatencyPredictor(loaded)  # rebuilds the tiny space from the stored configuration
+    assert pred.predict(space.sample(0)) > 0
+    # existing output is not overwritten without force
+    with pytest.raises(UserError, match="already exists"):
+        profile(space, get_backend(backend), out, protocol=FAST)
+
+
+def test_interrupted_profile_resumes_where_it_stopped(tmp_path):
+    space = tiny_mbconv()
+    out = tmp_path / "t.json"
+    seen = []
+
+    def stop_after_some(phase, done, total):
+        seen.append((phase, done))
+        if phase == "block" and done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile(space, get_backend("ort-cpu"), out, n_calibrate=3, n_validate=2, protocol=FAST,
+                on_progress=stop_after_some)
+    assert not out.exists()
+    journal = [json.loads(line) for line in partial_path(out).read_text().splitlines()]
+    assert "header" in journal[0] and len([r for r in journal if r.get("kind") == "block"]) == 5
+
+    measured_again = []
+
+    def count(phase, done, total):
+        measured_again.append((phase, done, total))
+
+    table = profile(space, get_backend("ort-cpu"), out, n_calibrate=3, n_validate=2, protocol=FAST, on_progress=count)
+    n_blocks = len(space.all_latency_terms())
+    # progress restarts at the 5 kept entries: only the rest were measured
+    block_events = [d for p, d, t in measured_again if p == "block"]
+    assert block_events[0] == 5 and block_events[-1] == n_blocks
+    kept = {r["key"]: r["latency_ms"] for r in journal if r.get("kind") == "block"}
+    assert all(table.entries[k].latency_ms == v for k, v in kept.items())
+    assert not partial_path(out).exists()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    space = tiny_mbconv()
+    out = tmp_path / "t.json"
+
+    def stop(phase, done, total):
+        if phase == "block" and done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile(space, get_backend("ort-cpu"), out, protocol=FAST, n_calibrate=3, n_validate=2, on_progress=stop)
+    with pytest.raises(UserError, match="other settings"):
+        profile(space, get_backend("torch-cpu"), out, protocol=FAST, n_calibrate=3, n_validate=2)
+    # --force starts over
+    profile(space, get_backend("torch-cpu"), out, protocol=FAST, n_calibrate=3, n_validate=2, force=True)
+    assert load_table(out).backend["name"] == "torch-cpu"
+
+
+NO_TORCH = textwrap.dedent("""
+    import sys
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is not installed on this device")
+    sys.meta_path.insert(0, _Block())
+""")
+
+
+def test_bundle_runs_without_torch(tmp_path):
+    space = tiny_mbconv()
+    bundle = write_bundle(space, tmp_path / "bundle", n_calibrate=3, n_validate=3)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert len(manifest["blocks"]) == len(space.all_latency_terms())
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_TORCH)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    # the block really works: importing torch fails in that interpreter
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and "not installed on this device" in probe.stderr
+    out = tmp_path / "device.json"
+    code = ("import sys; from hwnas.cli.main import main; main(sys.argv[1:])")
+    r = subprocess.run([sys.executable, "-c", code, "profile", "run-bundle", str(bundle), "--out", str(out)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "torch" not in r.stderr.lower() or "not installed" not in r.stderr
+    table = load_table(out)
+    assert set(table.entries) == {b["key"] for b in manifest["blocks"]}
+    assert table.validation["n"] == 3
+    assert LatencyPredictor(table, space).predict(space.sample(1)) > 0
+    # the standalone runner (numpy + onnxruntime only) writes the same format
+    out2 = tmp_path / "device2.json"
+    r = subprocess.run([sys.executable, "-m", "hwnas.latency.bundle_runner", str(bundle), "--out", str(out2)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert set(load_table(out2).entries) == set(table.entries)
+
+
+def test_bundle_errors(tmp_path):
+    from hwnas.latency.bundle_runner import run_bundle
+
+    with pytest.raises(UserError, match="not a profile bundle"):
+        run_bundle(tmp_path, tmp_path / "t.json")
+    space = tiny_mbconv()
+    bundle = write_bundle(space, tmp_path / "b", n_calibrate=2, n_validate=0)
+    (bundle / "blocks" / "0000.onnx").unlink()
+    with pytest.raises(UserError, match="incomplete"):
+        run_bundle(bundle, tmp_path / "t.json")
+    with pytest.raises(UserError, match="already exists"):
+        write_bundle(space, bundle)

@@ -1,0 +1,193 @@
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwnas.errors import UserError
+from hwnas.space import get_space, list_spaces
+from hwnas.space.nb201 import OPS, format_cell, live_edges, parse_cell
+
+from latency_helpers import tiny_mbconv
+
+SPACES = ["mbv3-32", "mbv3-224", "nb201"]
+
+
+def genomes(space):
+    return st.tuples(*(st.integers(0, len(d.choices) - 1) for d in space.decisions())).map(list)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_registered(name):
+    assert name in list_spaces()
+    assert get_space(name).name == name
+
+
+@pytest.mark.parametrize("name", SPACES)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_arch_round_trips_through_json(name, data):
+    space = get_space(name)
+    arch = space.decode(data.draw(genomes(space)))
+    text = arch.to_json()
+    again = space.parse(text)
+    assert again == arch and again.id == arch.id
+    assert space.parse(json.loads(text)) == arch
+    assert space.decode(space.encode(arch)) == arch
+    # canonical: key order in the input does not change the id
+    shuffled = dict(reversed(list(json.loads(text).items())))
+    assert space.parse(json.dumps(shuffled)).id == arch.id
+
+
+def test_ids_differ_between_archs():
+    space = get_space("mbv3-32")
+    ids = {space.sample(i).id for i in range(200)}
+    assert len(ids) == 200
+    assert all(len(i) == 12 for i in ids)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("kernels", [[4], [3], [3], [3], [3]], "kernels[0][0] = 4"),
+    ("widths", [99, 24, 40, 64, 96], "widths[0] = 99"),
+    ("depths", [0, 1, 1, 1, 1], "depths[0] = 0"),
+])
+def test_invalid_choice_names_field_and_allowed_values(field, value, needle):
+    space = get_space("mbv3-32")
+    d = space.smallest().to_dict()
+    d[field] = value
+    with pytest.raises(UserError) as e:
+        space.parse(d)
+    assert needle in str(e.value) and "choose one of" in str(e.value)
+
+
+def test_invalid_inputs_are_user_errors():
+    space = get_space("mbv3-32")
+    for bad in ["not json", "[1, 2]", '{"space": "nb201", "cell": "x"}', '{"depths": [1]}', '{"depths": true}']:
+        with pytest.raises(UserError):
+            space.parse(bad)
+    d = space.smallest().to_dict()
+    d["kernels"][0] = [3, 3]  # more kernels than the stage's depth
+    with pytest.raises(UserError, match="kernels\\[0\\]"):
+        space.parse(d)
+    with pytest.raises(UserError, match="unknown space"):
+        get_space("nope")
+
+
+def test_sample_is_seeded():
+    space = get_space("nb201")
+    assert [space.sample(7).id for _ in range(3)] == [space.sample(7).id] * 3
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_mutate_and_crossover_give_valid_distinct_archs(name):
+    space = get_space(name)
+    a, b = space.sample(1), space.sample(2)
+    for seed in range(20):
+        m = space.mutate(a, seed)
+        assert m != a
+        assert space.parse(m.to_json()) == m
+        c = space.crossover(a, b, seed)
+        assert space.parse(c.to_json()) == c
+
+
+def _forward(space, arch, batch=2):
+    model = space.build(arch).eval()
+    with torch.no_grad():
+        y = model(torch.randn(batch, *space.input_shape))
+    assert y.shape == (batch, space.num_classes)
+    assert torch.isfinite(y).all()
+
+
+def test_every_mbv3_32_choice_builds_and_runs():
+    space = get_space("mbv3-32")
+    c = space.config
+    n = len(c.strides)
+    seen = {"depth": set(), "width": set(), "kernel": set(), "expand": set()}
+    # one arch per depth choice; kernels, expands and widths rotate so every value of every
+    # stage appears in some block
+    for i, depth in enumerate(c.depths):
+        arch = space.from_dict({
+            "depths": [depth] * n,
+            "widths": [w[(i + s) % len(w)] for s, w in enumerate(c.widths)],
+            "kernels": [[c.kernels[(i + s + b) % len(c.kernels)] for b in range(depth)] for s in range(n)],
+            "expands": [[c.expands[(i + 2 * s + b) % len(c.expands)] for b in range(depth)] for s in range(n)],
+        })
+        _forward(space, arch)
+        seen["depth"].add(depth)
+        seen["width"].update((s, w) for s, w in enumerate(arch["widths"]))
+        seen["kernel"].update(k for row in arch["kernels"] for k in row)
+        seen["expand"].update(e for row in arch["expands"] for e in row)
+    assert seen["depth"] == set(c.depths)
+    assert seen["kernel"] == set(c.kernels) and seen["expand"] == set(c.expands)
+    assert seen["width"] == {(s, w) for s, ws in enumerate(c.widths) for w in ws}
+    _forward(space, space.largest())
+
+
+def test_mbv3_224_builds_and_runs():
+    space = get_space("mbv3-224")
+    _forward(space, space.smallest(), batch=1)
+    _forward(space, space.sample(3), batch=1)
+
+
+def test_every_nb201_op_builds_and_runs():
+    space = get_space("nb201")
+    for op in OPS:
+        _forward(space, space.parse(format_cell([op] * 6)))
+    for seed in range(2):
+        _forward(space, space.sample(seed))
+
+
+def test_nb201_string_round_trip_and_errors():
+    s = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    assert format_cell(parse_cell(s)) == s
+    space = get_space("nb201")
+    assert space.parse(s)["cell"] == s
+    for bad in ["|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "|none~0|+|none~0|", "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|"]:
+        with pytest.raises(UserError):
+            space.parse(bad)
+
+
+def test_nb201_all_table_strings_round_trip(nb201_csv):
+    import csv
+
+    space = get_space("nb201")
+    with open(nb201_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 15625
+    cells = set()
+    for r in rows:
+        assert format_cell(parse_cell(r["arch_str"])) == r["arch_str"]
+        cells.add(space.parse(r["arch_str"]).id)
+    assert len(cells) == 15625 == space.size()
+
+
+def test_nb201_dead_edges_are_dropped():
+    # node 1 feeds nothing (edges 1->2 and 1->3 are none), so the conv on 0->1 is dead code
+    ops = parse_cell("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|nor_conv_1x1~2|")
+    assert [(j, i) for j, i, _ in live_edges(ops)] == [(2, 0), (3, 2)]
+
+
+def test_latency_terms_are_in_the_enumeration():
+    for space in [get_space("mbv3-32"), get_space("nb201"), tiny_mbconv()]:
+        keys = {b.key for b in space.all_latency_terms()}
+        for seed in range(30):
+            assert {b.key for b in space.latency_terms(space.sample(seed))} <= keys
+
+
+def test_cheapest_is_exact_on_a_tiny_space():
+    import itertools
+
+    space = tiny_mbconv()
+    cost = lambda b: (sum(map(ord, b.key)) % 97) / 97.0  # arbitrary non-negative costs
+    best = space.cheapest(cost)
+    total = lambda a: sum(cost(b) for b in space.latency_terms(a))
+    brute = min(total(space.decode(g)) for g in itertools.product(*(range(len(d.choices)) for d in space.decisions())))
+    assert total(best) == pytest.approx(brute)
+
+
+def test_settings_change_the_config_hash():
+    assert get_space("mbv3-32").config_hash() == get_space("mbv3-32").config_hash()
+    assert tiny_mbconv().config_hash() != get_space("mbv3-32").config_hash()
+    with pytest.raises(UserError, match="unknown mbv3-32 setting"):
+        get_space("mbv3-32", colour="red")
