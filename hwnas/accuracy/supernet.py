@@ -46,6 +46,7 @@ class ElasticMBConv(nn.Module):
         super().__init__()
         mid = c_in_max * expand_max
         self.stride = stride
+        self.always_residual = stride == 1 and c_in_max == c_out_max  # later blocks of a stage
         self.expand = ElasticConvBN(ElasticPointwise(c_in_max, mid), mid, act)
         self.depthwise = ElasticConvBN(ElasticDepthwise(mid, kernels, stride, kernel_transform), mid, act)
         self.se = ElasticSE(mid) if se else None
@@ -195,6 +196,11 @@ def _permute_bn(bn: nn.BatchNorm2d, perm: torch.Tensor, optimizer: torch.optim.O
 
 
 def _init_weights(model: nn.Module) -> None:
+    """Kaiming convs, small classifier, and the last BN of every residual block at zero, so a
+    deep subnet starts as a shallow one (BigNAS: needed for training from scratch without a
+    pretrained largest network)."""
+    from hwnas.space.mbconv_modules import MBConv
+
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -206,3 +212,6 @@ def _init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if (isinstance(m, ElasticMBConv) and m.always_residual) or (isinstance(m, MBConv) and m.residual):
+            nn.init.zeros_(m.project[1].weight)
