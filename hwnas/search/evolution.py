@@ -19,7 +19,7 @@ from hwnas.search.strategy import STRATEGIES, Strategy
 class RegularizedEvolution(Strategy):
     name = "evolution"
     # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py, BENCHMARKS.md)
-    defaults = {"population": 20, "sample_size": 5, "mutation_rate": 0.0}
+    defaults = {"population": 50, "sample_size": 25, "mutation_rate": 0.2, "crossover_prob": 0.0}
 
     def setup(self) -> None:
         p, s = int(self.options["population"]), int(self.options["sample_size"])
@@ -32,10 +32,22 @@ class RegularizedEvolution(Strategy):
         if self.n_told < self.population_size:
             return self.random_feasible()
         members = list(self.population)
-        picks = self.rng.choice(len(members), size=self.sample_size, replace=False)
-        parent = max((members[int(i)] for i in picks), key=lambda m: m[1])[0]
         rate = float(self.options["mutation_rate"])
-        return self.propose(lambda: self.mutate(parent, rate))
+        cx = float(self.options["crossover_prob"])
+
+        def winner() -> Genome:
+            picks = self.rng.choice(len(members), size=self.sample_size, replace=False)
+            return max((members[int(i)] for i in picks), key=lambda m: m[1])[0]
+
+        parent = winner()
+
+        def child() -> Genome:
+            g = parent
+            if cx > 0 and self.rng.random() < cx:
+                g = self.crossover(g, winner())
+            return self.mutate(g, rate)
+
+        return self.propose(child)
 
     def on_tell(self, genome: Genome, values: Values) -> None:
         self.population.append((genome, self.problem.fitness(values)))

@@ -39,6 +39,8 @@ class Strategy(ABC):
         self.budget_evals = int(budget_evals)
         self.rng = np.random.default_rng(self.seed)
         self.cards = np.asarray(problem.cards, dtype=np.int64)
+        self._cards = [int(c) for c in problem.cards]
+        self._free = [i for i, c in enumerate(self._cards) if c > 1]  # genes that can change
         self.known: dict[Genome, Values] = {}  # everything told so far
         self.n_told = 0
         self.setup()
@@ -72,15 +74,15 @@ class Strategy(ABC):
     def mutate(self, g: Genome, rate: float = 0.0) -> Genome:
         """Change one gene to another of its values (NAS-Bench-201's REA mutation), plus every
         other gene with probability ``rate``: larger jumps leave local optima of the feasible region."""
-        free = np.flatnonzero(self.cards > 1)
-        if len(free) == 0:
+        free = self._free
+        if not free:
             return g
         out = list(g)
-        forced = int(free[int(self.rng.integers(len(free)))])
-        extra = self.rng.random(len(self.cards)) < rate
+        forced = free[int(self.rng.integers(len(free)))]
+        extra = self.rng.random(len(out)).tolist() if rate > 0 else None
         for i in free:
-            if i == forced or extra[i]:
-                v = int(self.rng.integers(self.cards[i] - 1))
+            if i == forced or (extra is not None and extra[i] < rate):
+                v = int(self.rng.integers(self._cards[i] - 1))
                 out[i] = v if v < g[i] else v + 1
         return self.problem.canonical(tuple(out))
 

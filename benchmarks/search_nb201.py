@@ -1,0 +1,225 @@
+"""Judge the search strategies exactly on NAS-Bench-201 with latencies measured on real devices.
+
+For each device and each latency budget (a percentile of the device's latency column) every
+strategy runs with many seeds; accuracy comes from the table (CIFAR-10 test accuracy), latency
+from the device column. Reported per (device, budget, strategy, evaluations):
+
+- regret: the best accuracy under the budget in the whole table minus the best the strategy
+  found (points), median and IQR over seeds;
+- for every strategy, the hypervolume of the found (accuracy, latency) front over that of the
+  true front under the budget. The reference point is the true front's nadir (its worst
+  accuracy, the budget's latency): ``hv``. Because the nadir accuracy is that of a degenerate
+  cell (~10%), a second ratio ``hv80`` puts the reference accuracy at 80% to weigh the part
+  of the front anyone would deploy.
+
+The strategies are the library's own (``hwnas.search``), driven through the same ask/tell
+loop as ``hwnas search``; only the evaluation is a table lookup. numpy only, no torch.
+
+    python benchmarks/search_nb201.py                      # full: 20 seeds, all strategies
+    python benchmarks/search_nb201.py --seeds 3 --strategies evolution,random --devices pixel3
+    python benchmarks/search_nb201.py --json results.json  # also write every number
+
+The data file is ``$HWNAS_SHARED_DATA/nb201/nb201_acc_latency.csv`` (``HWNAS_SHARED_DATA``
+defaults to ``../shared/data`` relative to the repository root) or ``--csv PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hwnas.search.loop import drive  # noqa: E402
+from hwnas.search.pareto import hypervolume, pareto_front_2d  # noqa: E402
+from hwnas.search.problem import Problem  # noqa: E402
+from hwnas.search.strategy import make_strategy  # noqa: E402
+from hwnas.space.nb201 import OPS, parse_cell  # noqa: E402
+
+# the issue's devices; --devices takes any lat_<device> column of the file
+DEVICES = ("pixel3", "raspi4", "fpga", "eyeriss", "gold_6226")
+STRATEGIES = ("random", "evolution", "nsga2", "reinforce", "anneal")
+CHECKPOINTS = (100, 300, 1000)
+PERCENTILES = (25, 50)
+# strategies whose behaviour depends on the evaluation budget (a schedule) run once per checkpoint
+BUDGET_AWARE = {"anneal"}
+
+
+def default_csv() -> Path:
+    base = os.environ.get("HWNAS_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
+    return Path(base) / "nb201" / "nb201_acc_latency.csv"
+
+
+@dataclass
+class Bench:
+    acc: np.ndarray  # by genome code (base-5 number of the 6 op indices), percent
+    lat: dict[str, np.ndarray]  # device -> ms by genome code
+
+
+def load(path: Path, devices: list[str]) -> Bench:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    n = len(OPS) ** 6
+    if len(rows) != n:
+        raise SystemExit(f"{path}: expected {n} rows, found {len(rows)}")
+    acc = np.full(n, np.nan)
+    lat = {d: np.full(n, np.nan) for d in devices}
+    weights = len(OPS) ** np.arange(5, -1, -1)
+    for r in rows:
+        code = int(np.dot([OPS.index(o) for o in parse_cell(r["arch_str"])], weights))
+        acc[code] = float(r["c10_test"])
+        for d in devices:
+            lat[d][code] = float(r["lat_" + d])
+    if np.isnan(acc).any():
+        raise SystemExit(f"{path}: some cells are missing")
+    return Bench(acc, lat)
+
+
+@dataclass
+class Task:
+    device: str
+    percentile: int
+    budget_ms: float
+    feasible: np.ndarray
+    best_acc: float
+    true_front: np.ndarray  # (k, 2) minimization: (-acc, lat)
+
+
+def make_task(b: Bench, device: str, pct: int) -> Task:
+    lat = b.lat[device]
+    T = float(np.percentile(lat, pct))
+    feas = lat <= T
+    F = np.stack([-b.acc[feas], lat[feas]], axis=1)
+    front = F[pareto_front_2d(F)]
+    return Task(device, pct, T, feas, float(b.acc[feas].max()), front)
+
+
+def run_one(b: Bench, task: Task, strategy: str, seed: int, evals: int, **options) -> tuple[np.ndarray, np.ndarray]:
+    """(accuracies, latencies) of the evaluated candidates, in order."""
+    weights = len(OPS) ** np.arange(5, -1, -1)
+    feas, acc, lat = task.feasible, b.acc, b.lat[task.device]
+
+    def code(g) -> int:
+        return int(g[0] * 3125 + g[1] * 625 + g[2] * 125 + g[3] * 25 + g[4] * 5 + g[5])
+
+    assert int(np.dot([1, 2, 3, 4, 0, 1], weights)) == code((1, 2, 3, 4, 0, 1))
+    problem = Problem(cards=(len(OPS),) * 6, feasible=lambda g: bool(feas[code(g)]), latency_budget=task.budget_ms)
+    st = make_strategy(strategy, problem, seed, evals, **options)
+
+    def evaluate(g):
+        c = code(g)
+        return {"accuracy": acc[c] / 100.0, "latency_ms": lat[c]}
+
+    res = drive(st, evaluate, evals)
+    a = np.array([v["accuracy"] * 100.0 for v in res.values])
+    l = np.array([v["latency_ms"] for v in res.values])
+    return a, l
+
+
+def hv_ratio(task: Task, a: np.ndarray, l: np.ndarray, ref_acc: float | None) -> float:
+    ref_a = -task.true_front[:, 0].max() if ref_acc is None else ref_acc
+    # the reference latency sits just past the budget, so a point exactly at the budget counts
+    ref = np.array([-ref_a, task.budget_ms * (1 + 1e-9)])
+    F = np.stack([-a, l], axis=1)
+    return hypervolume(F[pareto_front_2d(F)], ref) / hypervolume(task.true_front, ref)
+
+
+def summarize(x: list[float]) -> tuple[float, float, float]:
+    q = np.percentile(np.asarray(x, dtype=float), [25, 50, 75])
+    return float(q[1]), float(q[0]), float(q[2])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--csv", type=Path, default=None)
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--devices", default=",".join(DEVICES))
+    ap.add_argument("--percentiles", default=",".join(map(str, PERCENTILES)))
+    ap.add_argument("--checkpoints", default=",".join(map(str, CHECKPOINTS)))
+    ap.add_argument("--json", type=Path, default=None, help="write all results here")
+    args = ap.parse_args(argv)
+    path = args.csv or default_csv()
+    if not path.is_file():
+        print(f"error: {path} does not exist; pass --csv or set HWNAS_SHARED_DATA", file=sys.stderr)
+        return 2
+    devices = args.devices.split(",")
+    strategies = args.strategies.split(",")
+    checkpoints = sorted(int(c) for c in args.checkpoints.split(","))
+    t0 = time.perf_counter()
+    b = load(path, devices)
+    results = []
+    for device in devices:
+        for pct in (int(p) for p in args.percentiles.split(",")):
+            task = make_task(b, device, pct)
+            for strategy in strategies:
+                t1 = time.perf_counter()
+                per_cp: dict[int, dict[str, list[float]]] = {c: {"regret": [], "hv": [], "hv80": []} for c in checkpoints}
+                for seed in range(args.seeds):
+                    runs = ([(c, run_one(b, task, strategy, seed, c)) for c in checkpoints] if strategy in BUDGET_AWARE
+                            else [(None, run_one(b, task, strategy, seed, checkpoints[-1]))])
+                    for c in checkpoints:
+                        a, l = next(r for cc, r in runs if cc in (c, None))
+                        a, l = a[:c], l[:c]
+                        assert np.all(l <= task.budget_ms), "a strategy evaluated an over-budget candidate"
+                        per_cp[c]["regret"].append(task.best_acc - float(a.max()))
+                        per_cp[c]["hv"].append(hv_ratio(task, a, l, None))
+                        per_cp[c]["hv80"].append(hv_ratio(task, a, l, 80.0))
+                secs = time.perf_counter() - t1
+                for c in checkpoints:
+                    row = {"device": device, "percentile": pct, "budget_ms": task.budget_ms, "strategy": strategy,
+                           "evals": c, "seeds": args.seeds, "true_best": task.best_acc, "seconds": secs}
+                    for k, v in per_cp[c].items():
+                        med, q1, q3 = summarize(v)
+                        row[k] = {"median": med, "q1": q1, "q3": q3}
+                    results.append(row)
+                print(f"{device:10s} p{pct} {strategy:10s} " + "  ".join(
+                    f"@{c}: regret {np.median(per_cp[c]['regret']):.3f} hv {np.median(per_cp[c]['hv']):.4f}" for c in checkpoints)
+                    + f"  ({secs:.1f}s)", file=sys.stderr, flush=True)
+    total = time.perf_counter() - t0
+    print_tables(results, strategies, checkpoints)
+    print(f"\n{len(devices)} devices x {len(args.percentiles.split(','))} budgets x {len(strategies)} strategies x "
+          f"{args.seeds} seeds, up to {checkpoints[-1]} evaluations each: {total:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "seconds": total}, indent=1))
+    return 0
+
+
+def print_tables(results: list[dict], strategies: list[str], checkpoints: list[int]) -> None:
+    print("\nMedian regret (points of CIFAR-10 test accuracy) [IQR], over all device/budget tasks:")
+    print("| device | budget | strategy | " + " | ".join(f"regret @{c}" for c in checkpoints) + f" | hv ratio @{checkpoints[-1]} | hv80 ratio @{checkpoints[-1]} |")
+    print("|---|---|---|" + "---|" * (len(checkpoints) + 2))
+    for r in results:
+        if r["evals"] != checkpoints[0]:
+            continue
+        same = [x for x in results if x["device"] == r["device"] and x["percentile"] == r["percentile"] and x["strategy"] == r["strategy"]]
+        cells = []
+        for c in checkpoints:
+            x = next(s for s in same if s["evals"] == c)["regret"]
+            cells.append(f"{x['median']:.3f} [{x['q1']:.3f}, {x['q3']:.3f}]")
+        last = next(s for s in same if s["evals"] == checkpoints[-1])
+        print(f"| {r['device']} | p{r['percentile']} ({r['budget_ms']:.3g} ms) | {r['strategy']} | " + " | ".join(cells)
+              + f" | {last['hv']['median']:.4f} | {last['hv80']['median']:.4f} |")
+    print("\nMedian over tasks of the per-task median regret:")
+    print("| strategy | " + " | ".join(f"@{c}" for c in checkpoints) + f" | hv @{checkpoints[-1]} (min over tasks) |")
+    print("|---|" + "---|" * (len(checkpoints) + 1))
+    for s in strategies:
+        cells = []
+        for c in checkpoints:
+            v = [r["regret"]["median"] for r in results if r["strategy"] == s and r["evals"] == c]
+            cells.append(f"{np.median(v):.3f} (max {np.max(v):.3f})")
+        hv = [r["hv"]["median"] for r in results if r["strategy"] == s and r["evals"] == checkpoints[-1]]
+        print(f"| {s} | " + " | ".join(cells) + f" | {np.median(hv):.4f} ({np.min(hv):.4f}) |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
