@@ -42,6 +42,18 @@ def sample_networks(space, n_calibrate: int, n_validate: int, seed: int) -> tupl
     return archs[:n_calibrate], archs[n_calibrate:]
 
 
+def reference_arch(space):
+    """The fixed network every measurement is paired with: the first choice of every decision
+    (a small but complete network of the space, so pairing costs little)."""
+    return space.decode([0] * len(space.decisions()))
+
+
+def reference_task(space, backend: Backend) -> Task:
+    arch = reference_arch(space)
+    return Task("reference", arch.id, lambda: backend.sessions(space.build(arch), space.input_shape, 1),
+                {"arch": arch.to_dict()})
+
+
 def network_task(kind: str, space, arch, backend: Backend, seed: int = 0) -> Task:
     return Task(kind, arch.id, lambda: backend.sessions(space.build(arch), space.input_shape, seed),
                 {"arch": arch.to_dict(), "terms": [b.key for b in space.latency_terms(arch)]})
@@ -63,7 +75,8 @@ def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed
 
 
 def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int = 10, n_validate: int = 20, seed: int = 0,
-            protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None) -> LatencyTable:
+            protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None,
+            paired: bool = True) -> LatencyTable:
     """Measure every block of ``space`` on ``backend``, calibrate, validate, write ``out`` atomically.
 
     An unfinished run with the same settings resumes from ``out``'s ``.partial.jsonl`` journal.
@@ -75,24 +88,31 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int = 10, 
         raise UserError("--validate must be 0 or more")
     fingerprint = device_fingerprint(gpu=backend.gpu_name())
     header = {"space": space_header(space), "backend": backend.describe(), "protocol": protocol.to_dict(),
-              "calibrate": n_calibrate, "validate": n_validate, "seed": seed}
+              "calibrate": n_calibrate, "validate": n_validate, "seed": seed, "paired": paired}
     tasks = build_tasks(space, backend, n_calibrate, n_validate, seed)
     table = profile_tasks(tasks, header=header, space=space_header(space), backend=backend.describe(),
-                          fingerprint=fingerprint, protocol=protocol, out=out, fresh=force, on_progress=on_progress)
+                          fingerprint=fingerprint, protocol=protocol, out=out, fresh=force, on_progress=on_progress,
+                          reference=reference_task(space, backend) if paired else None)
     table.save(out)
     partial_path(out).unlink(missing_ok=True)
     return table
 
 
-def measure_archs(space, backend: Backend, archs, protocol: Protocol = Protocol(), on_progress=None) -> list[dict]:
-    """End-to-end latency of whole networks with the profiler's protocol."""
-    from hwnas.latency.protocol import measure_with_retry
+def measure_archs(space, backend: Backend, archs, protocol: Protocol = Protocol(), on_progress=None,
+                  paired: bool = True) -> list[dict]:
+    """End-to-end latency of whole networks with the profiler's protocol (paired with the
+    space's reference network, all rescaled to the reference's fastest time in this run)."""
+    from hwnas.latency.profiling import rescale_to_reference
+    from hwnas.latency.protocol import fastest_session, measure_with_retry
 
+    ref = fastest_session(reference_task(space, backend).prepare(), protocol) if paired else None
     rows = []
     for i, arch in enumerate(archs):
-        m, noisy = measure_with_retry(backend.sessions(space.build(arch), space.input_shape), protocol)
-        rows.append({"id": arch.id, "measured_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms,
-                     "count": m.count, "session_spread": m.session_spread, "noisy": noisy})
+        m, noisy = measure_with_retry(backend.sessions(space.build(arch), space.input_shape), protocol, ref)
+        rows.append({"id": arch.id, **m.to_dict(), "noisy": noisy})
         if on_progress:
             on_progress("measure", i + 1, len(archs))
+    rescale_to_reference({(r["id"], str(i)): r for i, r in enumerate(rows)})
+    for r in rows:
+        r["measured_ms"] = r["latency_ms"]
     return rows

@@ -21,7 +21,7 @@ import numpy as np
 from hwnas.errors import UserError
 from hwnas.fileio import Journal, read_journal
 from hwnas.latency.predictor import fit_calibration, raw_from_terms
-from hwnas.latency.protocol import Protocol, Runner, measure_with_retry
+from hwnas.latency.protocol import Protocol, Runner, fastest_session, measure_with_retry
 from hwnas.latency.stats import fidelity
 from hwnas.latency.table import LatencyTable, TableEntry
 
@@ -60,9 +60,16 @@ def _load_partial(path: Path, header: dict, fresh: bool) -> dict[tuple[str, str]
 
 
 def run_tasks(tasks: list[Task], header: dict, protocol: Protocol, journal_path: Path, fresh: bool = False,
-              on_progress: ProgressFn | None = None) -> dict[tuple[str, str], dict]:
-    """Measure every task not already in the journal; returns all results keyed by (kind, key)."""
+              on_progress: ProgressFn | None = None, reference: Task | None = None) -> dict[tuple[str, str], dict]:
+    """Measure every task not already in the journal; returns all results keyed by (kind, key).
+
+    With a ``reference`` task, every call of every task is paired with a call of that one
+    reference session (see ``measure_sessions``).
+    """
     done = _load_partial(journal_path, header, fresh)
+    ref_runner = None
+    if reference is not None and any((t.kind, t.key) not in done for t in tasks):
+        ref_runner = fastest_session(reference.prepare(), protocol)
     new_journal = not journal_path.exists() or journal_path.stat().st_size == 0
     phases = ["overhead", "block", "network"]
     totals = {p: sum(1 for t in tasks if _phase(t.kind) == p) for p in phases}
@@ -76,7 +83,7 @@ def run_tasks(tasks: list[Task], header: dict, protocol: Protocol, journal_path:
                 on_progress(ph, counts[ph], totals[ph])
             if (t.kind, t.key) in done:
                 continue
-            m, noisy = measure_with_retry(t.prepare(), protocol)
+            m, noisy = measure_with_retry(t.prepare(), protocol, ref_runner)
             rec = {"kind": t.kind, "key": t.key, **m.to_dict(), "noisy": noisy}
             journal.append(rec)
             done[(t.kind, t.key)] = rec
@@ -90,8 +97,26 @@ def _phase(kind: str) -> str:
     return "network" if kind in ("calibration", "validation") else kind
 
 
+def rescale_to_reference(results: dict[tuple[str, str], dict]) -> float | None:
+    """Express paired measurements in milliseconds of the reference at its fastest in this run.
+
+    Each record's ratio is exact relative to the reference; the reference's own latency is
+    taken as the lowest it showed during the whole run, so every record uses one scale.
+    """
+    refs = [r["ref_ms"] for r in results.values() if r.get("ratio") is not None and r.get("ref_ms")]
+    if not refs:
+        return None
+    ref_ms = min(refs)
+    for r in results.values():
+        if r.get("ratio") is not None:
+            r["latency_ms"] = r["ratio"] * ref_ms
+    return ref_ms
+
+
 def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, space: dict, backend: dict,
-                   fingerprint: dict, protocol: Protocol, build_seconds: float) -> LatencyTable:
+                   fingerprint: dict, protocol: Protocol, build_seconds: float,
+                   reference: Task | None = None) -> LatencyTable:
+    ref_ms = rescale_to_reference(results)
     overhead_task = next(t for t in tasks if t.kind == "overhead")
     overhead = float(results[("overhead", overhead_task.key)]["latency_ms"])
     entries: dict[str, TableEntry] = {}
@@ -142,6 +167,7 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
         validation=validation,
         created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         build_seconds=round(build_seconds, 2),
+        extra={"reference": {"arch": reference.info.get("arch") if reference else None, "latency_ms": ref_ms}},
     )
 
 
@@ -157,11 +183,12 @@ def interleave_networks(calibration: list[Task], validation: list[Task]) -> list
 
 def profile_tasks(tasks: list[Task], *, header: dict, space: dict, backend: dict, fingerprint: dict,
                   protocol: Protocol, out: str | Path, fresh: bool = False,
-                  on_progress: ProgressFn | None = None) -> LatencyTable:
+                  on_progress: ProgressFn | None = None, reference: Task | None = None) -> LatencyTable:
     """Run (or resume) every task, assemble the table; the journal is removed once the table is built."""
     journal_path = partial_path(out)
     t0 = time.perf_counter()
-    results = run_tasks(tasks, header, protocol, journal_path, fresh=fresh, on_progress=on_progress)
+    results = run_tasks(tasks, header, protocol, journal_path, fresh=fresh, on_progress=on_progress,
+                        reference=reference)
     table = assemble_table(tasks, results, space=space, backend=backend, fingerprint=fingerprint,
-                           protocol=protocol, build_seconds=time.perf_counter() - t0)
+                           protocol=protocol, build_seconds=time.perf_counter() - t0, reference=reference)
     return table

@@ -20,13 +20,13 @@ Runner = Callable[[], float]
 class Protocol:
     warmup: int = 5
     warmup_seconds: float = 0.005  # and at least this long, so caches and clocks settle
-    round_size: int = 10
-    min_repeats: int = 30
+    round_size: int = 8
+    min_repeats: int = 24
     max_repeats: int = 100
     max_seconds: float = 0.3  # per session, not counting warm-up
     rel_tol: float = 0.01  # stop once two successive rounds move the median by less than this
-    noisy_iqr_ratio: float = 0.15  # IQR / median above this: remeasure, then flag
-    sessions: int = 5  # fresh sessions (new memory placement) per measurement
+    noisy_iqr_ratio: float = 0.2  # IQR / median above this: remeasure, then flag
+    sessions: int = 4  # fresh sessions (new memory placement) per measurement
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,15 +39,23 @@ class Protocol:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One measurement. ``latency_ms`` is the value tables and reports use: the 10th
-    percentile of the fastest session (see ``measure_sessions``); median and IQR are that
-    session's."""
+    """One measurement.
+
+    ``latency_ms`` is the value tables and reports use. Unpaired, it is the 10th percentile
+    of the fastest session. Paired with a reference model (see ``measure_sessions``), it is
+    ``ratio`` (the model's time over the reference's, call by call) times ``ref_ms``, the
+    reference's own low latency; a profile rescales all its measurements to the lowest
+    ``ref_ms`` seen in the run. Median and IQR are the chosen session's: raw times unpaired,
+    the median ratio and its IQR in reference milliseconds when paired.
+    """
 
     median_ms: float
     iqr_ms: float
     count: int
     latency_ms: float = 0.0
     session_spread: float = 0.0  # (slowest - fastest session) / fastest
+    ratio: float | None = None
+    ref_ms: float | None = None
 
     @property
     def spread(self) -> float:
@@ -55,73 +63,118 @@ class Measurement:
 
     def to_dict(self) -> dict:
         return {"latency_ms": self.latency_ms, "median_ms": self.median_ms, "iqr_ms": self.iqr_ms,
-                "count": self.count, "session_spread": self.session_spread}
+                "count": self.count, "session_spread": self.session_spread, "ratio": self.ratio,
+                "ref_ms": self.ref_ms}
 
 
-def measure(runner: Runner, protocol: Protocol = Protocol()) -> Measurement:
-    """Time one runner (one session): the median and IQR of single-call samples."""
+def _warm(runner: Runner, protocol: Protocol) -> None:
     t_end = time.perf_counter() + protocol.warmup_seconds
-    for i in range(max(1, protocol.warmup)):
+    for _ in range(max(1, protocol.warmup)):
         runner()
     while time.perf_counter() < t_end:
         runner()
+
+
+def measure(runner: Runner, protocol: Protocol = Protocol(), reference: Runner | None = None) -> Measurement:
+    """Time one runner (one session) in rounds until the median is stable.
+
+    With a ``reference`` runner, calls alternate between the two and the statistic is the
+    median of the per-pair time ratios: a slow spell of the machine, which lasts seconds,
+    slows both calls of a pair alike and cancels out.
+    """
+    _warm(runner, protocol)
+    if reference is not None:
+        _warm(reference, protocol)
     samples: list[float] = []
+    ref: list[float] = []
+    ratios: list[float] = []
     deadline = time.perf_counter() + protocol.max_seconds
-    prev_median = None
+    prev = None
     stable_rounds = 0
     while len(samples) < protocol.max_repeats:
         for _ in range(protocol.round_size):
-            samples.append(runner())
-        med, _ = median_iqr(samples)
-        if prev_median is not None and len(samples) >= protocol.min_repeats:
-            if abs(med - prev_median) <= protocol.rel_tol * prev_median:
+            t = runner()
+            samples.append(t)
+            if reference is not None:
+                r = reference()
+                ref.append(r)
+                ratios.append(t / r if r > 0 else float("inf"))
+        stat, _ = median_iqr(ratios if reference is not None else samples)
+        if prev is not None and len(samples) >= protocol.min_repeats:
+            if abs(stat - prev) <= protocol.rel_tol * prev:
                 stable_rounds += 1
                 if stable_rounds >= 2:
                     break
             else:
                 stable_rounds = 0
-        prev_median = med
+        prev = stat
         if time.perf_counter() > deadline and len(samples) >= protocol.min_repeats:
             break
     med, iqr = median_iqr(samples)
-    return Measurement(med, iqr, len(samples), low_percentile(samples))
+    if reference is None:
+        return Measurement(med, iqr, len(samples), low_percentile(samples))
+    ratio, ratio_iqr = median_iqr(ratios)
+    ref_low = low_percentile(ref)
+    # the spread that matters for a paired measurement is that of the ratios
+    return Measurement(ratio * ref_low, ratio_iqr * ref_low, len(samples), ratio * ref_low, ratio=ratio, ref_ms=ref_low)
 
 
-def measure_sessions(make_runner: Callable[[], Runner], protocol: Protocol = Protocol()) -> Measurement:
+def measure_sessions(make_runner: Callable[[], Runner], protocol: Protocol = Protocol(),
+                     reference: Runner | None = None) -> Measurement:
     """Time ``protocol.sessions`` fresh sessions of the same model; keep the fastest session.
 
     Two kinds of noise dominate on shared machines. Where a session's buffers land in memory
     decides how they share the caches: the same model runs in one of two or three speed modes
-    that differ by 20-50% from one session to the next. And other tenants' work only ever
-    adds time. Both are one-sided, so a low statistic is the repeatable one: the 10th
-    percentile of the fastest of five sessions repeated within 3% across rounds on a machine
-    where medians of single sessions moved by 13% (see BENCHMARKS.md).
+    that differ by 20-50% from one session to the next, while repeats inside a session agree.
+    And other tenants' work slows the whole machine for seconds at a time. The fastest
+    session takes care of the first; pairing every call with a call of a fixed reference
+    model (``reference``) takes care of the second, or, unpaired, a low percentile softens it.
     """
     best: Measurement | None = None
-    lows = []
+    values = []
     count = 0
+    ref_low = None
     for _ in range(max(1, protocol.sessions)):
-        m = measure(make_runner(), protocol)
-        lows.append(m.latency_ms)
+        m = measure(make_runner(), protocol, reference)
+        key = m.ratio if m.ratio is not None else m.latency_ms
+        values.append(key)
         count += m.count
-        if best is None or m.latency_ms < best.latency_ms:
+        if m.ref_ms is not None:
+            ref_low = m.ref_ms if ref_low is None else min(ref_low, m.ref_ms)
+        if best is None or key < (best.ratio if best.ratio is not None else best.latency_ms):
             best = m
     assert best is not None
-    spread = (max(lows) - min(lows)) / min(lows) if min(lows) > 0 else 0.0
-    return Measurement(best.median_ms, best.iqr_ms, count, best.latency_ms, spread)
+    spread = (max(values) - min(values)) / min(values) if min(values) > 0 else 0.0
+    if best.ratio is None:
+        return Measurement(best.median_ms, best.iqr_ms, count, best.latency_ms, spread)
+    assert ref_low is not None
+    return Measurement(best.median_ms, best.iqr_ms, count, best.ratio * ref_low, spread, best.ratio, ref_low)
 
 
-def measure_with_retry(make_runner: Callable[[], Runner], protocol: Protocol = Protocol()) -> tuple[Measurement, bool]:
+def measure_with_retry(make_runner: Callable[[], Runner], protocol: Protocol = Protocol(),
+                       reference: Runner | None = None) -> tuple[Measurement, bool]:
     """Measure; if the spread is too wide, measure again and keep the tighter one.
 
     Returns the measurement and whether it is still noisy after the retry.
     """
-    m = measure_sessions(make_runner, protocol)
+    m = measure_sessions(make_runner, protocol, reference)
     if m.spread <= protocol.noisy_iqr_ratio:
         return m, False
-    m2 = measure_sessions(make_runner, protocol)
+    m2 = measure_sessions(make_runner, protocol, reference)
     best = m2 if m2.spread < m.spread else m
     return best, best.spread > protocol.noisy_iqr_ratio
+
+
+def fastest_session(make_runner: Callable[[], Runner], protocol: Protocol = Protocol(), tries: int = 5) -> Runner:
+    """Of ``tries`` fresh sessions, the one in the fastest memory-placement mode (the reference)."""
+    best, best_t = None, float("inf")
+    for _ in range(tries):
+        r = make_runner()
+        t = measure(r, protocol).latency_ms
+        if t < best_t:
+            best, best_t = r, t
+    assert best is not None
+    return best
 
 
 CLOCKS = ("wall", "thread")

@@ -1,0 +1,110 @@
+"""How well a latency table predicts whole networks, measured end to end.
+
+    python benchmarks/latency_fidelity.py --space mbv3-32 --backend ort-cpu --n 120 \
+        --table profiles/mbv3-32_ort-cpu_t1_b1.json
+
+Builds the table (unless --table names an existing one; then it is reused), then measures
+N fresh random networks (never used for the table's calibration) end to end with the
+profiler's protocol, and compares. A second pass re-measures the first --noise networks to
+give the noise floor: how often two measurements of the same network agree within 5 / 10%.
+Writes benchmarks/results/latency_fidelity_<space>_<backend>.json and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hwnas.latency import LatencyPredictor, load_table
+from hwnas.latency.backends import get_backend
+from hwnas.latency.fingerprint import device_fingerprint
+from hwnas.latency.profiler import measure_archs, profile
+from hwnas.latency.stats import fidelity
+from hwnas.space import as_rng, get_space
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", default="mbv3-32")
+    ap.add_argument("--backend", default="ort-cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n", type=int, default=120, help="fresh networks measured end to end")
+    ap.add_argument("--noise", type=int, default=30, help="networks measured a second time")
+    ap.add_argument("--table", help="table to reuse, or where to write the one built here")
+    ap.add_argument("--seed", type=int, default=12345, help="seed of the fresh networks")
+    ap.add_argument("--out", help="results JSON (default benchmarks/results/latency_fidelity_<space>_<backend>.json)")
+    args = ap.parse_args()
+
+    space = get_space(args.space)
+    backend = get_backend(args.backend, threads=args.threads)
+    table_path = Path(args.table or f"benchmarks/results/{args.space}_{args.backend}.table.json")
+    build_seconds = None
+    if table_path.exists():
+        table = load_table(table_path)
+        print(f"reusing {table_path}")
+    else:
+        t0 = time.perf_counter()
+        table = profile(space, backend, table_path, on_progress=_progress)
+        build_seconds = time.perf_counter() - t0
+        print(f"\nbuilt {table_path} in {build_seconds:.0f} s")
+    pred = LatencyPredictor(table, space)
+
+    used = {n["id"] for n in table.calibration["networks"]}
+    rng = as_rng(args.seed)
+    archs = []
+    while len(archs) < args.n:
+        a = space.sample(rng)
+        if a.id not in used:
+            used.add(a.id)
+            archs.append(a)
+    predicted = pred.predict_many(archs)
+    t0 = time.perf_counter()
+    rows = measure_archs(space, backend, archs, on_progress=_progress)
+    measure_seconds = time.perf_counter() - t0
+    measured = np.array([r["measured_ms"] for r in rows])
+    fid = fidelity(predicted, measured)
+
+    again = measure_archs(space, backend, archs[: args.noise], on_progress=_progress)
+    m2 = np.array([r["measured_ms"] for r in again])
+    rel = np.abs(m2 - measured[: args.noise]) / measured[: args.noise]
+    noise = {
+        "n": int(len(m2)),
+        "median_abs_diff": float(np.median(rel)),
+        "p90_abs_diff": float(np.percentile(rel, 90)),
+        "agree_within_5pct": float(np.mean(rel <= 0.05)),
+        "agree_within_10pct": float(np.mean(rel <= 0.10)),
+        "median_iqr_over_median": float(np.median([r["iqr_ms"] / r["median_ms"] for r in rows])),
+        "median_session_spread": float(np.median([r["session_spread"] for r in rows])),
+    }
+    result = {
+        "space": args.space, "backend": table.backend, "machine": device_fingerprint(), "platform": platform.platform(),
+        "table": str(table_path), "table_build_seconds": build_seconds if build_seconds is not None else table.build_seconds,
+        "table_entries": len(table.entries), "table_validation": {k: v for k, v in table.validation.items() if k != "networks"},
+        "fidelity": fid, "noise_floor": noise, "measure_seconds_per_network": measure_seconds / len(archs),
+        "networks": [{"id": a.id, "arch": a.to_dict(), "predicted_ms": float(p), "measured_ms": r["measured_ms"],
+                      "median_ms": r["median_ms"], "iqr_ms": r["iqr_ms"]} for a, p, r in zip(archs, predicted, rows)],
+    }
+    out = Path(args.out or f"benchmarks/results/latency_fidelity_{args.space}_{args.backend}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"\n{args.space} on {args.backend}: n={fid['n']} within 10% {fid['within_10pct']:.1%}, within 5% "
+          f"{fid['within_5pct']:.1%}, MAPE {fid['mape']:.1%}, worst {fid['max_error']:.1%}, Kendall tau {fid['kendall_tau']:.3f}; "
+          f"range {measured.min():.3f}-{measured.max():.3f} ms; table {result['table_build_seconds']:.0f} s, "
+          f"{len(table.entries)} entries")
+    print(f"noise floor (same network measured twice, n={noise['n']}): median diff {noise['median_abs_diff']:.1%}, "
+          f"p90 {noise['p90_abs_diff']:.1%}, agree within 10% {noise['agree_within_10pct']:.0%}, within 5% "
+          f"{noise['agree_within_5pct']:.0%}")
+    print(f"wrote {out}")
+
+
+def _progress(phase: str, done: int, total: int) -> None:
+    print(f"\r{phase}: {done}/{total}   ", end="", flush=True)
+
+
+if __name__ == "__main__":
+    main()
