@@ -106,7 +106,7 @@ def _train(space: SearchSpace, cfg: SupernetTrainConfig, out: Path, rt: Runtime,
             raise UserError(f"--resume with settings that differ from the checkpoint's: {', '.join(diffs)}; "
                             f"use the original settings or train into a new --out")
         state = (meta, model_sd, opt_sd)
-    elif rt.is_main:
+    else:  # every rank checks, so that under torchrun no rank waits forever for one that refused
         check_output_path(out, force=force, what="checkpoint")
 
     torch.manual_seed(cfg.seed)
