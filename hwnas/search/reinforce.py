@@ -23,7 +23,9 @@ from hwnas.search.problem import Genome, Values
 from hwnas.search.strategy import STRATEGIES, Strategy
 
 REWARDS = ("soft", "hard")
-_MAX_REJECTS = 20_000
+# draws per ask before falling back to a uniform feasible candidate: a policy that has drifted
+# onto over-budget cells would otherwise spin
+_MAX_DRAWS = 200
 
 
 @STRATEGIES.register("reinforce", "REINFORCE policy over the decisions with a MnasNet latency-aware reward")
@@ -89,7 +91,7 @@ class Reinforce(Strategy):
 
     def ask(self) -> Genome:
         repeats = 0
-        for _ in range(_MAX_REJECTS):
+        for _ in range(_MAX_DRAWS):
             g = self._sample()
             if not self.problem.feasible(g):
                 if self.options["penalize_rejects"]:
