@@ -49,6 +49,8 @@ def print_validation(table, path: str) -> None:
     t.add_row("noisy entries", str(sum(e.noisy for e in table.entries.values())))
     t.add_row("call overhead", f"{table.call_overhead_ms * 1e3:.1f} us")
     t.add_row("calibration", f"x{cal['scale']:.3f} {cal['offset_ms']:+.4f} ms on {cal['k']} networks")
+    if cal.get("op_scales") and len(cal["op_scales"]) > 1:
+        t.add_row("scale per block kind", ", ".join(f"{op} x{s:.2f}" for op, s in sorted(cal["op_scales"].items())))
     if v.get("n"):
         t.add_row("validation networks", str(v["n"]))
         t.add_row("within ±5%", f"{v['within_5pct']:.0%}")

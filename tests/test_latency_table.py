@@ -130,3 +130,25 @@ def test_protocol_stops_when_stable_and_keeps_fastest_session():
 
     m = measure_sessions(make, Protocol(warmup=1, warmup_seconds=0.0, min_repeats=10, sessions=3))
     assert m.latency_ms == 1.0 and m.session_spread == pytest.approx(2.0)
+
+
+def test_pairing_with_a_reference_cancels_a_slow_spell():
+    import itertools
+
+    # the machine alternates between normal speed and a 40% slower spell every 7 calls; the
+    # model costs 2 units and the reference 1 unit at normal speed
+    clock = itertools.count()
+
+    def speed():
+        return 1.4 if (next(clock) // 7) % 2 else 1.0
+
+    model = lambda: 2.0 * speed()
+    reference = lambda: 1.0 * speed()
+    proto = Protocol(warmup=1, warmup_seconds=0.0, min_repeats=40, max_repeats=200, sessions=1)
+    unpaired = measure(model, proto)
+    paired = measure(model, proto, reference)
+    assert paired.ratio == pytest.approx(2.0, rel=0.25)
+    assert paired.ref_ms == pytest.approx(1.0)
+    assert paired.latency_ms == pytest.approx(2.0, rel=0.25)
+    # the raw samples do see the spell
+    assert unpaired.iqr_ms > 0.5

@@ -26,6 +26,11 @@ class Backend:
     provider: str | None = None
     dtype: str = "float32"
     clock: str = "wall"
+    # pair every timed call with a reference-network call (see protocol.measure). On by default
+    # for ONNX Runtime; off for eager torch, where a reference call costs milliseconds and
+    # pairing made a table take ten times longer (pass paired=True to profile() to force it)
+    paired: bool = True
+    pair_every: int = 1
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "provider": self.provider, "threads": self.threads, "batch": self.batch,
@@ -89,7 +94,7 @@ class TorchCPU(Backend):
         if provider:
             raise UserError("--provider applies to the ort backend only")
         threads = _check_threads(threads)
-        super().__init__("torch-cpu", threads, _check_batch(batch), clock=clock_for(threads, True, clock))
+        super().__init__("torch-cpu", threads, _check_batch(batch), clock=clock_for(threads, True, clock), paired=False)
 
     def sessions(self, module, input_shape, seed: int = 0) -> Callable[[], Runner]:
         import copy
@@ -121,7 +126,7 @@ class TorchCUDA(Backend):
             raise UserError("--provider applies to the ort backend only")
         if not torch.cuda.is_available():
             raise UserError("backend torch-cuda needs a CUDA GPU and a CUDA build of torch; none is available here (use torch-cpu or ort-cpu)")
-        super().__init__("torch-cuda", _check_threads(threads), _check_batch(batch))
+        super().__init__("torch-cuda", _check_threads(threads), _check_batch(batch), paired=False)
 
     def gpu_name(self) -> str | None:
         import torch

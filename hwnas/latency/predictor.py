@@ -4,16 +4,22 @@ Each block entry was timed alone and so includes one inference call's fixed over
 network pays it once. The raw estimate therefore subtracts the measured call overhead from
 every entry and adds it back once:
 
-    raw(arch)       = overhead + sum_b max(entry_b - overhead, 0)
-    predicted(arch) = scale * raw(arch) + offset
+    cost(block)     = max(entry - overhead, 0)
+    raw(arch)       = overhead + sum over the arch's blocks of cost(block)
+    predicted(arch) = scale * overhead + sum over op kinds g of scale_g * (sum of cost over g) + offset
 
-``scale`` and ``offset`` are fitted on K whole networks measured end to end; they absorb what
-block-level timing misses (fusion across blocks, cache effects, framework glue).
+``scale_g`` (one per op kind: stem, mbconv, head, nor_conv_3x3, add, ...) and ``offset`` are
+fitted on K whole networks measured end to end. One scale per op kind absorbs what timing a
+block alone gets wrong in a way that depends on the kind of block: layout reorders at a lone
+block's edges, additions that the runtime fuses into the preceding convolution. The fit is
+pulled towards a single common scale (ridge), so kinds the calibration networks barely vary
+keep the common scale; with a single kind it is the plain ``scale * raw + offset`` fit.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections import defaultdict
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,13 +27,55 @@ from hwnas.errors import UserError
 from hwnas.latency.stats import fit_linear
 from hwnas.latency.table import LatencyTable
 
+RIDGE = 0.05  # strength of the pull of every op kind's scale towards the common scale
+
 
 def raw_from_terms(term_ms: Iterable[float], overhead_ms: float) -> float:
     return overhead_ms + sum(max(t - overhead_ms, 0.0) for t in term_ms)
 
 
+def cost_by_op(terms: Iterable[tuple[str, float]], overhead_ms: float) -> dict[str, float]:
+    """Sum of overhead-free block costs per op kind, from (op, entry latency) pairs."""
+    out: dict[str, float] = defaultdict(float)
+    for op, ms in terms:
+        out[op] += max(ms - overhead_ms, 0.0)
+    return dict(out)
+
+
 def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
     return fit_linear(raw_ms, measured_ms)
+
+
+def fit_grouped_calibration(costs: Sequence[Mapping[str, float]], measured_ms: Sequence[float],
+                            overhead_ms: float, ridge: float = RIDGE) -> dict:
+    """Fit ``measured = scale*overhead + sum_g scale_g * cost_g + offset`` (see module doc)."""
+    y = np.asarray(measured_ms, dtype=float)
+    raw = np.array([overhead_ms + sum(c.values()) for c in costs])
+    scale, offset = fit_linear(raw, y)
+    ops = sorted({op for c in costs for op in c})
+    if len(ops) <= 1 or len(y) < 4:
+        return {"scale": scale, "offset_ms": offset, "op_scales": {op: scale for op in ops}}
+    X = np.array([[c.get(op, 0.0) for op in ops] for c in costs])
+    # unknowns: one scale per op kind, then the offset; the overhead term uses the common scale;
+    # rows weighted by 1/measured so that the fit minimises relative error, as fit_linear does
+    wts = 1.0 / np.maximum(y, 1e-12)
+    A = np.c_[X, np.ones(len(y))] * wts[:, None]
+    b = (y - scale * overhead_ms) * wts
+    lam = ridge * np.maximum(((X * wts[:, None]) ** 2).sum(axis=0), 1e-12)
+    A_aug = np.r_[A, np.c_[np.diag(np.sqrt(lam)), np.zeros(len(ops))]]
+    b_aug = np.r_[b, np.sqrt(lam) * scale]
+    w, *_ = np.linalg.lstsq(A_aug, b_aug, rcond=None)
+    op_scales = {op: float(max(s, 0.0)) for op, s in zip(ops, w[:-1])}
+    return {"scale": scale, "offset_ms": float(w[-1]), "op_scales": op_scales}
+
+
+def predict_from_costs(costs: Mapping[str, float], calibration: Mapping, overhead_ms: float) -> float:
+    scale = float(calibration["scale"])
+    op_scales = calibration.get("op_scales") or {}
+    total = scale * overhead_ms + float(calibration["offset_ms"])
+    for op, c in costs.items():
+        total += float(op_scales.get(op, scale)) * c
+    return total
 
 
 class LatencyPredictor:
@@ -45,10 +93,13 @@ class LatencyPredictor:
         self.table = table
         self.space = space
         self.overhead = table.call_overhead_ms
-        self.scale = float(table.calibration["scale"])
-        self.offset = float(table.calibration["offset_ms"])
-        # per-term cost with the call overhead already removed
-        self._cost = {k: max(e.latency_ms - self.overhead, 0.0) for k, e in table.entries.items()}
+        self.calibration = table.calibration
+        scale = float(table.calibration["scale"])
+        op_scales = table.calibration.get("op_scales") or {}
+        # per-term cost with the call overhead removed and its op kind's scale applied
+        self._cost = {k: max(e.latency_ms - self.overhead, 0.0) * float(op_scales.get(e.op, scale))
+                      for k, e in table.entries.items()}
+        self._base = scale * self.overhead + float(table.calibration["offset_ms"])
 
     def term_cost(self, key: str) -> float:
         try:
@@ -57,10 +108,13 @@ class LatencyPredictor:
             raise UserError(f"latency table has no entry for block {key!r}; it is incomplete for this space: rebuild it with `hwnas profile`") from None
 
     def raw_ms(self, arch) -> float:
-        return self.overhead + sum(self.term_cost(b.key) for b in self.space.latency_terms(arch))
+        """The uncalibrated estimate: call overhead plus the blocks' overhead-free entries."""
+        entries = self.table.entries
+        return raw_from_terms((entries[b.key].latency_ms for b in self.space.latency_terms(arch) if b.key in entries),
+                              self.overhead)
 
     def predict(self, arch) -> float:
-        return self.scale * self.raw_ms(arch) + self.offset
+        return self._base + sum(self.term_cost(b.key) for b in self.space.latency_terms(arch))
 
     def predict_many(self, archs: Sequence) -> np.ndarray:
         return np.array([self.predict(a) for a in archs], dtype=float)

@@ -42,6 +42,12 @@ def sample_networks(space, n_calibrate: int, n_validate: int, seed: int) -> tupl
     return archs[:n_calibrate], archs[n_calibrate:]
 
 
+def with_backend_pairing(protocol: Protocol, backend: Backend) -> Protocol:
+    import dataclasses
+
+    return dataclasses.replace(protocol, pair_every=backend.pair_every)
+
+
 def reference_arch(space):
     """The fixed network every measurement is paired with: the first choice of every decision
     (a small but complete network of the space, so pairing costs little)."""
@@ -76,7 +82,7 @@ def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed
 
 def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int = 10, n_validate: int = 20, seed: int = 0,
             protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None,
-            paired: bool = True) -> LatencyTable:
+            paired: bool | None = None) -> LatencyTable:
     """Measure every block of ``space`` on ``backend``, calibrate, validate, write ``out`` atomically.
 
     An unfinished run with the same settings resumes from ``out``'s ``.partial.jsonl`` journal.
@@ -87,6 +93,8 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int = 10, 
     if n_validate < 0:
         raise UserError("--validate must be 0 or more")
     fingerprint = device_fingerprint(gpu=backend.gpu_name())
+    paired = backend.paired if paired is None else paired
+    protocol = with_backend_pairing(protocol, backend)
     header = {"space": space_header(space), "backend": backend.describe(), "protocol": protocol.to_dict(),
               "calibrate": n_calibrate, "validate": n_validate, "seed": seed, "paired": paired}
     tasks = build_tasks(space, backend, n_calibrate, n_validate, seed)
@@ -99,12 +107,14 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int = 10, 
 
 
 def measure_archs(space, backend: Backend, archs, protocol: Protocol = Protocol(), on_progress=None,
-                  paired: bool = True) -> list[dict]:
+                  paired: bool | None = None) -> list[dict]:
     """End-to-end latency of whole networks with the profiler's protocol (paired with the
     space's reference network, all rescaled to the reference's fastest time in this run)."""
     from hwnas.latency.profiling import rescale_to_reference
     from hwnas.latency.protocol import fastest_session, measure_with_retry
 
+    paired = backend.paired if paired is None else paired
+    protocol = with_backend_pairing(protocol, backend)
     ref = fastest_session(reference_task(space, backend).prepare(), protocol) if paired else None
     rows = []
     for i, arch in enumerate(archs):

@@ -20,7 +20,7 @@ import numpy as np
 
 from hwnas.errors import UserError
 from hwnas.fileio import Journal, read_journal
-from hwnas.latency.predictor import fit_calibration, raw_from_terms
+from hwnas.latency.predictor import cost_by_op, fit_grouped_calibration, predict_from_costs, raw_from_terms
 from hwnas.latency.protocol import Protocol, Runner, fastest_session, measure_with_retry
 from hwnas.latency.stats import fidelity
 from hwnas.latency.table import LatencyTable, TableEntry
@@ -132,6 +132,9 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
     def raw(t: Task) -> float:
         return raw_from_terms((entries[k].latency_ms for k in t.info["terms"]), overhead)
 
+    def costs(t: Task) -> dict[str, float]:
+        return cost_by_op(((entries[k].op, entries[k].latency_ms) for k in t.info["terms"]), overhead)
+
     def network_rows(kind: str) -> list[dict]:
         rows = []
         for t in tasks:
@@ -139,19 +142,16 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
                 r = results[(kind, t.key)]
                 rows.append({"id": t.key, "arch": t.info["arch"], "measured_ms": r["latency_ms"],
                              "median_ms": r["median_ms"], "iqr_ms": r["iqr_ms"],
-                             "session_spread": r.get("session_spread", 0.0), "raw_ms": raw(t)})
+                             "session_spread": r.get("session_spread", 0.0), "raw_ms": raw(t), "costs": costs(t)})
         return rows
 
     calib = network_rows("calibration")
     if len(calib) < 2:
         raise UserError("calibration needs at least 2 networks; raise --calibrate")
-    scale, offset = fit_calibration([c["raw_ms"] for c in calib], [c["measured_ms"] for c in calib])
-    for rows in (calib,):
-        for c in rows:
-            c["predicted_ms"] = scale * c["raw_ms"] + offset
+    fit = fit_grouped_calibration([c["costs"] for c in calib], [c["measured_ms"] for c in calib], overhead)
     valid = network_rows("validation")
-    for v in valid:
-        v["predicted_ms"] = scale * v["raw_ms"] + offset
+    for row in calib + valid:
+        row["predicted_ms"] = predict_from_costs(row.pop("costs"), fit, overhead)
     if valid:
         validation: dict[str, Any] = fidelity([v["predicted_ms"] for v in valid], [v["measured_ms"] for v in valid])
         validation["measurement_spread"] = float(np.median([v["iqr_ms"] / v["median_ms"] for v in valid]))
@@ -163,7 +163,7 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
     return LatencyTable(
         space=space, backend=backend, fingerprint=fingerprint, protocol=protocol.to_dict(),
         call_overhead_ms=overhead, entries=entries,
-        calibration={"scale": scale, "offset_ms": offset, "k": len(calib), "fit_mape": calib_fit["mape"], "networks": calib},
+        calibration={**fit, "k": len(calib), "fit_mape": calib_fit["mape"], "networks": calib},
         validation=validation,
         created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         build_seconds=round(build_seconds, 2),

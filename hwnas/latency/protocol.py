@@ -11,6 +11,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+import numpy as np
+
 from hwnas.latency.stats import low_percentile, median_iqr
 
 Runner = Callable[[], float]
@@ -27,6 +29,7 @@ class Protocol:
     rel_tol: float = 0.01  # stop once two successive rounds move the median by less than this
     noisy_iqr_ratio: float = 0.2  # IQR / median above this: remeasure, then flag
     sessions: int = 4  # fresh sessions (new memory placement) per measurement
+    pair_every: int = 1  # when paired: one reference call after every this many model calls
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,9 +81,9 @@ def _warm(runner: Runner, protocol: Protocol) -> None:
 def measure(runner: Runner, protocol: Protocol = Protocol(), reference: Runner | None = None) -> Measurement:
     """Time one runner (one session) in rounds until the median is stable.
 
-    With a ``reference`` runner, calls alternate between the two and the statistic is the
-    median of the per-pair time ratios: a slow spell of the machine, which lasts seconds,
-    slows both calls of a pair alike and cancels out.
+    With a ``reference`` runner, calls alternate between the two (one reference call per
+    ``pair_every`` model calls) and the statistic is the median of the ratios: a slow spell of
+    the machine, which lasts seconds, slows both sides of a pair alike and cancels out.
     """
     _warm(runner, protocol)
     if reference is not None:
@@ -91,14 +94,19 @@ def measure(runner: Runner, protocol: Protocol = Protocol(), reference: Runner |
     deadline = time.perf_counter() + protocol.max_seconds
     prev = None
     stable_rounds = 0
+    k = max(1, protocol.pair_every)
+    chunk: list[float] = []
     while len(samples) < protocol.max_repeats:
         for _ in range(protocol.round_size):
             t = runner()
             samples.append(t)
-            if reference is not None:
+            chunk.append(t)
+            if reference is not None and len(chunk) >= k:
+                # one reference call per k model calls: cheaper when the reference is much slower
                 r = reference()
                 ref.append(r)
-                ratios.append(t / r if r > 0 else float("inf"))
+                ratios.append(float(np.median(chunk)) / r if r > 0 else float("inf"))
+                chunk = []
         stat, _ = median_iqr(ratios if reference is not None else samples)
         if prev is not None and len(samples) >= protocol.min_repeats:
             if abs(stat - prev) <= protocol.rel_tol * prev:

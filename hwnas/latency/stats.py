@@ -51,11 +51,14 @@ def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict[str,
 
 
 def fit_linear(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Least-squares y = scale * x + offset; falls back to a pure scale when the fit is degenerate."""
+    """y = scale * x + offset minimising the *relative* squared error (rows weighted by 1/y),
+    which is what "within 10%" judges: small networks count as much as large ones. Falls back
+    to a pure scale when the fit is degenerate."""
     a = np.asarray(x, dtype=float)
     b = np.asarray(y, dtype=float)
+    w = 1.0 / np.maximum(np.abs(b), 1e-12)
     if a.size >= 2 and np.ptp(a) > 0:
-        scale, offset = np.polyfit(a, b, 1)
+        (scale, offset), *_ = np.linalg.lstsq(np.c_[a * w, w], b * w, rcond=None)
         if scale > 0:
             return float(scale), float(offset)
-    return float(np.sum(a * b) / max(np.sum(a * a), 1e-30)), 0.0
+    return float(np.sum(a * b * w * w) / max(np.sum(a * a * w * w), 1e-30)), 0.0

@@ -77,6 +77,14 @@ def live_edges(ops: Sequence[str]) -> list[tuple[int, int, str]]:
     return [(j, i, op) for (j, i), op in zip(EDGES, ops) if op != "none" and j in feeds_output]
 
 
+def needs_zero(ops: Sequence[str]) -> bool:
+    """Whether the cell computes a zero tensor: a live edge reads a node with no live input, or
+    the output node has none."""
+    live = live_edges(ops)
+    fed = {j for j, _, _ in live}
+    return 3 not in fed or any(i != 0 and i not in fed for _, i, _ in live)
+
+
 class NB201Space(SearchSpace):
     def __init__(self, name: str, config: NB201Config) -> None:
         self.name = name
@@ -126,6 +134,8 @@ class NB201Space(SearchSpace):
     def _cell_terms(self, ops: Sequence[str], c: int, r: int) -> list[Block]:
         terms = []
         live = live_edges(ops)
+        if needs_zero(ops):
+            terms.append(Block.make("zero", (c, r, r)))
         for j, i, op in live:
             terms.append(Block.make(op, (c, r, r)))
         for j in (1, 2, 3):
@@ -133,34 +143,27 @@ class NB201Space(SearchSpace):
             terms += [Block.make("add", (c, r, r))] * max(0, n_in - 1)
         return terms
 
-    def latency_terms(self, arch: Arch) -> list[Block]:
+    def _skeleton_terms(self, stage_terms) -> list[Block]:
+        """Stem, then per stage a reduction block (after the first) and ``stage_terms(c, r)``, then the head."""
         cfg = self.config
-        ops = self.ops(arch)
         stages = self._stages()
         terms = [Block.make("stem", self.input_shape, c_out=cfg.channels[0])]
         for s, (c, r) in enumerate(stages):
             if s > 0:
                 c_prev, r_prev = stages[s - 1]
                 terms.append(Block.make("resblock", (c_prev, r_prev, r_prev), c_out=c))
-            for _ in range(cfg.cells_per_stage):
-                terms += self._cell_terms(ops, c, r)
+            terms += stage_terms(c, r)
         c, r = stages[-1]
         terms.append(Block.make("head", (c, r, r), classes=cfg.num_classes))
         return terms
 
+    def latency_terms(self, arch: Arch) -> list[Block]:
+        ops = self.ops(arch)
+        n = self.config.cells_per_stage
+        return self._skeleton_terms(lambda c, r: self._cell_terms(ops, c, r) * n)
+
     def all_latency_terms(self) -> list[Block]:
-        cfg = self.config
-        stages = self._stages()
-        terms = [Block.make("stem", self.input_shape, c_out=cfg.channels[0])]
-        for s, (c, r) in enumerate(stages):
-            if s > 0:
-                c_prev, r_prev = stages[s - 1]
-                terms.append(Block.make("resblock", (c_prev, r_prev, r_prev), c_out=c))
-            for op in OPS[1:] + ("add",):
-                terms.append(Block.make(op, (c, r, r)))
-        c, r = stages[-1]
-        terms.append(Block.make("head", (c, r, r), classes=cfg.num_classes))
-        return terms
+        return self._skeleton_terms(lambda c, r: [Block.make(op, (c, r, r)) for op in OPS[1:] + ("add", "zero")])
 
     # ---- modules --------------------------------------------------------------------
     def build_block(self, block: Block):
@@ -175,6 +178,8 @@ class NB201Space(SearchSpace):
             return m.Head(c, block.param("classes"))
         if block.op == "add":
             return m.AddTwo()
+        if block.op == "zero":
+            return m.Zero()
         return m.make_op(block.op, c)
 
     def build(self, arch: Arch, num_classes: int | None = None):

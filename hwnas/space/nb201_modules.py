@@ -38,6 +38,13 @@ class AddTwo(nn.Module):
         return x + x
 
 
+class Zero(nn.Module):
+    """The zero tensor a node with no inputs holds ("none" on every edge into it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
 class Cell(nn.Module):
     def __init__(self, ops: Sequence[str], c: int) -> None:
         super().__init__()
@@ -46,6 +53,7 @@ class Cell(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: list[torch.Tensor | None] = [x, None, None, None]
+        zero: torch.Tensor | None = None  # computed once per cell, where some node is zero
         for j in (1, 2, 3):
             acc = None
             for (to, i) in self.edges:
@@ -53,11 +61,14 @@ class Cell(nn.Module):
                     continue
                 src = nodes[i]
                 if src is None:  # a node with no inputs is zero ("none" on every edge into it)
-                    src = x.mul(0.0)
+                    zero = x.mul(0.0) if zero is None else zero
+                    src = zero
                 y = self.ops[f"{i}->{j}"](src)
                 acc = y if acc is None else acc + y
             nodes[j] = acc
-        return nodes[3] if nodes[3] is not None else x.mul(0.0)
+        if nodes[3] is None:
+            return x.mul(0.0) if zero is None else zero
+        return nodes[3]
 
 
 class ResBlock(nn.Module):
