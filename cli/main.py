@@ -81,6 +81,9 @@ def _register_commands() -> None:
     from hwnas.cli import accuracy_cmds
 
     accuracy_cmds.register(app)
+    from hwnas.cli import export_cmds
+
+    export_cmds.register(app)
 
 
 _register_commands()

@@ -1,0 +1,150 @@
+"""``hwnas export`` and ``hwnas demo``: thin wrappers over ``hwnas.exporters`` (torch loads inside)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from hwnas.cli.common import err, out
+from hwnas.errors import UserError
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _print_report(r: dict) -> None:
+    from rich.table import Table
+
+    cols = [k for k in ("unpruned", "fp32", "int8") if k in r]
+    t = Table(title="export: measured on " + (
+        f"ORT {r['latency_setup']['provider']}, {r['latency_setup']['threads']} thread(s), batch {r['latency_setup']['batch']}"
+        if "latency_setup" in r else "-"))
+    t.add_column("")
+    for c in cols:
+        t.add_column(c, justify="right")
+
+    def cell(c: str, key: str, fmt: str) -> str:
+        v = r[c].get(key) if key != "params" else (r[c].get("params") if c == "unpruned" else r.get("params"))
+        return "-" if v is None else format(v, fmt)
+
+    for label, key, fmt in (("size (KB)", "size_bytes", ".1f"), ("latency (ms)", "latency_ms", ".4f"),
+                            ("top-1 (test)", "top1", ".4f"), ("params", "params", ",d")):
+        vals = [cell(c, key, fmt) if key != "size_bytes" else
+                (f"{r[c]['size_bytes'] / 1024:.1f}" if "size_bytes" in r[c] else "-") for c in cols]
+        t.add_row(label, *vals)
+    out.print(t)
+    if "int8_vs_fp32" in r:
+        q = r["int8_vs_fp32"]
+        out.print(f"INT8/FP32: size x{q['size_ratio']:.3f}, latency x{q.get('latency_ratio', float('nan')):.3f}, "
+                  f"top-1 drop {q.get('top1_drop_points', float('nan')):.2f} points; calibration "
+                  f"{r['calibration']['chosen']}", markup=False)
+    out.print(f"parity (torch vs ORT, max abs diff): {r['parity_max_abs_diff']:.2e}", markup=False)
+    if r.get("budget_ms") is not None:
+        verdict = "PASS" if r["meets_budget"] else "FAIL"
+        pred = f", predicted {r['predicted_ms']:.4f} ms" if r.get("predicted_ms") is not None else ""
+        out.print(f"budget {verdict}: measured {r['latency_ms']:.4f} ms ({r['deployed']}) vs budget "
+                  f"{r['budget_ms']:.4f} ms{pred}", markup=False)
+    elif r.get("budget_note"):
+        out.print(f"note: {r['budget_note']}", markup=False)
+    files = r["files"]
+    out.print(f"wrote {files['model']}" + (f", {files['fp32']}" if files.get("fp32") else "") +
+              f", {files['report_json']}, {files['report_md']}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    def export_cmd(
+        run_dir: str = typer.Argument(..., help="run folder written by `hwnas search --out`"),
+        out_path: str = typer.Option(..., "--out", help="ONNX file to write (reports and the FP32 model go beside it)"),
+        arch: str = typer.Option("best", "--arch", help="best, or an arch id from the run's journal"),
+        finetune_epochs: int = typer.Option(1, "--finetune-epochs", help="fine-tuning epochs (distilled from the supernet's largest subnet)"),
+        prune: Optional[float] = typer.Option(None, "--prune", help="fraction of channels to remove, in (0, 1)"),
+        quantize: str = typer.Option("int8", "--quantize", help="int8 (static QDQ, per-channel) or none"),
+        calibration: str = typer.Option("auto", "--calibration", help="auto (best of minmax/percentile/entropy on val), minmax, percentile or entropy"),
+        calibration_images: int = typer.Option(512, "--calibration-images", help="real training images for INT8 calibration"),
+        data: Optional[str] = typer.Option(None, "--data", help="dataset override (needed when the run's evaluator names none)"),
+        budget_ms: Optional[float] = typer.Option(None, "--budget-ms", help="latency budget override (default: the run's)"),
+        scratch_epochs: int = typer.Option(10, "--scratch-epochs", help="epochs when the run has no supernet weights"),
+        opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
+        seed: int = typer.Option(0, "--seed"),
+        allow_over_budget: bool = typer.Option(False, "--allow-over-budget", help="exit 0 even when the measured latency misses the budget"),
+        force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    ) -> None:
+        """Fine-tune, prune, export to ONNX, quantize to INT8 and measure the chosen arch of a search run."""
+        from hwnas.exporters.prune import check_ratio
+
+        if prune is not None:
+            check_ratio(prune)
+        if quantize not in ("int8", "none"):
+            raise UserError(f"--quantize must be int8 or none, got {quantize!r}")
+        if calibration_images < 1:
+            raise UserError(f"--calibration-images must be at least 1, got {calibration_images}")
+        _threads()
+        from hwnas.exporters.run_export import RunExportConfig, budget_message, export_run
+
+        cfg = RunExportConfig(arch=arch, finetune_epochs=finetune_epochs, prune=prune, quantize=quantize,
+                              calibration=calibration, calibration_images=calibration_images, data=data,
+                              budget_ms=budget_ms, scratch_epochs=scratch_epochs, opset=opset, seed=seed, force=force)
+        with err.status("exporting") as status:
+            res = export_run(run_dir, out_path, cfg, log=lambda s: status.update(s))
+        _print_report(res.report)
+        if res.report.get("meets_budget") is False:
+            if allow_over_budget:
+                err.print(f"warning: {budget_message(res.report)} (--allow-over-budget)", markup=False)
+            else:
+                err.print(f"error: {budget_message(res.report)}; the files are written for inspection; "
+                          f"pass --allow-over-budget to accept, or export with --prune", markup=False)
+                raise typer.Exit(3)
+
+    @app.command("demo")
+    def demo_cmd(
+        out_dir: str = typer.Option("hwnas-demo", "--out", help="folder for everything the demo writes"),
+        epochs: int = typer.Option(6, "--epochs", help="supernet training epochs"),
+        evals: int = typer.Option(40, "--evals", help="candidates the search evaluates"),
+        prune: Optional[float] = typer.Option(None, "--prune", help="also prune this fraction of channels"),
+        seed: int = typer.Option(0, "--seed"),
+        force: bool = typer.Option(False, "--force", help="redo the demo in an existing folder"),
+    ) -> None:
+        """The whole pipeline on the embedded digits data: profile, supernet, search, INT8 export (minutes, CPU)."""
+        import time
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if epochs < 1 or evals < 1:
+            raise UserError("--epochs and --evals must be at least 1")
+        from hwnas.exporters.prune import check_ratio
+
+        if prune is not None:
+            check_ratio(prune)
+        _threads()
+        from hwnas.exporters.demo import DemoConfig, run_demo
+
+        t0 = time.perf_counter()
+        bars = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, transient=False)
+        tasks: dict[str, int] = {}
+
+        def phase(name: str, done: int, total: int) -> None:
+            key = name.split(":")[0]
+            if key not in tasks:
+                tasks[key] = bars.add_task(name, total=total)
+            bars.update(tasks[key], completed=done, total=total, description=name)
+
+        def log(msg: str) -> None:
+            bars.console.print(f"[dim]{msg}[/dim]")
+
+        with bars:
+            res = run_demo(DemoConfig(out=out_dir, epochs=epochs, search_evals=evals, prune=prune, seed=seed,
+                                      force=force), phase, log)
+        _print_report(res.report)
+        s = res.stages
+        out.print(f"stages: profile {s['profile']:.0f} s, supernet {s['supernet']:.0f} s, search {s['search']:.0f} s, "
+                  f"export {s['export']:.0f} s; total {time.perf_counter() - t0:.0f} s", markup=False)
+        out.print(f"profile {res.profile}\nsupernet {res.supernet}\nsearch run {res.run} (best.json, pareto.png)\n"
+                  f"model {res.model} (report: {res.model.with_name('model.report.md')})", markup=False)
+        out.print(f"next: hwnas export {res.run} --prune 0.25 --out {res.folder / 'model-pruned.onnx'}", markup=False)

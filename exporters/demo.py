@@ -1,0 +1,149 @@
+"""``hwnas demo``: the whole pipeline on the embedded ``digits`` data, in minutes on two CPU cores.
+
+profile this machine (ort-cpu, 1 thread) -> train a small supernet -> search under a latency
+budget -> export INT8 ONNX with a measured check of the budget. Everything goes under one
+folder; a second run reuses the profile and the supernet it finds there.
+
+The space is mbv3-32's family at digits' native 8x8 resolution with fewer choices, so that
+profiling and supernet training fit the time; ``--space-settings`` style overrides are in
+``DemoConfig.space_settings``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hwnas.errors import UserError
+
+DEMO_SPACE = "mbv3-32"
+DEMO_SETTINGS: dict[str, Any] = {
+    "image_size": 8, "strides": [1, 2, 2], "stem_channels": 16,
+    "widths": [[16, 24], [24, 32], [32, 48]], "se": [False, True, True], "acts": ["relu", "hswish", "hswish"],
+    "depths": [1, 2], "kernels": [3, 5], "expands": [3, 6], "head_channels": 128,
+}
+
+
+@dataclass
+class DemoConfig:
+    out: str = "hwnas-demo"
+    epochs: int = 6
+    search_evals: int = 40
+    budget_quantile: float = 0.4  # the budget: this quantile of predicted latencies of random archs
+    prune: float | None = None
+    seed: int = 0
+    force: bool = False
+    space_settings: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(DEMO_SETTINGS)))
+
+
+@dataclass
+class DemoResult:
+    folder: Path
+    profile: Path
+    supernet: Path
+    run: Path
+    model: Path
+    budget_ms: float
+    report: dict[str, Any]
+    stages: dict[str, float]
+
+
+Phase = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], None] | None = None) -> DemoResult:
+    import random
+    import time
+
+    import numpy as np
+    import torch
+
+    from hwnas.accuracy.supernet_train import SupernetTrainConfig, train_supernet
+    from hwnas.exporters.run_export import RunExportConfig, export_run
+    from hwnas.latency import LatencyPredictor, load_table
+    from hwnas.latency.backends import get_backend
+    from hwnas.latency.profiler import profile
+    from hwnas.latency.protocol import Protocol
+    from hwnas.search.runner import SearchConfig, run
+    from hwnas.space import get_space
+
+    say = log or (lambda s: None)
+    tick = phase or (lambda p, d, t: None)
+    torch.set_num_threads(1)  # two shared cores: one for the work, one for everyone else
+    folder = Path(cfg.out)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {str(folder)!r} is a file; give a folder")
+    if not folder.parent.is_dir():
+        raise UserError(f"folder {str(folder.parent)!r} does not exist; create it first")
+    model_path = folder / "model.onnx"
+    if model_path.exists() and not cfg.force:
+        raise UserError(f"{str(model_path)!r} exists; pass --force to redo the demo there, or choose another --out")
+    folder.mkdir(exist_ok=True)
+    space = get_space(DEMO_SPACE, **cfg.space_settings)
+    stages: dict[str, float] = {}
+
+    t = time.perf_counter()
+    prof = folder / "profile.json"
+    if not _reusable_profile(prof, space):
+        say("profiling this machine (ort-cpu, 1 thread)")
+        fast = Protocol(warmup=3, warmup_seconds=0.002, round_size=10, min_repeats=20, max_repeats=40,
+                        max_seconds=0.08, sessions=2)
+        profile(space, get_backend("ort-cpu", threads=1, batch=1), prof, n_calibrate=6, n_validate=6, seed=cfg.seed,
+                protocol=fast, force=True, on_progress=lambda p, d, n: tick(f"profile: {p}", d, n))
+    stages["profile"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    ckpt = folder / "supernet.pt"
+    tcfg = SupernetTrainConfig(data="digits", epochs=cfg.epochs, seed=cfg.seed, device="cpu", lr=0.1)
+    if not _reusable_supernet(ckpt, space, tcfg):
+        say(f"training the supernet ({cfg.epochs} epochs on digits)")
+        train_supernet(space, tcfg, ckpt, force=True, progress=True)
+    stages["supernet"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pred = LatencyPredictor(load_table(prof), space)
+    rng = random.Random(cfg.seed)
+    lat = np.array([pred.predict(space.sample(rng)) for _ in range(200)])
+    budget = float(np.quantile(lat, cfg.budget_quantile))
+    say(f"searching under a budget of {budget:.4f} ms (predicted; the {cfg.budget_quantile:.0%} quantile of random archs)")
+    run_dir = folder / "search"
+    run(SearchConfig(space=DEMO_SPACE, profile=str(prof), evaluator=f"supernet:{ckpt}", strategy="evolution",
+                     budget_evals=cfg.search_evals, seed=cfg.seed, latency_ms=budget, space_settings=cfg.space_settings,
+                     strategy_options={"population": 12, "sample_size": 4}),
+        out=run_dir, force=True, progress=lambda p: tick("search", p.evaluated, p.budget))
+    stages["search"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("exporting INT8 ONNX and measuring it")
+    res = export_run(run_dir, model_path, RunExportConfig(prune=cfg.prune, finetune_epochs=1, seed=cfg.seed,
+                                                          force=True, calibration_images=256), log=say)
+    stages["export"] = time.perf_counter() - t
+    return DemoResult(folder, prof, ckpt, run_dir, model_path, budget, res.report, stages)
+
+
+def _reusable_profile(path: Path, space) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        from hwnas.latency import load_table
+
+        t = load_table(path)
+        return t.space.get("config_hash") == space.config_hash()
+    except (UserError, KeyError, ValueError):
+        return False
+
+
+def _reusable_supernet(path: Path, space, tcfg) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        from hwnas.accuracy.checkpoint import load_checkpoint
+
+        meta, _, _ = load_checkpoint(path)
+        train = meta.get("train", {})
+        return (meta.get("config_hash") == space.config_hash() and train.get("epochs") == tcfg.epochs
+                and bool(meta.get("done")) and train.get("seed") == tcfg.seed and train.get("lr") == tcfg.lr)
+    except (UserError, KeyError, ValueError):
+        return False

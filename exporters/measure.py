@@ -1,0 +1,70 @@
+"""What an exported model does: top-1 and per-class precision/recall/F1 in ONNX Runtime, latency
+with the profiler's protocol on the profile's backend, and file size."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from hwnas.exporters.onnx_io import ort_logits, session
+
+
+@dataclass(frozen=True)
+class LatencySetup:
+    """The backend a latency is measured on: the search profile's, so that numbers compare."""
+
+    provider: str = "CPUExecutionProvider"
+    threads: int = 1
+    batch: int = 1
+    clock: str = "wall"
+
+    @classmethod
+    def from_table(cls, table) -> "LatencySetup":
+        b = table.backend
+        if not str(b.get("name", "")).startswith("ort"):
+            # a torch-backend profile: the ONNX file is timed in ORT with the same threads/batch
+            return cls("CPUExecutionProvider", int(b.get("threads", 1)), int(b.get("batch", 1)), str(b.get("clock", "wall")))
+        return cls(str(b.get("provider") or "CPUExecutionProvider"), int(b.get("threads", 1)), int(b.get("batch", 1)),
+                   str(b.get("clock", "wall")))
+
+
+@dataclass
+class Scores:
+    top1: float
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    macro_f1: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def scores(predicted: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> Scores:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    ids = list(range(len(classes)))
+    p, r, f, n = precision_recall_fscore_support(labels, predicted, labels=ids, zero_division=0)
+    rows = [{"class": str(c), "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
+            for i, c in enumerate(classes)]
+    return Scores(float(np.mean(predicted == labels)), rows, float(np.mean(f)))
+
+
+def evaluate(model: bytes | str, x: np.ndarray, y: np.ndarray, classes: Sequence[str]) -> Scores:
+    logits = ort_logits(session(model), x.astype(np.float32))
+    return scores(logits.argmax(1), y, classes)
+
+
+def top1(model: bytes | str, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(ort_logits(session(model), x.astype(np.float32)).argmax(1) == y))
+
+
+def latency(model: bytes | str, input_shape: Sequence[int], setup: LatencySetup, protocol=None) -> dict[str, float]:
+    """The profiler's estimate (``latency_ms``) plus median and IQR of the chosen session."""
+    from hwnas.latency.ort_runner import ort_runner
+    from hwnas.latency.protocol import Protocol, measure_sessions
+
+    shape = (setup.batch, *tuple(input_shape))
+    m = measure_sessions(lambda: ort_runner(model, shape, setup.provider, setup.threads, 0, setup.clock),
+                         protocol or Protocol())
+    return {"latency_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms}

@@ -1,0 +1,250 @@
+"""``export``: any torch module to a deployable ONNX file, with proof of what it does.
+
+    from hwnas.exporters import export, ExportData, ExportOptions
+    result = export(model, ExportData(calibration=train_images, test=(x, y), train=batches),
+                    "model.onnx", ExportOptions(prune=0.25, quantize="int8", budget_ms=1.5))
+    result.report["meets_budget"]
+
+Steps: (prune + fine-tune) -> FP32 ONNX -> parity in ORT -> INT8 QDQ (calibration method chosen
+on held-out images) -> accuracy, latency and size of both -> files written only at the end,
+each by temp file + rename, so a failure leaves nothing half-written at the output paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.errors import UserError
+from hwnas.exporters.finetune import Batches, FinetuneConfig, finetune
+from hwnas.exporters.measure import LatencySetup, evaluate, latency, top1
+from hwnas.exporters.onnx_io import parity, to_onnx, with_metadata
+from hwnas.exporters.prune import check_ratio, count_params, prune_channels
+from hwnas.exporters.quantize import CALIBRATION_METHODS, QuantizeOptions, quantize_int8
+from hwnas.exporters.report import report_markdown
+from hwnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_path
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ExportData:
+    """Real, preprocessed images (float NCHW, as the model takes them) and labels."""
+
+    calibration: torch.Tensor  # training images for INT8 calibration (and the pruner's sample)
+    test: tuple[torch.Tensor, torch.Tensor] | None = None  # reported accuracy
+    val: tuple[torch.Tensor, torch.Tensor] | None = None  # choosing the calibration method
+    train: Batches | None = None  # fine-tuning batches (epoch -> iterable of (x, y))
+    classes: Sequence[str] | None = None
+
+
+@dataclass
+class ExportOptions:
+    prune: float | None = None
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=0))
+    quantize: str = "int8"  # int8 or none
+    calibration: str = "auto"  # auto (best of minmax/percentile/entropy on val), or one of them
+    opset: int = 17
+    latency: LatencySetup | None = field(default_factory=LatencySetup)  # None: do not time
+    protocol: Any = None  # hwnas.latency.protocol.Protocol; None: the profiler's default
+    budget_ms: float | None = None
+    predicted_ms: float | None = None  # the profile's prediction for the exported arch
+    metadata: dict[str, Any] = field(default_factory=dict)
+    force: bool = False
+    parity_images: int = 256
+
+    def check(self) -> None:
+        if self.prune is not None:
+            check_ratio(self.prune)
+        if self.quantize not in ("int8", "none"):
+            raise UserError(f"--quantize must be int8 or none, got {self.quantize!r}")
+        if self.calibration not in ("auto", *CALIBRATION_METHODS):
+            raise UserError(f"--calibration must be auto, {', '.join(CALIBRATION_METHODS)}; got {self.calibration!r}")
+        if self.budget_ms is not None and self.budget_ms <= 0:
+            raise UserError(f"the latency budget must be positive, got {self.budget_ms:g} ms")
+        self.finetune.check()
+
+
+@dataclass
+class ExportPaths:
+    model: Path  # the deployable model (INT8 when quantized)
+    fp32: Path | None  # the FP32 model beside it, when the deployable one is INT8
+    report_json: Path
+    report_md: Path
+
+    @classmethod
+    def for_output(cls, out: str | Path, quantized: bool) -> "ExportPaths":
+        p = Path(out)
+        stem = p.name[:-5] if p.name.endswith(".onnx") else p.name
+        return cls(p, p.with_name(f"{stem}.fp32.onnx") if quantized else None,
+                   p.with_name(f"{stem}.report.json"), p.with_name(f"{stem}.report.md"))
+
+    def all(self) -> list[Path]:
+        return [q for q in (self.model, self.fp32, self.report_json, self.report_md) if q is not None]
+
+
+@dataclass
+class ExportResult:
+    paths: ExportPaths
+    report: dict[str, Any]
+    model: nn.Module  # the (pruned, fine-tuned) torch model that was exported
+
+    @property
+    def meets_budget(self) -> bool | None:
+        return self.report.get("meets_budget")
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportOptions | None = None,
+           teacher: nn.Module | None = None, log: Log | None = None) -> ExportResult:
+    """Prune, fine-tune, export, quantize and measure ``model``; write the files; return the report.
+
+    ``model`` is not modified (a copy is pruned). ``teacher`` (default: the unpruned model when
+    pruning) guides fine-tuning by distillation.
+    """
+    opts = options or ExportOptions()
+    opts.check()
+    say = log or (lambda s: None)
+    quantized = opts.quantize == "int8"
+    paths = ExportPaths.for_output(out, quantized)
+    for p in paths.all():  # refuse before any work, not after minutes of it
+        check_output_path(p, opts.force, "export output")
+    if len(data.calibration) == 0:
+        raise UserError("export needs real calibration images (at least one)")
+    t_start = time.perf_counter()
+    sample = data.calibration[:1].float()
+    input_shape = tuple(sample.shape[1:])
+    work = copy.deepcopy(model).cpu().eval()
+    report: dict[str, Any] = {"format": "hwnas-export/1", "input_shape": list(input_shape), "opset": opts.opset,
+                              "budget_ms": opts.budget_ms, "predicted_ms": opts.predicted_ms}
+    test = (_np(data.test[0]), data.test[1].cpu().numpy()) if data.test is not None else None
+    classes = list(data.classes) if data.classes is not None else (
+        [str(i) for i in range(int(work(sample).shape[1]))])
+
+    params_before = count_params(work)
+    report["params_before_pruning"] = params_before
+    if opts.prune is not None:
+        say(f"pruning {opts.prune:.0%} of channels")
+        unpruned = to_onnx(work, sample, opts.opset)
+        report["unpruned"] = {"params": params_before, "size_bytes": len(unpruned)}
+        if test is not None:
+            report["unpruned"]["top1"] = top1(unpruned, *test)
+        if opts.latency is not None:
+            report["unpruned"].update(latency(unpruned, input_shape, opts.latency, opts.protocol))
+        guide = teacher if teacher is not None else copy.deepcopy(work)
+        pr = prune_channels(work, sample, opts.prune)
+        report["pruning"] = {"ratio": pr.ratio, "params_before": pr.params_before, "params_after": pr.params_after,
+                             "method": "torch-pruning MetaPruner, L1 magnitude, classifier kept"}
+        teacher = guide
+    if opts.finetune.epochs > 0 and data.train is not None:
+        say(f"fine-tuning {opts.finetune.epochs} epoch(s)" + (" with distillation" if teacher is not None else ""))
+        steps = finetune(work, data.train, opts.finetune, teacher)
+        report["finetune"] = {"epochs": opts.finetune.epochs, "steps": steps, "lr": opts.finetune.lr,
+                              "distillation": teacher is not None, "kd_alpha": opts.finetune.kd_alpha,
+                              "kd_temperature": opts.finetune.kd_temperature}
+    work.eval()
+    report["params"] = count_params(work)
+
+    say("exporting FP32 ONNX")
+    fp32 = to_onnx(work, sample, opts.opset)
+    check_inputs = data.test[0][: opts.parity_images] if data.test is not None else data.calibration[: opts.parity_images]
+    report["parity_max_abs_diff"] = parity(work, fp32, check_inputs.float())
+    report["fp32"] = {"size_bytes": len(fp32)}
+    if test is not None:
+        s = evaluate(fp32, *test, classes)
+        report["fp32"].update(top1=s.top1, macro_f1=s.macro_f1, per_class=s.per_class)
+
+    int8: bytes | None = None
+    if quantized:
+        calib = _np(data.calibration)
+        chooser = (_np(data.val[0]), data.val[1].cpu().numpy()) if data.val is not None else None
+        methods = CALIBRATION_METHODS if opts.calibration == "auto" else (opts.calibration,)
+        compared = []
+        for method in methods:
+            say(f"INT8 calibration: {method}")
+            q = quantize_int8(fp32, calib, QuantizeOptions(method=method))
+            row: dict[str, Any] = {"method": method, "size_bytes": len(q)}
+            if chooser is not None:
+                row["val_top1"] = top1(q, *chooser)
+            if test is not None:
+                row["test_top1"] = top1(q, *test)
+            compared.append((row, q))
+        # chosen on val only (test stays for the report); ties keep the simplest (MinMax first)
+        best_row, int8 = max(compared, key=lambda rq: rq[0].get("val_top1", 0.0))
+        report["calibration"] = {"images": len(calib), "chosen": best_row["method"],
+                                 "chosen_on": "val" if chooser is not None else "first method (no val data)",
+                                 "compared": [r for r, _ in compared]}
+        report["int8"] = {"size_bytes": len(int8), "calibration": best_row["method"], "format": "QDQ",
+                          "per_channel": True, "activations": "uint8", "weights": "int8"}
+        if test is not None:
+            s = evaluate(int8, *test, classes)
+            report["int8"].update(top1=s.top1, macro_f1=s.macro_f1, per_class=s.per_class)
+
+    if opts.latency is not None:
+        say("measuring latency")
+        report["latency_setup"] = {"provider": opts.latency.provider, "threads": opts.latency.threads,
+                                   "batch": opts.latency.batch, "clock": opts.latency.clock}
+        report["fp32"].update(latency(fp32, input_shape, opts.latency, opts.protocol))
+        if int8 is not None:
+            report["int8"].update(latency(int8, input_shape, opts.latency, opts.protocol))
+    deployed_key = "int8" if int8 is not None else "fp32"
+    report["deployed"] = deployed_key
+    deployed = report[deployed_key]
+    if int8 is not None:
+        report["int8_vs_fp32"] = _ratios(report["fp32"], report["int8"])
+    if "unpruned" in report and "latency_ms" in report["unpruned"]:
+        report["pruning"]["latency_ratio"] = report["fp32"]["latency_ms"] / report["unpruned"]["latency_ms"]
+        if "top1" in report["unpruned"] and "top1" in report["fp32"]:
+            report["pruning"]["top1_change"] = report["fp32"]["top1"] - report["unpruned"]["top1"]
+    report["latency_ms"] = deployed.get("latency_ms")
+    report["meets_budget"] = (None if opts.budget_ms is None or deployed.get("latency_ms") is None
+                              else bool(deployed["latency_ms"] <= opts.budget_ms))
+    from hwnas import __version__
+
+    report["hwnas_version"] = __version__
+    report["seconds"] = time.perf_counter() - t_start
+    report["metadata"] = opts.metadata
+
+    meta = _model_metadata(report, opts.metadata)
+    files: dict[Path, bytes] = {paths.model: with_metadata(int8 if int8 is not None else fp32, {**meta, "hwnas.precision": deployed_key})}
+    if paths.fp32 is not None:
+        files[paths.fp32] = with_metadata(fp32, {**meta, "hwnas.precision": "fp32"})
+    report["files"] = {"model": str(paths.model), "fp32": str(paths.fp32) if paths.fp32 else None,
+                       "report_json": str(paths.report_json), "report_md": str(paths.report_md)}
+    for p, b in files.items():
+        atomic_write_bytes(p, b)
+    atomic_write_json(paths.report_json, report)
+    atomic_write_text(paths.report_md, report_markdown(report))
+    return ExportResult(paths, report, work)
+
+
+def _ratios(fp32: dict, int8: dict) -> dict[str, float]:
+    r: dict[str, float] = {"size_ratio": int8["size_bytes"] / fp32["size_bytes"]}
+    if "latency_ms" in fp32 and "latency_ms" in int8:
+        r["latency_ratio"] = int8["latency_ms"] / fp32["latency_ms"]
+    if "top1" in fp32 and "top1" in int8:
+        r["top1_drop_points"] = 100.0 * (fp32["top1"] - int8["top1"])
+    return r
+
+
+def _model_metadata(report: dict, extra: dict[str, Any]) -> dict[str, Any]:
+    """What a deployment needs to know, carried inside the file (metadata_props)."""
+    meta: dict[str, Any] = {f"hwnas.{k}": v for k, v in extra.items()}
+    meta["hwnas.version"] = report["hwnas_version"]
+    meta["hwnas.input_shape"] = report["input_shape"]
+    meta["hwnas.accuracy"] = {k: report[k].get("top1") for k in ("fp32", "int8") if k in report}
+    meta["hwnas.latency_ms"] = {k: report[k].get("latency_ms") for k in ("fp32", "int8") if k in report}
+    meta["hwnas.latency_setup"] = report.get("latency_setup")
+    meta["hwnas.budget_ms"] = report.get("budget_ms")
+    meta["hwnas.meets_budget"] = report.get("meets_budget")
+    return meta

@@ -1,0 +1,66 @@
+"""The export report as Markdown: FP32 and INT8 side by side, the budget verdict with both numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(v: Any, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    lines = ["# hwnas export report", ""]
+    arch = r.get("metadata", {}).get("arch_id")
+    if arch:
+        lines += [f"Arch `{arch}`, dataset `{r['metadata'].get('dataset', '?')}`.", ""]
+    if r.get("budget_ms") is not None:
+        verdict = "PASS" if r.get("meets_budget") else "FAIL"
+        lines += [f"**Budget: {verdict}**: measured {_f(r.get('latency_ms'), '.4f')} ms ({r.get('deployed')}) "
+                  f"vs budget {r['budget_ms']:.4f} ms" + (f"; the profile predicted {r['predicted_ms']:.4f} ms"
+                                                          if r.get("predicted_ms") is not None else "") + ".", ""]
+    cols = [k for k in ("unpruned", "fp32", "int8") if k in r]
+    lines += ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    rows = [("size (bytes)", "size_bytes", "d"), ("latency (ms)", "latency_ms", ".4f"),
+            ("median (ms)", "median_ms", ".4f"), ("IQR (ms)", "iqr_ms", ".4f"), ("top-1", "top1", ".4f"),
+            ("macro F1", "macro_f1", ".4f"), ("params", "params", "d")]
+    for label, key, fmt in rows:
+        vals = [r[c].get(key) if key != "params" or c == "unpruned" else r.get("params") for c in cols]
+        if all(v is None for v in vals):
+            continue
+        lines.append(f"| {label} | " + " | ".join(_f(v, fmt) for v in vals) + " |")
+    lines.append("")
+    if "int8_vs_fp32" in r:
+        q = r["int8_vs_fp32"]
+        lines += [f"INT8 / FP32: size {_f(q.get('size_ratio'), '.3f')}, latency {_f(q.get('latency_ratio'), '.3f')}, "
+                  f"top-1 drop {_f(q.get('top1_drop_points'), '.2f')} points.", ""]
+    if "pruning" in r:
+        p = r["pruning"]
+        lines += [f"Pruning {p['ratio']:.0%} of channels: params {p['params_before']} -> {p['params_after']}, "
+                  f"latency ratio {_f(p.get('latency_ratio'), '.3f')}, top-1 change {_f(p.get('top1_change'), '+.4f')}.", ""]
+    if "calibration" in r:
+        c = r["calibration"]
+        lines += [f"INT8 calibration on {c['images']} training images; chosen: **{c['chosen']}** (on {c['chosen_on']}).", "",
+                  "| method | val top-1 | test top-1 |", "|---|---|---|"]
+        lines += [f"| {row['method']} | {_f(row.get('val_top1'), '.4f')} | {_f(row.get('test_top1'), '.4f')} |"
+                  for row in c["compared"]]
+        lines.append("")
+    lines += [f"Parity (max abs diff, torch vs ONNX Runtime FP32): {r['parity_max_abs_diff']:.2e}.", ""]
+    if "latency_setup" in r:
+        s = r["latency_setup"]
+        lines += [f"Latency: ONNX Runtime {s['provider']}, {s['threads']} thread(s), batch {s['batch']}, {s['clock']} clock, "
+                  f"the profiler's protocol (10th percentile of the fastest of several sessions).", ""]
+    per = {k: r[k].get("per_class") for k in ("fp32", "int8") if k in r and r[k].get("per_class")}
+    if per:
+        keys = list(per)
+        lines += ["Per class (test split):", "",
+                  "| class | " + " | ".join(f"{k} P | {k} R | {k} F1" for k in keys) + " | support |",
+                  "|---|" + "---|---|---|" * len(keys) + "---|"]
+        for i, row in enumerate(per[keys[0]]):
+            cells = []
+            for k in keys:
+                c = per[k][i]
+                cells += [f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}"]
+            lines.append(f"| {row['class']} | " + " | ".join(cells) + f" | {row['support']} |")
+        lines.append("")
+    return "\n".join(lines)

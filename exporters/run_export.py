@@ -1,0 +1,204 @@
+"""Export the chosen network of a search run folder (``hwnas search --out DIR``).
+
+The run's config.json names the space, the latency profile, the accuracy evaluator and the
+budget; the weights come from the supernet checkpoint the evaluator read (fine-tuned with
+distillation from the supernet's largest subnet), or from training from scratch when the run
+used another evaluator. Latency is measured on the profile's backend and checked against the
+run's budget.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hwnas.errors import UserError
+from hwnas.fileio import read_journal, read_json
+
+RUN_FORMAT = 1
+REQUIRED = ("config.json", "best.json", "journal.jsonl")
+
+
+@dataclass
+class RunExportConfig:
+    arch: str = "best"  # best, or an arch id from the run's journal
+    finetune_epochs: int = 1
+    finetune_lr: float = 0.01
+    scratch_epochs: int = 10  # when the run has no supernet to inherit weights from
+    prune: float | None = None
+    quantize: str = "int8"
+    calibration: str = "auto"
+    calibration_images: int = 512
+    data: str | None = None  # override (needed for table: evaluators, which name no data)
+    budget_ms: float | None = None  # override the run's budget
+    opset: int = 17
+    seed: int = 0
+    force: bool = False
+    max_steps: int | None = None  # cap fine-tuning steps (tests, the demo)
+    protocol: Any = None
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunInfo:
+    folder: Path
+    config: dict[str, Any]
+    records: list[dict]
+    best: dict[str, Any]
+
+
+def read_run(folder: str | Path) -> RunInfo:
+    d = Path(folder)
+    if not d.is_dir():
+        raise UserError(f"run folder {str(d)!r} does not exist; pass the --out folder of `hwnas search`")
+    missing = [n for n in REQUIRED if not (d / n).is_file()]
+    if missing:
+        raise UserError(f"run folder {str(d)!r} is incomplete (missing {', '.join(missing)}); "
+                        f"finish the search with `hwnas search ... --resume` first")
+    cfg = read_json(d / "config.json", "run config")
+    if not isinstance(cfg, dict) or cfg.get("format") != RUN_FORMAT:
+        found = cfg.get("format") if isinstance(cfg, dict) else None
+        raise UserError(f"run folder {str(d)!r} has format {found!r}, this hwnas reads format {RUN_FORMAT}; "
+                        f"rerun the search with this version")
+    for key in ("space", "profile", "evaluator"):
+        if not isinstance(cfg.get(key), dict):
+            raise UserError(f"run config {str(d / 'config.json')!r} lacks {key!r}; the folder is damaged or from another tool")
+    records, _ = read_journal(d / "journal.jsonl")
+    best = read_json(d / "best.json", "best arch")
+    if not records or not isinstance(best, dict) or "arch" not in best:
+        raise UserError(f"run folder {str(d)!r} holds no evaluated arch; run the search longer")
+    return RunInfo(d, cfg, records, best)
+
+
+def pick_arch(run: RunInfo, which: str) -> dict[str, Any]:
+    if which == "best":
+        return run.best
+    for r in run.records:
+        if r.get("id") == which:
+            return r
+    ids = ", ".join(r["id"] for r in run.records[:5] if "id" in r)
+    raise UserError(f"arch {which!r} is not in run {str(run.folder)!r}; use best or one of its ids (e.g. {ids})")
+
+
+def _space(run: RunInfo):
+    from hwnas.space import get_space
+
+    s = run.config["space"]
+    space = get_space(s["name"], **(s.get("settings") or {}))
+    if s.get("config_hash") and space.config_hash() != s["config_hash"]:
+        raise UserError(f"run {str(run.folder)!r} was searched in a {s['name']} configuration ({s['config_hash']}) "
+                        f"this hwnas builds differently ({space.config_hash()}); rerun the search")
+    return space
+
+
+def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None = None,
+               log: Callable[[str], None] | None = None):
+    """Export one arch of a run folder; returns ``hwnas.exporters.pipeline.ExportResult``."""
+    import torch
+
+    from hwnas.accuracy.subnet_eval import recalibrate_bn
+    from hwnas.exporters.finetune import FinetuneConfig, dataset_batches, finetune
+    from hwnas.exporters.measure import LatencySetup
+    from hwnas.exporters.pipeline import ExportData, ExportOptions, export
+    from hwnas.exporters.prune import check_ratio
+
+    cfg = cfg or RunExportConfig()
+    say = log or (lambda s: None)
+    if cfg.prune is not None:
+        check_ratio(cfg.prune)
+    run = read_run(folder)
+    rec = pick_arch(run, cfg.arch)
+    space = _space(run)
+    arch = space.parse(rec["arch"])
+    table, predicted, latency_setup, profile_note = _profile(run, space, arch)
+    budget = cfg.budget_ms if cfg.budget_ms is not None else (run.config.get("budgets") or {}).get("latency_ms")
+    if latency_setup is None and budget is not None:
+        say(profile_note)
+    ev = run.config["evaluator"]
+    spec = str(ev.get("spec", ""))
+    torch.manual_seed(cfg.seed)
+    teacher = None
+    if spec.startswith("supernet:"):
+        from hwnas.accuracy.supernet_train import load_supernet
+        from hwnas.data import load_dataset
+
+        ckpt = spec.split(":", 1)[1]
+        supernet, meta = load_supernet(ckpt, space)
+        train = meta["train"]
+        ds = load_dataset(cfg.data or ev.get("data") or train["data"], image_size=space.input_shape[-1],
+                          split_seed=train.get("split_seed", 0), train_limit=train.get("train_limit"))
+        say(f"extracting {arch.id} from {ckpt}")
+        model = supernet.extract(arch)
+        recalibrate_bn(model, ds)
+        teacher = supernet.extract(space.largest())
+        recalibrate_bn(teacher, ds)
+        source = {"weights": "supernet", "checkpoint": ckpt, "checkpoint_sha256_16": ev.get("checkpoint_sha256_16")}
+        ft_epochs = cfg.finetune_epochs
+    else:
+        from hwnas.data import load_dataset
+
+        data_spec = cfg.data or ev.get("data")
+        if not data_spec:
+            raise UserError(f"run {str(run.folder)!r} used evaluator {spec!r}, which names no dataset; pass --data")
+        ds = load_dataset(data_spec, image_size=space.input_shape[-1])
+        model = space.build(arch, num_classes=ds.num_classes)
+        from hwnas.accuracy.supernet import _init_weights
+
+        _init_weights(model)
+        say(f"training {arch.id} from scratch ({cfg.scratch_epochs} epochs): the run has no supernet weights")
+        finetune(model, dataset_batches(ds, seed=cfg.seed),
+                 FinetuneConfig(epochs=cfg.scratch_epochs, lr=0.05, seed=cfg.seed, max_steps=cfg.max_steps))
+        source = {"weights": "trained from scratch", "epochs": cfg.scratch_epochs}
+        ft_epochs = cfg.finetune_epochs if cfg.prune is not None else 0
+    g = torch.Generator().manual_seed(cfg.seed)
+    idx = torch.randperm(len(ds.train_y), generator=g)[: cfg.calibration_images]
+    data = ExportData(calibration=ds.prepare(ds.train_x[idx]), test=(ds.prepare(ds.test_x), ds.test_y),
+                      val=(ds.prepare(ds.val_x), ds.val_y), train=dataset_batches(ds, seed=cfg.seed),
+                      classes=ds.classes)
+    metadata = {
+        "arch": arch.to_dict(), "arch_id": arch.id, "space": run.config["space"],
+        "dataset": ds.spec, "preprocessing": ds.preprocessing.to_dict(), "classes": ds.classes,
+        "search_accuracy": rec.get("accuracy"), "predicted_latency_ms": predicted,
+        "profile": run.config["profile"], "profile_fingerprint": table.fingerprint if table is not None else None,
+        "source": source, **cfg.extra_metadata,
+    }
+    opts = ExportOptions(
+        prune=cfg.prune, quantize=cfg.quantize, calibration=cfg.calibration, opset=cfg.opset,
+        finetune=FinetuneConfig(epochs=ft_epochs, lr=cfg.finetune_lr, seed=cfg.seed, max_steps=cfg.max_steps),
+        latency=latency_setup or LatencySetup(), protocol=cfg.protocol,
+        budget_ms=budget if latency_setup is not None else None, predicted_ms=predicted,
+        metadata=metadata, force=cfg.force)
+    result = export(model, data, out, opts, teacher=teacher, log=say)
+    if latency_setup is None and budget is not None:
+        result.report["budget_note"] = profile_note
+    return result
+
+
+def _profile(run: RunInfo, space, arch):
+    """(table, predicted ms, latency setup, note): the setup is None when the run's latencies
+    come from a benchmark column (another device), which cannot be measured here."""
+    from hwnas.exporters.measure import LatencySetup
+
+    spec = str(run.config["profile"].get("spec", ""))
+    if spec.startswith("table:"):
+        return None, None, None, (f"the run's latencies come from {spec} (a device that is not this one): "
+                                  f"the budget cannot be checked by measurement here; latencies are ORT CPU on this machine")
+    from hwnas.latency import LatencyPredictor, load_table
+
+    if not Path(spec).is_file():
+        raise UserError(f"the run's latency profile {spec!r} is missing; the budget is checked on that profile's backend")
+    table = load_table(spec)
+    predicted = float(LatencyPredictor(table, space).predict(arch))
+    return table, predicted, LatencySetup.from_table(table), ""
+
+
+def budget_message(report: dict) -> str:
+    return (f"the exported model misses the latency budget: measured {report['latency_ms']:.4f} ms "
+            f"({report['deployed']}) > budget {report['budget_ms']:.4f} ms")
+
+
+def summary_json(report: dict) -> str:
+    keys = ("budget_ms", "meets_budget", "latency_ms", "predicted_ms", "deployed")
+    return json.dumps({k: report.get(k) for k in keys})
