@@ -7,6 +7,8 @@ convolutions about ten times slower on CPU. Activations are unsigned 8-bit and w
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 from dataclasses import dataclass
@@ -63,11 +65,12 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, opts: QuantizeOptions = 
         input_name = onnx.load(str(pre)).graph.input[0].name
         cwd = os.getcwd()
         os.chdir(tmp)  # the calibrators write scratch models into the working directory
-        try:
-            quantize_static(str(pre), str(dst), _reader(calibration, input_name, opts.batch_size),
-                            quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=method, extra_options=extra)
+        try:  # the calibrators print progress to stdout, which belongs to the CLI's --json output
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(str(pre), str(dst), _reader(calibration, input_name, opts.batch_size),
+                                quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=method, extra_options=extra)
         finally:
             os.chdir(cwd)
         return dst.read_bytes()

@@ -1,0 +1,128 @@
+"""Export: pruning, ONNX parity and metadata, INT8 QDQ, the report, and `hwnas export`'s refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.data import load_dataset
+from hwnas.exporters import ExportData, ExportOptions, FinetuneConfig, LatencySetup, export
+from hwnas.exporters.finetune import dataset_batches, finetune
+from hwnas.exporters.onnx_io import read_metadata
+from hwnas.exporters.prune import count_params, prune_channels
+from hwnas.latency.protocol import Protocol
+from hwnas.space import get_space
+
+FAST = Protocol(warmup=2, warmup_seconds=0.0, round_size=5, min_repeats=5, max_repeats=10, max_seconds=0.05, sessions=1)
+SETTINGS = {"image_size": 8, "strides": [1, 2], "widths": [[32], [64]], "se": [False, True], "acts": ["relu", "hswish"],
+            "depths": [1, 2], "kernels": [3], "expands": [4], "stem_channels": 16, "head_channels": 256}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("mbv3-32", **SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", image_size=8)
+
+
+@pytest.fixture(scope="module")
+def trained(space, digits):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = space.build(space.largest(), num_classes=10)
+    finetune(model, dataset_batches(digits), FinetuneConfig(epochs=2, lr=0.05))
+    return model
+
+
+def _data(ds):
+    return ExportData(calibration=ds.prepare(ds.train_x[:128]), test=(ds.prepare(ds.test_x), ds.test_y),
+                      val=(ds.prepare(ds.val_x), ds.val_y), train=dataset_batches(ds), classes=ds.classes)
+
+
+def test_pruning_removes_channels_and_keeps_output_shape(trained, digits):
+    import copy
+
+    m = copy.deepcopy(trained)
+    x = digits.prepare(digits.train_x[:4])
+    before = m(x).shape
+    res = prune_channels(m, x[:1], 0.25)
+    assert res.params_after < res.params_before == count_params(trained)
+    assert count_params(m) == res.params_after
+    assert m(x).shape == before
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert any(c.out_channels < o.out_channels for c, o in
+               zip(convs, [mod for mod in trained.modules() if isinstance(mod, torch.nn.Conv2d)]))
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5])
+def test_prune_ratio_outside_0_1_is_refused(trained, digits, bad):
+    from hwnas.errors import UserError
+
+    with pytest.raises(UserError, match="between 0 and 1"):
+        prune_channels(trained, digits.prepare(digits.train_x[:1]), bad)
+
+
+def test_export_end_to_end(trained, digits, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    out = tmp_path / "m.onnx"
+    res = export(trained, _data(digits), out, ExportOptions(
+        prune=0.25, finetune=FinetuneConfig(epochs=1, max_steps=10), calibration="auto",
+        latency=LatencySetup(), protocol=FAST, budget_ms=1000.0, metadata={"dataset": "digits"}))
+    r = json.loads(res.paths.report_json.read_text())
+    for key in ("budget_ms", "meets_budget"):
+        assert key in r
+    for prec in ("fp32", "int8"):
+        for key in ("size_bytes", "latency_ms", "top1"):
+            assert r[prec][key] is not None
+        assert len(r[prec]["per_class"]) == 10
+    assert r["meets_budget"] is True
+    assert r["parity_max_abs_diff"] < 1e-4
+    assert r["pruning"]["params_after"] < r["pruning"]["params_before"]
+    assert {c["method"] for c in r["calibration"]["compared"]} == {"minmax", "percentile", "entropy"}
+    assert r["int8"]["size_bytes"] < r["fp32"]["size_bytes"]
+    assert out.stat().st_size < res.paths.fp32.stat().st_size
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    assert any(d.domain in ("", "ai.onnx") and d.version >= 17 for d in model.opset_import)
+    ops = {n.op_type for n in model.graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
+    meta = read_metadata(str(out))
+    assert meta["hwnas.dataset"] == "digits" and "hwnas.version" in meta and "hwnas.budget_ms" in meta
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = digits.prepare(digits.test_x[:3]).numpy()
+    assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (3, 10)  # dynamic batch
+    assert "| fp32 | int8 |" in res.paths.report_md.read_text().replace("unpruned | ", "")
+
+
+def test_over_budget_is_reported_and_refused_outputs_stay_clean(trained, digits, tmp_path):
+    res = export(trained, _data(digits), tmp_path / "m.onnx",
+                 ExportOptions(quantize="none", protocol=FAST, budget_ms=1e-6))
+    assert res.report["meets_budget"] is False and res.report["latency_ms"] > 1e-6
+    from hwnas.errors import UserError
+
+    with pytest.raises(UserError, match="exists"):  # no overwrite without force
+        export(trained, _data(digits), tmp_path / "m.onnx", ExportOptions(quantize="none", latency=None))
+    with pytest.raises(UserError, match="does not exist"):
+        export(trained, _data(digits), tmp_path / "nope" / "m.onnx", ExportOptions(quantize="none", latency=None))
+    assert not (tmp_path / "nope").exists()
+
+
+def test_unsupported_operator_is_one_clear_error(tmp_path, digits):
+    from hwnas.errors import UserError
+
+    class Weird(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.eigvals(x[:, 0]).real.sum(-1)
+
+    with pytest.raises(UserError, match="cannot handle"):
+        export(Weird(), _data(digits), tmp_path / "w.onnx", ExportOptions(quantize="none", latency=None))
+    assert list(tmp_path.iterdir()) == []
