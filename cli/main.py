@@ -37,6 +37,8 @@ def _root() -> None:
 class ListWhat(str, Enum):
     spaces = "spaces"
     backends = "backends"
+    strategies = "strategies"
+    evaluators = "evaluators"
 
 
 @app.command("list")
@@ -44,7 +46,7 @@ def list_cmd(
     what: ListWhat = typer.Argument(..., help="what to list"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
-    """List the registered spaces or latency backends."""
+    """List the registered spaces, latency backends, search strategies or accuracy evaluators."""
     from rich.table import Table
 
     rows: list[dict] = []
@@ -59,6 +61,14 @@ def list_cmd(
         from hwnas.latency.backends import available_backends
 
         rows = available_backends()
+    elif what == ListWhat.strategies:
+        from hwnas.search import STRATEGIES
+
+        rows = [{"name": n, "description": STRATEGIES.help(n)} for n in STRATEGIES.names()]
+    elif what == ListWhat.evaluators:
+        from hwnas.accuracy import list_evaluators
+
+        rows = [{"name": n, "usage": f"{n}:ARG"} for n in list_evaluators()]
     if as_json:
         for r in rows:
             out.print(json.dumps(r), markup=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import random
@@ -55,8 +56,8 @@ class Block:
     def param(self, name: str) -> Any:
         return dict(self.params)[name]
 
-    @property
-    def key(self) -> str:
+    @functools.cached_property
+    def key(self) -> str:  # cached: predictors look it up for every block of every candidate
         c, h, w = self.input_shape
         fields = [f"in={c}x{h}x{w}"] + [f"{k}={v}" for k, v in self.params]
         return f"{self.op}|" + "|".join(fields)

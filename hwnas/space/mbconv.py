@@ -236,9 +236,15 @@ class MBConvSpace(SearchSpace):
         return Block.make("stem", self.input_shape, c_out=c.stem_channels, k=3, s=c.stem_stride, act="hswish")
 
     def _mbconv_block(self, stage: int, c_in: int, c_out: int, res: int, stride: int, k: int, e: int) -> Block:
-        c = self.config
-        return Block.make("mbconv", (c_in, res, res), c_out=c_out, k=k, s=stride, e=e,
-                          se=int(c.se[stage]), act=c.acts[stage])
+        # the same few hundred blocks recur in every arch: build each once (and its key once)
+        args = (stage, c_in, c_out, res, stride, k, e)
+        cache = self.__dict__.setdefault("_block_cache", {})
+        block = cache.get(args)
+        if block is None:
+            c = self.config
+            block = cache[args] = Block.make("mbconv", (c_in, res, res), c_out=c_out, k=k, s=stride, e=e,
+                                             se=int(c.se[stage]), act=c.acts[stage])
+        return block
 
     def _head_block(self, c_in: int) -> Block:
         c = self.config

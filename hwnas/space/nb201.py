@@ -121,6 +121,14 @@ class NB201Space(SearchSpace):
     def ops(self, arch: Arch) -> tuple[str, ...]:
         return parse_cell(arch["cell"])
 
+    def largest(self) -> Arch:
+        """The most expensive cell: a 3x3 convolution on every edge."""
+        return self.from_dict({"cell": format_cell(["nor_conv_3x3"] * len(EDGES))})
+
+    def smallest(self) -> Arch:
+        """The cheapest cell: every edge "none" (the output is cut off from the input)."""
+        return self.from_dict({"cell": format_cell(["none"] * len(EDGES))})
+
     # ---- latency terms --------------------------------------------------------------
     def _stages(self) -> list[tuple[int, int]]:
         """(channels, resolution) of each stage."""
