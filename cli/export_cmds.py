@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
             else:
                 err.print(f"error: {budget_message(res.report)}; the files are written for inspection; "
                           f"pass --allow-over-budget to accept, or export with --prune", markup=False)
-                raise typer.Exit(3)
+                # typer.Exit's code is lost under standalone_mode=False in main(); exit directly
+                sys.exit(3)
 
     @app.command("demo")
     def demo_cmd(

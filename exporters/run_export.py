@@ -195,8 +195,8 @@ def _profile(run: RunInfo, space, arch):
 
 
 def budget_message(report: dict) -> str:
-    return (f"the exported model misses the latency budget: measured {report['latency_ms']:.4f} ms "
-            f"({report['deployed']}) > budget {report['budget_ms']:.4f} ms")
+    return (f"the exported model misses the latency budget: measured {report['latency_ms']:.4g} ms "
+            f"({report['deployed']}) > budget {report['budget_ms']:.4g} ms")
 
 
 def summary_json(report: dict) -> str:

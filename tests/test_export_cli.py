@@ -1,0 +1,80 @@
+"""`hwnas export RUN_DIR`: a run folder exported end to end; budget misses and bad input refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hwnas.space import get_space
+from test_export import FAST, SETTINGS
+
+
+def _hwnas(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "hwnas.cli", *args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from hwnas.latency.backends import get_backend
+    from hwnas.latency.profiler import profile
+
+    d = tmp_path_factory.mktemp("run")
+    space = get_space("mbv3-32", **SETTINGS)
+    prof = d / "profile.json"
+    profile(space, get_backend("ort-cpu", threads=1), prof, n_calibrate=2, n_validate=0, protocol=FAST)
+    arch = space.largest()
+    cfg = {"format": 1, "space": {"name": "mbv3-32", "config_hash": space.config_hash(), "settings": SETTINGS},
+           "profile": {"spec": str(prof)}, "evaluator": {"spec": "train:1", "data": "digits"},
+           "budgets": {"latency_ms": 1000.0}}
+    rec = {"i": 0, "id": arch.id, "arch": arch.to_dict(), "accuracy": 0.5, "latency_ms": 0.1}
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "journal.jsonl").write_text(json.dumps(rec) + "\n")
+    (d / "best.json").write_text(json.dumps(rec))
+    return d
+
+
+def test_export_run_folder_and_budget_miss(run_dir, tmp_path):
+    common = ["--scratch-epochs", "1", "--calibration", "minmax", "--calibration-images", "64"]
+    ok = _hwnas("export", str(run_dir), "--out", str(tmp_path / "m.onnx"), *common, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    r = json.loads((tmp_path / "m.report.json").read_text())
+    assert r["meets_budget"] is True and r["budget_ms"] == 1000.0 and r["predicted_ms"] > 0
+    assert r["metadata"]["arch_id"] and r["metadata"]["preprocessing"]["input_size"] == 8
+    over = _hwnas("export", str(run_dir), "--out", str(tmp_path / "o.onnx"), "--budget-ms", "0.000001", *common, cwd=tmp_path)
+    assert over.returncode != 0
+    assert over.returncode == 3 and "budget 1e-06 ms" in over.stderr and "measured 0." in over.stderr
+    allowed = _hwnas("export", str(run_dir), "--out", str(tmp_path / "a.onnx"), "--budget-ms", "0.000001",
+                     "--allow-over-budget", *common, cwd=tmp_path)
+    assert allowed.returncode == 0
+
+
+def _bad(run_dir: Path, tmp: Path, *args: str) -> str:
+    res = _hwnas("export", *args, cwd=tmp)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert not list(tmp.glob("*.onnx"))
+    return lines[0]
+
+
+def test_bad_inputs(run_dir, tmp_path):
+    assert "does not exist" in _bad(run_dir, tmp_path, str(tmp_path / "none"), "--out", "m.onnx")
+    inc = tmp_path / "inc"
+    inc.mkdir()
+    (inc / "config.json").write_text(json.loads(json.dumps("{}")))
+    assert "incomplete" in _bad(run_dir, tmp_path, str(inc), "--out", "m.onnx")
+    old = tmp_path / "old"
+    old.mkdir()
+    for n in ("journal.jsonl", "best.json"):
+        (old / n).write_text((run_dir / n).read_text())
+    (old / "config.json").write_text(json.dumps({"format": 0}))
+    assert "format" in _bad(run_dir, tmp_path, str(old), "--out", "m.onnx")
+    assert "not in run" in _bad(run_dir, tmp_path, str(run_dir), "--arch", "nosuchid", "--out", "m.onnx")
+    for ratio in ("0", "1", "1.5", "-0.2"):
+        assert "between 0 and 1" in _bad(run_dir, tmp_path, str(run_dir), "--prune", ratio, "--out", "m.onnx")
+    assert "does not exist" in _bad(run_dir, tmp_path, str(run_dir), "--out", str(tmp_path / "no" / "m.onnx"))
