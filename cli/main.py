@@ -102,7 +102,10 @@ _register_commands()
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input becomes one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode, click returns the code of typer.Exit(code) instead of raising
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except UserError as e:
         err.print(f"error: {e}", markup=False)
         sys.exit(2)
