@@ -143,3 +143,18 @@ def test_bundle_errors(tmp_path):
         run_bundle(bundle, tmp_path / "t.json")
     with pytest.raises(UserError, match="already exists"):
         write_bundle(space, bundle)
+
+
+def test_exported_model_is_measured_on_the_tables_scale(tmp_path):
+    from hwnas.latency.backends import export_onnx_bytes, prepare_for_timing
+    from hwnas.latency.measure import measure_onnx_for_table
+
+    space = tiny_mbconv()
+    table = profile(space, get_backend("ort-cpu"), tmp_path / "t.json", n_calibrate=4, n_validate=0, protocol=FAST)
+    assert table.extra["reference"]["latency_ms"] > 0
+    arch = space.sample(5)
+    model = export_onnx_bytes(prepare_for_timing(space.build(arch), space.input_shape), (1, *space.input_shape))
+    m = measure_onnx_for_table(model, load_table(tmp_path / "t.json"), FAST)
+    assert m["paired"] and m["latency_ms"] > 0 and m["reference_table_ms"] == table.extra["reference"]["latency_ms"]
+    predicted = LatencyPredictor(table, space).predict(arch)
+    assert 0.3 < m["latency_ms"] / predicted < 3  # same scale: no unit or overhead mix-up
