@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from hwnas.errors import UserError
-from hwnas.fileio import check_output_path
+from hwnas.fileio import check_output_path, read_json
 from hwnas.latency.fingerprint import device_fingerprint
 from hwnas.latency.ort_runner import check_provider, ort_runner
 from hwnas.latency.profiling import ProgressFn, Task, interleave_networks, partial_path, profile_tasks
@@ -30,10 +30,7 @@ def read_manifest(bundle: str | Path) -> dict:
     mpath = d / "manifest.json"
     if not mpath.is_file():
         raise UserError(f"{str(d)!r} is not a profile bundle (no manifest.json); make one with `hwnas profile bundle`")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"bundle manifest {str(mpath)!r} is not valid JSON ({e.msg}); copy the bundle again") from None
+    manifest = read_json(mpath, "bundle manifest")
     if not isinstance(manifest, dict) or manifest.get("schema") != BUNDLE_SCHEMA:
         raise UserError(f"{str(mpath)!r} is not an hwnas profile bundle manifest")
     for key in ("space", "batch", "overhead", "blocks", "calibration", "validation"):

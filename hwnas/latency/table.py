@@ -6,13 +6,12 @@ See the README's "Latency table format" for the fields.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
-from hwnas.fileio import atomic_write_json
+from hwnas.fileio import atomic_write_json, read_json
 
 SCHEMA = "hwnas.latency-table"
 SCHEMA_VERSION = 1
@@ -149,10 +148,4 @@ def load_table(path: str | Path) -> LatencyTable:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"latency table {str(p)!r} does not exist; make one with `hwnas profile` or use one from profiles/")
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"latency table {str(p)!r} is not valid JSON (line {e.lineno}: {e.msg}); it may be truncated: rebuild it with `hwnas profile`") from None
-    except UnicodeDecodeError:
-        raise UserError(f"latency table {str(p)!r} is not a UTF-8 JSON file") from None
-    return table_from_dict(d, str(p))
+    return table_from_dict(read_json(p, "latency table"), str(p))
