@@ -9,7 +9,6 @@ this package's pure-Python files) are installed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
