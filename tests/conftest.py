@@ -12,9 +12,13 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("HWNAS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def nb201_csv_path() -> Path:
+    return shared_data_dir() / "nb201" / "nb201_acc_latency.csv"
+
+
 @pytest.fixture(scope="session")
 def nb201_csv() -> Path:
-    p = shared_data_dir() / "nb201" / "nb201_acc_latency.csv"
+    p = nb201_csv_path()
     if not p.is_file():
         pytest.skip(f"NAS-Bench-201 table not found at {p} (set HWNAS_SHARED_DATA)")
     return p

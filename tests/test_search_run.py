@@ -13,13 +13,10 @@ import pytest
 
 from hwnas.search import run
 
-ROOT = Path(__file__).resolve().parent.parent
 FILES = ["config.json", "journal.jsonl", "pareto.json", "best.json", "pareto.png"]
 
 
-def nb201_csv() -> Path:
-    base = os.environ.get("HWNAS_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
-    return Path(base) / "nb201" / "nb201_acc_latency.csv"
+from conftest import nb201_csv_path as nb201_csv  # noqa: E402  (one place knows where shared data lives)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The table:CSV#COLUMN evaluator: percent -> fraction, and clear errors on mismatched tables."""
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,9 @@ from hwnas.accuracy import get_evaluator
 from hwnas.errors import UserError
 from hwnas.space import get_space
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def nb201_csv() -> Path:
-    base = os.environ.get("HWNAS_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
-    return Path(base) / "nb201" / "nb201_acc_latency.csv"
+from conftest import nb201_csv_path as nb201_csv  # noqa: E402  (one place knows where shared data lives)
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,10 @@ class LatencyPredictor:
         return np.array([self.predict(a) for a in archs], dtype=float)
 
     def min_latency(self) -> tuple[float, object]:
-        """The smallest latency the space can reach under this table, and an arch that reaches it."""
-        arch = self.space.cheapest(lambda b: self.term_cost(b.key))
-        return self.predict(arch), arch
+        """The smallest latency the space can reach under this table, and an arch that reaches it.
+
+        Computed once per predictor: for small spaces it enumerates every arch."""
+        if not hasattr(self, "_min"):
+            arch = self.space.cheapest(lambda b: self.term_cost(b.key))
+            self._min = (self.predict(arch), arch)
+        return self._min
