@@ -1,7 +1,6 @@
 """The table:CSV#COLUMN evaluator: percent -> fraction, and clear errors on mismatched tables."""
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
