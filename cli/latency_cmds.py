@@ -51,6 +51,8 @@ def print_validation(table, path: str) -> None:
     t.add_row("calibration", f"x{cal['scale']:.3f} {cal['offset_ms']:+.4f} ms on {cal['k']} networks")
     if cal.get("op_scales") and len(cal["op_scales"]) > 1:
         t.add_row("scale per block kind", ", ".join(f"{op} x{s:.2f}" for op, s in sorted(cal["op_scales"].items())))
+    if cal.get("op_block_ms"):
+        t.add_row("time per block", ", ".join(f"{op} {ms * 1e3:+.1f} us" for op, ms in sorted(cal["op_block_ms"].items())))
     if v.get("n"):
         t.add_row("validation networks", str(v["n"]))
         t.add_row("within ±5%", f"{v['within_5pct']:.0%}")
@@ -93,7 +95,7 @@ def register(app: typer.Typer) -> None:
         provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (backend ort)"),
         threads: int = typer.Option(1, "--threads", help="intra-op threads"),
         batch: int = typer.Option(1, "--batch", help="batch size"),
-        calibrate: int = typer.Option(10, "--calibrate", help="whole networks measured to fit the calibration"),
+        calibrate: Optional[int] = typer.Option(None, "--calibrate", help="whole networks measured to fit the calibration [default: the space's, 10 for mbv3, 50 for nb201]"),
         validate: int = typer.Option(20, "--validate", help="fresh whole networks measured to validate the table"),
         seed: int = typer.Option(0, "--seed", help="seed for the calibration and validation networks"),
         clock: str = typer.Option("auto", "--clock", help="auto, wall or thread (CPU time of the inference thread)"),
@@ -129,7 +131,7 @@ def register(app: typer.Typer) -> None:
         space: str = typer.Option(..., "--space", help="search space (hwnas list spaces)"),
         out_dir: str = typer.Option(..., "--out", help="bundle folder to write"),
         batch: int = typer.Option(1, "--batch", help="batch size"),
-        calibrate: int = typer.Option(10, "--calibrate", help="calibration networks"),
+        calibrate: Optional[int] = typer.Option(None, "--calibrate", help="calibration networks [default: the space's]"),
         validate: int = typer.Option(20, "--validate", help="validation networks"),
         seed: int = typer.Option(0, "--seed", help="seed for the networks"),
         force: bool = typer.Option(False, "--force", help="replace an existing bundle folder"),

@@ -5,7 +5,7 @@ import pytest
 
 from hwnas.errors import UserError
 from hwnas.latency import LatencyPredictor, load_table
-from hwnas.latency.predictor import raw_from_terms
+from hwnas.latency.predictor import fit_grouped_calibration, predict_from_costs, raw_from_terms
 from hwnas.latency.protocol import Measurement, Protocol, measure, measure_sessions
 from hwnas.latency.stats import fidelity, fit_linear, kendall_tau
 from hwnas.latency.table import LatencyTable, TableEntry
@@ -152,3 +152,25 @@ def test_pairing_with_a_reference_cancels_a_slow_spell():
     assert paired.latency_ms == pytest.approx(2.0, rel=0.25)
     # the raw samples do see the spell
     assert unpaired.iqr_ms > 0.5
+
+
+def test_grouped_calibration_fits_per_block_times():
+    """Blocks whose lone timing is all call overhead (cost 0) still cost time per block in a
+    network: the fit recovers that from whole networks, and the plain fit cannot."""
+    rng = np.random.default_rng(0)
+    costs, counts, measured = [], [], []
+    for _ in range(40):
+        n_conv, n_skip = int(rng.integers(0, 15)), int(rng.integers(0, 15))
+        c = {"conv": 0.05 * n_conv, "skip": 0.0}
+        n = {"conv": n_conv, "skip": n_skip}
+        costs.append(c)
+        counts.append(n)
+        measured.append(0.1 + 0.8 * c["conv"] + 0.004 * n_skip + 0.001 * n_conv)
+    fit = fit_grouped_calibration(costs, measured, 0.02, counts=counts)
+    assert fit["op_block_ms"]["skip"] == pytest.approx(0.004, rel=0.1)
+    pred = np.array([predict_from_costs(c, fit, 0.02, n) for c, n in zip(costs, counts)])
+    assert np.max(np.abs(pred / np.array(measured) - 1)) < 0.01
+    plain = fit_grouped_calibration(costs, measured, 0.02)
+    assert plain["op_block_ms"] == {}
+    pred_plain = np.array([predict_from_costs(c, plain, 0.02) for c in costs])
+    assert np.max(np.abs(pred_plain / np.array(measured) - 1)) > 0.05

@@ -19,7 +19,7 @@ from hwnas.latency.bundle_runner import BUNDLE_SCHEMA, BUNDLE_VERSION
 from hwnas.latency.profiler import overhead_module, sample_networks, space_header
 
 
-def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int = 10, n_validate: int = 20,
+def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int | None = None, n_validate: int = 20,
                  seed: int = 0, force: bool = False, on_progress=None) -> Path:
     """Write the bundle into ``out_dir`` (built in a temp folder beside it, then renamed)."""
     out = Path(out_dir)
@@ -35,6 +35,8 @@ def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int
         (tmp / "blocks").mkdir()
         (tmp / "networks").mkdir()
         blocks = space.all_latency_terms()
+        if n_calibrate is None:
+            n_calibrate = space.calibration_networks
         calib, valid = sample_networks(space, n_calibrate, n_validate, seed)
         total = len(blocks) + len(calib) + len(valid) + 1
         done = 0

@@ -80,7 +80,7 @@ def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed
     return tasks
 
 
-def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int = 10, n_validate: int = 20, seed: int = 0,
+def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None = None, n_validate: int = 20, seed: int = 0,
             protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None,
             paired: bool | None = None) -> LatencyTable:
     """Measure every block of ``space`` on ``backend``, calibrate, validate, write ``out`` atomically.
@@ -88,6 +88,8 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int = 10, 
     An unfinished run with the same settings resumes from ``out``'s ``.partial.jsonl`` journal.
     """
     check_output_path(out, force=force, what="table")
+    if n_calibrate is None:
+        n_calibrate = space.calibration_networks
     if n_calibrate < 2:
         raise UserError("--calibrate must be at least 2 (the calibration fits a scale and an offset)")
     if n_validate < 0:

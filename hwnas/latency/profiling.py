@@ -20,7 +20,7 @@ import numpy as np
 
 from hwnas.errors import UserError
 from hwnas.fileio import Journal, read_journal
-from hwnas.latency.predictor import cost_by_op, fit_grouped_calibration, predict_from_costs, raw_from_terms
+from hwnas.latency.predictor import cost_by_op, count_by_op, fit_grouped_calibration, predict_from_costs, raw_from_terms
 from hwnas.latency.protocol import Protocol, Runner, fastest_session, measure_with_retry
 from hwnas.latency.stats import fidelity
 from hwnas.latency.table import LatencyTable, TableEntry
@@ -142,16 +142,18 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
                 r = results[(kind, t.key)]
                 rows.append({"id": t.key, "arch": t.info["arch"], "measured_ms": r["latency_ms"],
                              "median_ms": r["median_ms"], "iqr_ms": r["iqr_ms"],
-                             "session_spread": r.get("session_spread", 0.0), "raw_ms": raw(t), "costs": costs(t)})
+                             "session_spread": r.get("session_spread", 0.0), "raw_ms": raw(t), "costs": costs(t),
+                             "counts": count_by_op(entries[k].op for k in t.info["terms"])})
         return rows
 
     calib = network_rows("calibration")
     if len(calib) < 2:
         raise UserError("calibration needs at least 2 networks; raise --calibrate")
-    fit = fit_grouped_calibration([c["costs"] for c in calib], [c["measured_ms"] for c in calib], overhead)
+    fit = fit_grouped_calibration([c["costs"] for c in calib], [c["measured_ms"] for c in calib], overhead,
+                                  counts=[c["counts"] for c in calib])
     valid = network_rows("validation")
     for row in calib + valid:
-        row["predicted_ms"] = predict_from_costs(row.pop("costs"), fit, overhead)
+        row["predicted_ms"] = predict_from_costs(row.pop("costs"), fit, overhead, row.pop("counts"))
     if valid:
         validation: dict[str, Any] = fidelity([v["predicted_ms"] for v in valid], [v["measured_ms"] for v in valid])
         validation["measurement_spread"] = float(np.median([v["iqr_ms"] / v["median_ms"] for v in valid]))

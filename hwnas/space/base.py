@@ -76,6 +76,9 @@ class SearchSpace(ABC):
 
     name: str
     config: Any  # a frozen dataclass
+    # whole networks a latency table's calibration measures by default: enough for the fit's
+    # unknowns (a scale and a per-block time per op kind that varies, and an offset)
+    calibration_networks: int = 10
 
     # ---- identity -------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
