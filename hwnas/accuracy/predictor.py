@@ -61,6 +61,43 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 @dataclass
+class _OneHotPlan:
+    """Where each decision's bits start in ``one_hot``, and which kernel/expand decisions are
+    switched off by their stage's depth (decision index, stage, block), for whole batches."""
+
+    offsets: np.ndarray
+    uses_depths: bool
+    gated: np.ndarray
+    gate_stage: np.ndarray
+    gate_block: np.ndarray
+    depth_genes: np.ndarray
+    depth_values: np.ndarray  # stages x max choices: the depth each depth gene's index means
+
+    @classmethod
+    def of(cls, space: SearchSpace) -> "_OneHotPlan":
+        decisions = space.decisions()
+        cards = [len(d.choices) for d in decisions]
+        offsets = np.cumsum([0] + cards[:-1]).astype(np.int64)
+        probe = space.decode([0] * len(decisions))
+        uses_depths = "depths" in set(probe.keys())
+        gated, stage, block = [], [], []
+        index = {d.name: i for i, d in enumerate(decisions)}
+        if uses_depths:
+            for i, d in enumerate(decisions):
+                if d.name.startswith("kernel") or d.name.startswith("expand"):
+                    s, b = (int(v) for v in re.sub(r"^[a-z]+", "", d.name).split("."))
+                    gated.append(i), stage.append(s), block.append(b)
+        n_stages = max(stage) + 1 if stage else 0
+        depth_genes = np.array([index[f"depth{s}"] for s in range(n_stages)], dtype=np.int64)
+        width = max((cards[i] for i in depth_genes), default=1)
+        depth_values = np.zeros((n_stages, width), dtype=np.int64)
+        for s, i in enumerate(depth_genes):
+            depth_values[s, :cards[i]] = decisions[i].choices
+        return cls(offsets, uses_depths, np.array(gated, dtype=np.int64), np.array(stage, dtype=np.int64),
+                   np.array(block, dtype=np.int64), depth_genes, depth_values)
+
+
+@dataclass
 class PredictorFit:
     n_train: int
     n_test: int
@@ -79,7 +116,35 @@ class AccuracyPredictor:
         self.fit_report: dict[str, Any] = {}
 
     def features(self, archs: Sequence[Arch]) -> torch.Tensor:
-        return torch.tensor([one_hot(self.space, self.space.parse(a)) for a in archs], dtype=torch.float32)
+        """The ``one_hot`` rows of ``archs``, built from their genomes in a few numpy operations
+        (a per-arch Python loop limited scoring to about a thousand candidates per second)."""
+        plan = self._plan()
+        genomes = np.array([self._genome(a) for a in archs], dtype=np.int64).reshape(len(archs), len(plan.offsets))
+        x = np.zeros((len(archs), self.n_in), dtype=np.float32)
+        used = np.ones(genomes.shape, dtype=bool)
+        if plan.gated.size and plan.uses_depths:
+            depth = plan.depth_values[np.arange(len(plan.depth_genes)), genomes[:, plan.depth_genes]]  # N x stages
+            used[:, plan.gated] = depth[:, plan.gate_stage] > plan.gate_block
+        rows = np.broadcast_to(np.arange(len(archs))[:, None], genomes.shape)
+        x[rows[used], (genomes + plan.offsets)[used]] = 1.0
+        return torch.from_numpy(x)
+
+    def _genome(self, arch: Any) -> list[int]:
+        # Arch values of this space come from its parse/decode/sample, which validate them, so
+        # their genome is taken as is; anything else is parsed (and validated) first, as before
+        if isinstance(arch, Arch) and arch.space == self.space.name:
+            try:
+                g = self.space.encode(arch)
+                if len(g) == len(self._plan().offsets):
+                    return g
+            except (ValueError, KeyError, IndexError, TypeError):
+                pass
+        return self.space.encode(self.space.parse(arch))
+
+    def _plan(self) -> "_OneHotPlan":
+        if getattr(self, "_plan_cache", None) is None:
+            self._plan_cache = _OneHotPlan.of(self.space)
+        return self._plan_cache
 
     def fit(self, archs: Sequence[Arch], accs: Sequence[float], seed: int = 0, epochs: int = 500, lr: float = 1e-3) -> None:
         torch.manual_seed(seed)

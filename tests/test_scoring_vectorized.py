@@ -1,0 +1,83 @@
+"""The batched scoring paths (one-hot features from genomes, MBConv latency over genomes) give
+exactly what the per-arch paths give."""
+
+import copy
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.accuracy.predictor import AccuracyPredictor, one_hot
+from hwnas.errors import UserError
+from hwnas.latency import LatencyPredictor, load_table
+from hwnas.space import get_space
+
+PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "mbv3-32_ort-cpu_t1_b1.json"
+
+
+def _archs(space, n, seed):
+    rng = random.Random(seed)
+    out = [space.sample(rng) for _ in range(n)]
+    if hasattr(space, "smallest"):
+        out += [space.smallest(), space.largest()]
+    return out
+
+
+@pytest.mark.parametrize("space_name", ["mbv3-32", "nb201"])
+def test_features_equal_per_arch_one_hot(space_name):
+    space = get_space(space_name)
+    archs = _archs(space, 400, 1)
+    pred = AccuracyPredictor(space, hidden=(32, 32))
+    old = torch.tensor([one_hot(space, space.parse(a)) for a in archs], dtype=torch.float32)
+    assert torch.equal(pred.features(archs), old)
+    # dicts and JSON strings go through parsing, as before
+    assert torch.equal(pred.features([a.to_dict() for a in archs[:10]] + [a.to_json() for a in archs[10:20]]), old[:20])
+    assert pred.features([]).shape == (0, pred.n_in)
+
+
+def test_predict_equals_per_arch_path():
+    space = get_space("mbv3-32")
+    archs = _archs(space, 300, 2)
+    pred = AccuracyPredictor(space, hidden=(64, 64))
+    pred.fit(archs[:40], [random.Random(i).random() for i in range(40)], epochs=3)
+    with torch.no_grad():
+        x = torch.tensor([one_hot(space, space.parse(a)) for a in archs], dtype=torch.float32)
+        want = (pred.net(x).squeeze(1) * pred.y_std + pred.y_mean).clamp(0.0, 1.0).tolist()
+    assert pred.predict(archs) == want
+
+
+def test_features_reject_invalid_archs():
+    space = get_space("mbv3-32")
+    pred = AccuracyPredictor(space, hidden=(8,))
+    bad = space.largest().to_dict()
+    bad["kernels"][0][0] = 4
+    with pytest.raises(UserError, match="kernels"):
+        pred.features([space.smallest(), bad])
+    with pytest.raises(UserError, match="space"):
+        pred.features([get_space("nb201").largest()])
+
+
+def test_latency_predict_many_equals_predict():
+    space = get_space("mbv3-32")
+    pred = LatencyPredictor(load_table(PROFILE), space)
+    assert pred._mbconv_plan() is not None  # the vectorized path is the one under test
+    archs = _archs(space, 2000, 3)
+    got = pred.predict_many(archs)
+    assert np.array_equal(got, np.array([pred.predict(a) for a in archs]))
+    assert np.array_equal(pred.predict_many([a.to_dict() for a in archs[:5]]), got[:5])
+    assert pred.predict_many([]).shape == (0,)
+
+
+def test_latency_predict_many_reports_missing_entries():
+    space = get_space("mbv3-32")
+    table = copy.deepcopy(load_table(PROFILE))
+    big = space.largest()
+    missing = space.latency_terms(big)[-2].key
+    del table.entries[missing]
+    pred = LatencyPredictor(table, space)
+    ok = [a for a in _archs(space, 50, 4) if missing not in {b.key for b in space.latency_terms(a)}]
+    assert np.array_equal(pred.predict_many(ok), [pred.predict(a) for a in ok])
+    with pytest.raises(UserError, match="no entry"):
+        pred.predict_many(ok + [big])
