@@ -9,12 +9,29 @@ import typer
 from hwnas.cli.common import err, out
 
 
+def _parse_space_settings(text: Optional[str]) -> dict:
+    import json
+
+    from hwnas.errors import UserError
+
+    if not text:
+        return {}
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--space-settings is not JSON ({e.msg}); pass an object such as '{{\"depths\": [1, 2]}}'") from None
+    if not isinstance(settings, dict):
+        raise UserError("--space-settings must be a JSON object of config fields")
+    return settings
+
+
 def _parse_objectives(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
 def search_cmd(
     space: str = typer.Option(..., "--space", help="search space name (hwnas list spaces)"),
+    space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config (recorded in config.json; must match on --resume)"),
     profile: str = typer.Option(..., "--profile", help="latency table JSON from `hwnas profile`, or table:CSV#COLUMN (e.g. table:nb201#lat_pixel3)"),
     evaluator: str = typer.Option(..., "--evaluator", help="accuracy evaluator KIND:ARG, e.g. table:nb201#c10_test"),
     out_dir: str = typer.Option(..., "--out", help="run folder to write (config.json, journal.jsonl, pareto.json, best.json, pareto.png)"),
@@ -53,7 +70,8 @@ def search_cmd(
         raise UserError(f"strategy {strategy!r} does not take {flags}")
     cfg = SearchConfig(space=space, profile=profile, evaluator=evaluator, strategy=strategy,
                        budget_evals=budget_evals, seed=seed, latency_ms=latency_ms, params_max=params_max,
-                       flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options)
+                       flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options,
+                       space_settings=_parse_space_settings(space_settings))
 
     def best_text(best: Optional[dict]) -> str:
         if best is None:

@@ -147,3 +147,27 @@ def test_resume_with_other_configuration_is_refused(table, tmp_path, capsys):
     assert cli(args(table, out, "--budget-evals", "8", "--strategy", "random"), capsys)[0] == 0
     code, _, err = cli(args(table, out, "--budget-evals", "8", "--strategy", "anneal", "--resume"), capsys)
     assert code == 2 and "different configuration" in err and "strategy.name" in err
+
+
+def test_space_settings_are_recorded_and_checked_on_resume(table, tmp_path, capsys):
+    out = tmp_path / "s"
+    settings = '{"cells_per_stage": 3}'
+    code, _, _ = cli(args(table, out, "--budget-evals", "6", "--strategy", "random", "--space-settings", settings), capsys)
+    assert code == 0
+    space = json.loads((out / "config.json").read_text())["space"]
+    assert space["settings"] == {"cells_per_stage": 3}
+    from hwnas.space import get_space
+
+    assert space["config_hash"] == get_space("nb201", cells_per_stage=3).config_hash() != get_space("nb201").config_hash()
+    # the same settings resume; other settings, or none, are refused with what differs
+    code, _, _ = cli(args(table, out, "--budget-evals", "6", "--strategy", "random", "--space-settings", settings, "--resume"), capsys)
+    assert code == 0 and len((out / "journal.jsonl").read_text().splitlines()) == 6
+    code, _, err = cli(args(table, out, "--budget-evals", "6", "--strategy", "random", "--resume"), capsys)
+    assert code == 2 and "different configuration" in err and "settings" in err
+    code, _, err = cli(args(table, out, "--budget-evals", "6", "--strategy", "random", "--resume", "--space-settings",
+                            '{"cells_per_stage": 2}'), capsys)
+    assert code == 2 and "cells_per_stage" in err
+    for bad, needle in (("[1, 2]", "JSON object"), ("{depths", "not JSON"), ('{"nope": 1}', "nope")):
+        code, _, err = cli(args(table, tmp_path / "bad", "--budget-evals", "4", "--space-settings", bad), capsys)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
