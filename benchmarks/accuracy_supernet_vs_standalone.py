@@ -33,6 +33,9 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=6, help="archs compared (largest, smallest and random ones)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default=None, help="reuse this supernet instead of training one")
+    ap.add_argument("--diverse", action="store_true",
+                    help="pick the random archs at evenly spaced FLOPs quantiles of 300 samples (a spread of sizes) "
+                         "instead of the first random ones")
     ap.add_argument("--kernel-transform", action="store_true")
     ap.add_argument("--standalone-from", default=None,
                     help="reuse the stand-alone accuracies of an earlier result (same archs, same recipe)")
@@ -58,6 +61,13 @@ def main() -> None:
 
     rng = random.Random(args.seed + 100)
     archs = [space.largest(), space.smallest()]
+    if args.diverse:
+        from hwnas.search.objectives import CostModel
+
+        cost = CostModel(space)
+        pool = sorted({a.id: a for a in (space.sample(rng) for _ in range(300))}.values(), key=lambda a: cost(a).flops)
+        k = args.archs - 2
+        archs += [pool[round((i + 0.5) * (len(pool) - 1) / k)] for i in range(k)]
     while len(archs) < args.archs:
         a = space.sample(rng)
         if a not in archs:
@@ -81,6 +91,7 @@ def main() -> None:
         "space": args.space, "space_settings": json.loads(args.space_settings), "data": args.data,
         "dataset": ds.describe(), "epochs": args.epochs, "standalone_epochs": scfg.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "kernel_transform": args.kernel_transform,
+        "diverse": args.diverse,
         "supernet_train_s": supernet_s, "eval_s_per_arch": ev.seconds_per_arch,
         "kendall_tau": kendall_tau([r["supernet"] for r in rows], [r["standalone"] for r in rows]),
         "max_abs_diff_points": max(abs(r["diff_points"]) for r in rows), "rows": rows,

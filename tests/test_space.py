@@ -191,3 +191,28 @@ def test_settings_change_the_config_hash():
     assert tiny_mbconv().config_hash() != get_space("mbv3-32").config_hash()
     with pytest.raises(UserError, match="unknown mbv3-32 setting"):
         get_space("mbv3-32", colour="red")
+
+
+def test_nb201_cell_shares_relu_and_pooling_per_node():
+    """A node's ReLU and average pooling are computed once however many edges read them: the
+    output equals the edge-by-edge sum, and the latency terms count each once."""
+    from hwnas.space.nb201_modules import Cell
+
+    space = get_space("nb201")
+    for seed in range(20):
+        ops = parse_cell(space.sample(seed)["cell"])
+        cell = Cell(ops, 8).eval()
+        x = torch.randn(2, 8, 6, 6)
+        nodes = [x, None, None, None]
+        for j in (1, 2, 3):
+            ys = [cell.ops[f"{i}->{j}"](nodes[i] if nodes[i] is not None else x * 0) for (to, i) in cell.edges if to == j]
+            nodes[j] = sum(ys[1:], ys[0]) if ys else None
+        expected = nodes[3] if nodes[3] is not None else x * 0
+        assert torch.allclose(cell(x), expected, atol=1e-6)
+    cell = "|avg_pool_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
+    ops = [b.op for b in space.latency_terms(space.parse(cell))]
+    per_cell = {op: ops.count(op) // (3 * space.config.cells_per_stage) for op in set(ops) - {"stem", "resblock", "head"}}
+    # pooling of node 0 once (3 edges read it), one ReLU of node 1 for its two convolutions;
+    # node 2 = pool + conv (one fusable addition), node 3 = pool + conv + skip (one fusable, one plain)
+    assert per_cell == {"avg_pool_3x3": 1, "relu": 1, "nor_conv_1x1": 1, "nor_conv_3x3": 1, "skip_connect": 1,
+                        "add_conv": 2, "add": 1}

@@ -145,15 +145,38 @@ class NB201Space(SearchSpace):
         return out
 
     def _cell_terms(self, ops: Sequence[str], c: int, r: int) -> list[Block]:
+        """The operations a cell runs, as a graph runtime runs them.
+
+        A node's ReLU is computed once for every convolution that reads the node, and its
+        average pooling once for every edge that pools it (the modules share them, and ONNX
+        Runtime's common-subexpression elimination would merge them anyway). A node sum has
+        ``inputs - 1`` additions; up to one per convolution among its inputs is ``add_conv``,
+        an addition a runtime can fuse into that convolution's output (ONNX Runtime on CPU
+        does), the rest are plain ``add``. Both are timed alike; the calibration tells them apart.
+        """
         terms = []
         live = live_edges(ops)
         if needs_zero(ops):
             terms.append(Block.make("zero", (c, r, r)))
+        relu_done: set[int] = set()
+        pool_done: set[int] = set()
         for j, i, op in live:
-            terms.append(Block.make(op, (c, r, r)))
+            if op.startswith("nor_conv"):
+                if i not in relu_done:
+                    relu_done.add(i)
+                    terms.append(Block.make("relu", (c, r, r)))
+                terms.append(Block.make(op, (c, r, r)))
+            elif op == "avg_pool_3x3":
+                if i not in pool_done:
+                    pool_done.add(i)
+                    terms.append(Block.make(op, (c, r, r)))
+            else:
+                terms.append(Block.make(op, (c, r, r)))
         for j in (1, 2, 3):
-            n_in = sum(1 for (to, _, _) in live if to == j)
-            terms += [Block.make("add", (c, r, r))] * max(0, n_in - 1)
+            into = [op for (to, _, op) in live if to == j]
+            n_add = max(0, len(into) - 1)
+            fused = min(n_add, sum(op.startswith("nor_conv") for op in into))
+            terms += [Block.make("add_conv", (c, r, r))] * fused + [Block.make("add", (c, r, r))] * (n_add - fused)
         return terms
 
     def _skeleton_terms(self, stage_terms) -> list[Block]:
@@ -176,7 +199,7 @@ class NB201Space(SearchSpace):
         return self._skeleton_terms(lambda c, r: self._cell_terms(ops, c, r) * n)
 
     def all_latency_terms(self) -> list[Block]:
-        return self._skeleton_terms(lambda c, r: [Block.make(op, (c, r, r)) for op in OPS[1:] + ("add", "zero")])
+        return self._skeleton_terms(lambda c, r: [Block.make(op, (c, r, r)) for op in OPS[1:] + ("relu", "add", "add_conv", "zero")])
 
     # ---- modules --------------------------------------------------------------------
     def build_block(self, block: Block):
@@ -189,8 +212,12 @@ class NB201Space(SearchSpace):
             return m.ResBlock(c, block.param("c_out"))
         if block.op == "head":
             return m.Head(c, block.param("classes"))
-        if block.op == "add":
+        if block.op in ("add", "add_conv"):
             return m.AddTwo()
+        if block.op == "relu":
+            return m.nn.ReLU()
+        if block.op.startswith("nor_conv"):  # its ReLU is the separate "relu" term
+            return m.nn.Sequential(*list(m.make_op(block.op, c))[1:])
         if block.op == "zero":
             return m.Zero()
         return m.make_op(block.op, c)

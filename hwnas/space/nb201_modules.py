@@ -54,6 +54,8 @@ class Cell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: list[torch.Tensor | None] = [x, None, None, None]
         zero: torch.Tensor | None = None  # computed once per cell, where some node is zero
+        relu: dict[int, torch.Tensor] = {}  # a node's ReLU, shared by the convolutions that read it
+        pool: dict[int, torch.Tensor] = {}  # a node's average pooling, shared by the edges that pool it
         for j in (1, 2, 3):
             acc = None
             for (to, i) in self.edges:
@@ -63,7 +65,17 @@ class Cell(nn.Module):
                 if src is None:  # a node with no inputs is zero ("none" on every edge into it)
                     zero = x.mul(0.0) if zero is None else zero
                     src = zero
-                y = self.ops[f"{i}->{j}"](src)
+                op = self.ops[f"{i}->{j}"]
+                if isinstance(op, ReLUConvBN):
+                    if i not in relu:
+                        relu[i] = op[0](src)
+                    y = op[2](op[1](relu[i]))
+                elif isinstance(op, nn.AvgPool2d):
+                    if i not in pool:
+                        pool[i] = op(src)
+                    y = pool[i]
+                else:
+                    y = op(src)
                 acc = y if acc is None else acc + y
             nodes[j] = acc
         if nodes[3] is None:
