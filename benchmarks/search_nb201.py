@@ -18,6 +18,11 @@ loop as ``hwnas search``; only the evaluation is a table lookup. numpy only, no 
     python benchmarks/search_nb201.py                      # full: 20 seeds, all strategies
     python benchmarks/search_nb201.py --seeds 3 --strategies evolution,random --devices pixel3
     python benchmarks/search_nb201.py --json results.json  # also write every number
+    python benchmarks/search_nb201.py --workers 2          # the same numbers, two processes
+
+Tuning uses other devices and seeds than the reported table, e.g.
+``--devices gold_6240,samsung_a50,silver_4210r,titan_rtx_1 --seed-start 100 --seeds 10
+--checkpoints 300 --option evolution.population=20``.
 
 The data file is ``$HWNAS_SHARED_DATA/nb201/nb201_acc_latency.csv`` (``HWNAS_SHARED_DATA``
 defaults to ``../shared/data`` relative to the repository root) or ``--csv PATH``.
@@ -133,6 +138,44 @@ def hv_ratio(task: Task, a: np.ndarray, l: np.ndarray, ref_acc: float | None) ->
     return hypervolume(F[pareto_front_2d(F)], ref) / hypervolume(task.true_front, ref)
 
 
+def parse_options(items: list[str]) -> dict[str, dict]:
+    """``strategy.key=value`` (value parsed as JSON where it can be) -> {strategy: {key: value}}."""
+    out: dict[str, dict] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        strategy, _, key = name.partition(".")
+        if not key or not _:
+            raise SystemExit(f"--option wants strategy.key=value, got {item!r}")
+        try:
+            out.setdefault(strategy, {})[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[strategy][key] = value
+    return out
+
+
+_BENCH: Bench | None = None
+
+
+def _init_worker(path: Path, devices: list[str]) -> None:
+    global _BENCH
+    _BENCH = load(path, devices)
+
+
+def seed_scores(task: Task, strategy: str, seed: int, checkpoints: list[int], options: dict) -> dict[int, tuple]:
+    """(regret, hv, hv80) at every checkpoint for one seed."""
+    b = _BENCH
+    assert b is not None
+    runs = ([(c, run_one(b, task, strategy, seed, c, **options)) for c in checkpoints] if strategy in BUDGET_AWARE
+            else [(None, run_one(b, task, strategy, seed, checkpoints[-1], **options))])
+    out = {}
+    for c in checkpoints:
+        a, l = next(r for cc, r in runs if cc in (c, None))
+        a, l = a[:c], l[:c]
+        assert np.all(l <= task.budget_ms), "a strategy evaluated an over-budget candidate"
+        out[c] = (task.best_acc - float(a.max()), hv_ratio(task, a, l, None), hv_ratio(task, a, l, 80.0))
+    return out
+
+
 def summarize(x: list[float]) -> tuple[float, float, float]:
     q = np.percentile(np.asarray(x, dtype=float), [25, 50, 75])
     return float(q[1]), float(q[0]), float(q[2])
@@ -146,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", default=",".join(DEVICES))
     ap.add_argument("--percentiles", default=",".join(map(str, PERCENTILES)))
     ap.add_argument("--checkpoints", default=",".join(map(str, CHECKPOINTS)))
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed (tuning uses seeds the table does not)")
+    ap.add_argument("--option", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
+                    help="a strategy option other than its default (repeatable)")
+    ap.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel")
     ap.add_argument("--json", type=Path, default=None, help="write all results here")
     args = ap.parse_args(argv)
     path = args.csv or default_csv()
@@ -156,7 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     strategies = args.strategies.split(",")
     checkpoints = sorted(int(c) for c in args.checkpoints.split(","))
     t0 = time.perf_counter()
+    options = parse_options(args.option)
     b = load(path, devices)
+    global _BENCH
+    _BENCH = b
+    pool = None
+    if args.workers > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(args.workers, _init_worker, (path, devices))
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     results = []
     for device in devices:
         for pct in (int(p) for p in args.percentiles.split(",")):
@@ -164,20 +220,16 @@ def main(argv: list[str] | None = None) -> int:
             for strategy in strategies:
                 t1 = time.perf_counter()
                 per_cp: dict[int, dict[str, list[float]]] = {c: {"regret": [], "hv": [], "hv80": []} for c in checkpoints}
-                for seed in range(args.seeds):
-                    runs = ([(c, run_one(b, task, strategy, seed, c)) for c in checkpoints] if strategy in BUDGET_AWARE
-                            else [(None, run_one(b, task, strategy, seed, checkpoints[-1]))])
+                jobs = [(task, strategy, seed, checkpoints, options.get(strategy, {})) for seed in seeds]
+                for scores in (pool.starmap(seed_scores, jobs) if pool else [seed_scores(*j) for j in jobs]):
                     for c in checkpoints:
-                        a, l = next(r for cc, r in runs if cc in (c, None))
-                        a, l = a[:c], l[:c]
-                        assert np.all(l <= task.budget_ms), "a strategy evaluated an over-budget candidate"
-                        per_cp[c]["regret"].append(task.best_acc - float(a.max()))
-                        per_cp[c]["hv"].append(hv_ratio(task, a, l, None))
-                        per_cp[c]["hv80"].append(hv_ratio(task, a, l, 80.0))
+                        for k, v in zip(("regret", "hv", "hv80"), scores[c]):
+                            per_cp[c][k].append(v)
                 secs = time.perf_counter() - t1
                 for c in checkpoints:
                     row = {"device": device, "percentile": pct, "budget_ms": task.budget_ms, "strategy": strategy,
-                           "evals": c, "seeds": args.seeds, "true_best": task.best_acc, "seconds": secs}
+                           "options": options.get(strategy, {}), "evals": c, "seeds": args.seeds,
+                           "seed_start": args.seed_start, "true_best": task.best_acc, "seconds": secs}
                     for k, v in per_cp[c].items():
                         med, q1, q3 = summarize(v)
                         row[k] = {"median": med, "q1": q1, "q3": q3}
@@ -185,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{device:10s} p{pct} {strategy:10s} " + "  ".join(
                     f"@{c}: regret {np.median(per_cp[c]['regret']):.3f} hv {np.median(per_cp[c]['hv']):.4f}" for c in checkpoints)
                     + f"  ({secs:.1f}s)", file=sys.stderr, flush=True)
+    if pool:
+        pool.close()
     total = time.perf_counter() - t0
     print_tables(results, strategies, checkpoints)
     print(f"\n{len(devices)} devices x {len(args.percentiles.split(','))} budgets x {len(strategies)} strategies x "

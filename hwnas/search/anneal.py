@@ -2,6 +2,9 @@
 exp(delta / T) if worse; T falls geometrically from ``t_start`` to ``t_end`` over the budget.
 
 Temperatures are in units of the fitness (accuracy as a fraction: 0.01 = one point).
+
+A neighbour is, with probability ``swap_prob``, the current point with the values of two genes
+exchanged (``Strategy.swap``, see evolution.py for why), otherwise a one-gene change.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from hwnas.search.strategy import STRATEGIES, Strategy
 class SimulatedAnnealing(Strategy):
     name = "anneal"
     # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py, BENCHMARKS.md)
-    defaults = {"t_start": 0.01, "t_end": 0.0005, "restart_after": 50}
+    defaults = {"t_start": 0.01, "t_end": 0.0005, "restart_after": 50, "swap_prob": 0.5}
 
     def setup(self) -> None:
         t0, t1 = float(self.options["t_start"]), float(self.options["t_end"])
@@ -37,7 +40,8 @@ class SimulatedAnnealing(Strategy):
         if self.current is None:
             return self.random_feasible()
         g = self.current[0]
-        return self.propose(lambda: self.mutate(g))
+        swap = float(self.options["swap_prob"])
+        return self.propose(lambda: self.swap(g) if swap > 0 and self.rng.random() < swap else self.mutate(g))
 
     def on_tell(self, genome: Genome, values: Values) -> None:
         f = self.problem.fitness(values)

@@ -86,6 +86,24 @@ class Strategy(ABC):
                 out[i] = v if v < g[i] else v + 1
         return self.problem.canonical(tuple(out))
 
+    def swap(self, g: Genome) -> Genome:
+        """Exchange the values of two genes with the same number of choices that differ. In a
+        cell or block space this moves an operation elsewhere while keeping the set of
+        operations, so the cost barely changes: it links good candidates that a one-gene
+        change cannot reach without passing through worse or over-budget ones. ``g`` itself
+        when no such pair exists."""
+        pairs = getattr(self, "_swap_pairs", None)
+        if pairs is None:
+            pairs = self._swap_pairs = [(i, j) for i in self._free for j in self._free
+                                        if i < j and self._cards[i] == self._cards[j]]
+        cand = [(i, j) for i, j in pairs if g[i] != g[j]]
+        if not cand:
+            return g
+        i, j = cand[int(self.rng.integers(len(cand)))]
+        out = list(g)
+        out[i], out[j] = g[j], g[i]
+        return self.problem.canonical(tuple(out))
+
     def crossover(self, a: Genome, b: Genome) -> Genome:
         pick = self.rng.random(len(a)) < 0.5
         return self.problem.canonical(tuple(int(x) if p else int(y) for x, y, p in zip(a, b, pick)))
