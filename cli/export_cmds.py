@@ -40,7 +40,9 @@ def _print_report(r: dict) -> None:
     out.print(t)
     if "int8_vs_fp32" in r:
         q = r["int8_vs_fp32"]
-        out.print(f"INT8/FP32: size x{q['size_ratio']:.3f}, latency x{q.get('latency_ratio', float('nan')):.3f}, "
+        paired = (q.get("latency_ratio_paired") or {}).get("ratio")
+        direct = f" (x{paired:.3f} timed against each other)" if paired is not None else ""
+        out.print(f"INT8/FP32: size x{q['size_ratio']:.3f}, latency x{q.get('latency_ratio', float('nan')):.3f}{direct}, "
                   f"top-1 drop {q.get('top1_drop_points', float('nan')):.2f} points; calibration "
                   f"{r['calibration']['chosen']}", markup=False)
     out.print(f"parity (torch vs ORT, max abs diff): {r['parity_max_abs_diff']:.2e}", markup=False)
@@ -60,7 +62,8 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     def export_cmd(
         run_dir: str = typer.Argument(..., help="run folder written by `hwnas search --out`"),
-        out_path: str = typer.Option(..., "--out", help="ONNX file to write (reports and the FP32 model go beside it)"),
+        out_path: str = typer.Option(..., "--out", help="ONNX file to write; beside it go the FP32 model and the report "
+                                                        "(report.json/.md for model.onnx, else STEM.report.json/.md)"),
         arch: str = typer.Option("best", "--arch", help="best, or an arch id from the run's journal"),
         finetune_epochs: int = typer.Option(1, "--finetune-epochs", help="fine-tuning epochs (distilled from the supernet's largest subnet)"),
         prune: Optional[float] = typer.Option(None, "--prune", help="fraction of channels to remove, in (0, 1)"),
@@ -143,9 +146,10 @@ def register(app: typer.Typer) -> None:
             res = run_demo(DemoConfig(out=out_dir, epochs=epochs, search_evals=evals, prune=prune, seed=seed,
                                       force=force), phase, log)
         _print_report(res.report)
-        s = res.stages
-        out.print(f"stages: profile {s['profile']:.0f} s, supernet {s['supernet']:.0f} s, search {s['search']:.0f} s, "
-                  f"export {s['export']:.0f} s; total {time.perf_counter() - t0:.0f} s", markup=False)
+        out.print("stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.stages.items())
+                  + f"; total {time.perf_counter() - t0:.0f} s", markup=False)
+        out.print(f"budget {res.budget_ms:.4f} ms for the INT8 model; INT8 runs at {res.int8_factor:.2f}x FP32 "
+                  f"on this machine at this input size (measured on three archs of the space)", markup=False)
         out.print(f"profile {res.profile}\nsupernet {res.supernet}\nsearch run {res.run} (best.json, pareto.png)\n"
-                  f"model {res.model} (report: {res.model.with_name('model.report.md')})", markup=False)
+                  f"model {res.model} (report: {res.report['files']['report_md']})", markup=False)
         out.print(f"next: hwnas export {res.run} --prune 0.25 --out {res.folder / 'model-pruned.onnx'}", markup=False)

@@ -81,3 +81,21 @@ def latency(model: bytes | str, input_shape: Sequence[int], setup: LatencySetup,
     m = measure_sessions(lambda: ort_runner(model, shape, setup.provider, setup.threads, 0, setup.clock),
                          protocol or Protocol())
     return {"latency_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms}
+
+
+def paired_ratio(model: bytes | str, reference: bytes | str, input_shape: Sequence[int], setup: LatencySetup,
+                 protocol=None) -> dict[str, float]:
+    """``model``'s time over ``reference``'s, call by call in one loop (the profiler's pairing):
+    the median ratio of the fastest of several fresh sessions, its IQR and the spread between
+    sessions. A slow spell of the machine slows both calls of a pair and cancels out."""
+    from hwnas.latency.ort_runner import ort_runner
+    from hwnas.latency.protocol import Protocol, fastest_session, measure_sessions
+
+    p = protocol or Protocol()
+    shape = (setup.batch, *tuple(input_shape))
+    ref = fastest_session(lambda: ort_runner(reference, shape, setup.provider, setup.threads, 0, setup.clock), p,
+                          tries=max(1, p.sessions))
+    m = measure_sessions(lambda: ort_runner(model, shape, setup.provider, setup.threads, 0, setup.clock), p, ref)
+    ref_ms = m.ref_ms or 1.0
+    return {"ratio": float(m.ratio), "iqr": m.iqr_ms / ref_ms, "session_spread": m.session_spread,
+            "reference_ms": m.ref_ms, "count": m.count}

@@ -24,14 +24,15 @@ from torch import nn
 
 from hwnas.errors import UserError
 from hwnas.exporters.finetune import Batches, FinetuneConfig, finetune
-from hwnas.exporters.measure import LatencySetup, evaluate, latency, top1
+from hwnas.exporters.measure import LatencySetup, evaluate, latency, paired_ratio, top1
 from hwnas.exporters.onnx_io import parity, to_onnx, with_metadata
 from hwnas.exporters.prune import check_ratio, count_params, prune_channels
-from hwnas.exporters.quantize import CALIBRATION_METHODS, QuantizeOptions, quantize_int8
+from hwnas.exporters.quantize import CALIBRATION_METHODS, QuantizeOptions, compact_bytes, quantize_int8
 from hwnas.exporters.report import report_markdown
 from hwnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_path
 
 Log = Callable[[str], None]
+DEFAULT_STEM = "model"  # model.onnx: the report files are plain report.json / report.md
 
 
 @dataclass
@@ -81,10 +82,13 @@ class ExportPaths:
 
     @classmethod
     def for_output(cls, out: str | Path, quantized: bool) -> "ExportPaths":
+        """``model.onnx`` gets ``report.json`` and ``report.md`` beside it; any other name gets
+        ``<stem>.report.json`` and ``<stem>.report.md``, so that several models can share a folder."""
         p = Path(out)
         stem = p.name[:-5] if p.name.endswith(".onnx") else p.name
+        prefix = "" if stem == DEFAULT_STEM else f"{stem}."
         return cls(p, p.with_name(f"{stem}.fp32.onnx") if quantized else None,
-                   p.with_name(f"{stem}.report.json"), p.with_name(f"{stem}.report.md"))
+                   p.with_name(f"{prefix}report.json"), p.with_name(f"{prefix}report.md"))
 
     def all(self) -> list[Path]:
         return [q for q in (self.model, self.fp32, self.report_json, self.report_md) if q is not None]
@@ -135,7 +139,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     report["params_before_pruning"] = params_before
     if opts.prune is not None:
         say(f"pruning {opts.prune:.0%} of channels")
-        unpruned = to_onnx(work, sample, opts.opset)
+        unpruned = _onnx(work, sample, opts.opset)
         report["unpruned"] = {"params": params_before, "size_bytes": len(unpruned)}
         if test is not None:
             report["unpruned"]["top1"] = top1(unpruned, *test)
@@ -158,7 +162,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     report["params"] = count_params(work)
 
     say("exporting FP32 ONNX")
-    fp32 = to_onnx(work, sample, opts.opset)
+    fp32 = _onnx(work, sample, opts.opset)
     check_inputs = data.test[0][: opts.parity_images] if data.test is not None else data.calibration[: opts.parity_images]
     report["parity_max_abs_diff"] = parity(work, fp32, check_inputs.float())
     report["fp32"] = {"size_bytes": len(fp32)}
@@ -187,7 +191,8 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
                                  "chosen_on": "val" if chooser is not None else "first method (no val data)",
                                  "compared": [r for r, _ in compared]}
         report["int8"] = {"size_bytes": len(int8), "calibration": best_row["method"], "format": "QDQ",
-                          "per_channel": True, "activations": "uint8", "weights": "int8"}
+                          "per_channel": True, "activations": "uint8",
+                          "weights": "int8 (7-bit range)" if QuantizeOptions().reduce_range else "int8"}
         if test is not None:
             s = evaluate(int8, *test, classes)
             report["int8"].update(top1=s.top1, macro_f1=s.macro_f1, per_class=s.per_class)
@@ -204,6 +209,11 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     deployed = report[deployed_key]
     if int8 is not None:
         report["int8_vs_fp32"] = _ratios(report["fp32"], report["int8"])
+        if opts.latency is not None:
+            # the two latencies above are each measured against the profile's reference; this one
+            # times INT8 against FP32 directly, call by call, so their ratio has no other noise
+            report["int8_vs_fp32"]["latency_ratio_paired"] = paired_ratio(int8, fp32, input_shape, opts.latency,
+                                                                          opts.protocol)
     if "unpruned" in report and "latency_ms" in report["unpruned"]:
         report["pruning"]["latency_ratio"] = report["fp32"]["latency_ms"] / report["unpruned"]["latency_ms"]
         if "top1" in report["unpruned"] and "top1" in report["fp32"]:
@@ -228,6 +238,11 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     atomic_write_json(paths.report_json, report)
     atomic_write_text(paths.report_md, report_markdown(report))
     return ExportResult(paths, report, work)
+
+
+def _onnx(model: nn.Module, sample: torch.Tensor, opset: int) -> bytes:
+    # the same short tensor names as the INT8 file, so that the size ratio compares weights, not naming
+    return compact_bytes(to_onnx(model, sample, opset), drop_zero_points=False)
 
 
 def _ratios(fp32: dict, int8: dict) -> dict[str, float]:

@@ -2,7 +2,27 @@
 
 Dynamic quantization is never used: it quantizes activations at run time and makes
 convolutions about ten times slower on CPU. Activations are unsigned 8-bit and weights signed
-8-bit (U8S8), the combination ORT's x86 kernels are fastest with.
+8-bit (U8S8), the combination ORT's x86 kernels are fastest with. Weights use the reduced
+range [-64, 63] by default (``reduce_range``): x86 CPUs without VNNI multiply U8S8 pairs with
+an instruction that adds two products into a saturating 16-bit sum (255 * 127 * 2 overflows
+it), which cost a 2.1M-parameter model 5.3 points of top-1 on digits on this kind of CPU (all
+three calibration methods alike; ORT's unfused reference math lost nothing); 7-bit weights
+cannot overflow and cost 0.3 points. U8U8 avoids it too but ran 1.15x slower than FP32.
+
+Two graph changes around ORT's quantizer, both measured (BENCHMARKS.md, "Export"):
+
+- global average pooling written as ``ReduceMean`` over H, W (what torch's ``x.mean((2, 3))``
+  exports to) becomes ``GlobalAveragePool`` before quantization: ORT has no quantized
+  ReduceMean in QDQ form and left every SE block's and the head's pooling in float between a
+  Dequantize and a Quantize; ``GlobalAveragePool`` runs as ``QLinearGlobalAveragePool``;
+- the file is compacted (``compact``): tensor names shortened to a few characters (the QDQ
+  graph has three to four times as many tensors as the float one, and their generated names
+  were about a tenth of a model's file), and all-zero zero points of convolution weights and
+  biases dropped (they are optional and default to zero; ORT still fuses each Conv into
+  ``QLinearConv``).
+
+The quantized graph stays standard ONNX in QDQ form; ONNX Runtime fuses it into QLinearConv,
+QLinearAdd, QLinearMul, QLinearGlobalAveragePool and QGemm when it loads the model.
 """
 
 from __future__ import annotations
@@ -27,6 +47,8 @@ class QuantizeOptions:
     per_channel: bool = True
     percentile: float = 99.999
     batch_size: int = 32
+    compact: bool = True  # short tensor names, no all-zero weight/bias zero points
+    reduce_range: bool = True  # 7-bit weights: no U8S8 overflow on x86 without VNNI
 
 
 def _reader(images: np.ndarray, input_name: str, batch_size: int):
@@ -43,8 +65,103 @@ def _reader(images: np.ndarray, input_name: str, batch_size: int):
     return Reader()
 
 
+def spatial_means_to_global_pool(model):
+    """``ReduceMean`` over axes (2, 3) of a 4-D tensor -> ``GlobalAveragePool`` (then ``Flatten``
+    when the mean dropped the axes). Returns the number of nodes rewritten; ``model`` changes in place."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    consts = {t.name: t for t in g.initializer}
+    consts.update({n.output[0]: a.t for n in g.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
+    nodes, done = [], 0
+    for n in g.node:
+        if n.op_type == "ReduceMean":
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            axes = attrs.get("axes")
+            if axes is None and len(n.input) > 1 and n.input[1] in consts:
+                axes = numpy_helper.to_array(consts[n.input[1]]).tolist()
+            if axes is not None and sorted(int(a) for a in axes) in ([2, 3], [-2, -1]) and not attrs.get("noop_with_empty_axes"):
+                if attrs.get("keepdims", 1):
+                    nodes.append(helper.make_node("GlobalAveragePool", [n.input[0]], list(n.output), name=n.name))
+                else:
+                    pooled = n.output[0] + "_pooled"
+                    nodes.append(helper.make_node("GlobalAveragePool", [n.input[0]], [pooled], name=n.name))
+                    nodes.append(helper.make_node("Flatten", [pooled], list(n.output), name=n.name + "_flatten", axis=1))
+                done += 1
+                continue
+        nodes.append(n)
+    if done:
+        del g.node[:]
+        g.node.extend(nodes)
+        # an axes initializer nothing reads any more would otherwise stay in the file
+        used = {i for nd in g.node for i in nd.input}
+        kept = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(kept)
+    return done
+
+
+def compact(model, drop_zero_points: bool = True):
+    """Shorten every internal tensor name, drop node names, doc strings, value_info and unused
+    opset imports; with ``drop_zero_points``, remove all-zero zero points of the Dequantize nodes
+    that feed convolutions (weights and biases). The graph's input and output names stay.
+    ``model`` changes in place and is returned."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    if drop_zero_points:
+        inits = {t.name: t for t in g.initializer}
+        conv_inputs = {i for n in g.node if n.op_type == "Conv" for i in n.input}
+        for n in g.node:
+            if (n.op_type == "DequantizeLinear" and n.output[0] in conv_inputs and len(n.input) == 3
+                    and n.input[0] in inits and n.input[2] in inits
+                    and not numpy_helper.to_array(inits[n.input[2]]).any()):
+                del n.input[2]
+    keep = {v.name for v in g.input} | {v.name for v in g.output}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if name == "" or name in keep:
+            return name
+        if name not in names:
+            names[name] = format(len(names), "x")
+        return names[name]
+
+    for n in g.node:
+        for i, v in enumerate(n.input):
+            n.input[i] = short(v)
+        for i, v in enumerate(n.output):
+            n.output[i] = short(v)
+        n.name = ""
+        n.doc_string = ""
+    used = {i for n in g.node for i in n.input} | keep
+    kept = []
+    for t in g.initializer:
+        if t.name in names or t.name in used:
+            t.name = short(t.name)
+            t.doc_string = ""
+            kept.append(t)
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    del g.value_info[:]
+    domains = {n.domain for n in g.node} | {""}
+    ops = [o for o in model.opset_import if o.domain in domains or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(ops)
+    model.doc_string = ""
+    g.doc_string = ""
+    return model
+
+
+def compact_bytes(data: bytes, drop_zero_points: bool = True) -> bytes:
+    import onnx
+
+    return compact(onnx.load_from_string(data), drop_zero_points).SerializeToString()
+
+
 def quantize_int8(fp32: bytes, calibration: np.ndarray, opts: QuantizeOptions = QuantizeOptions()) -> bytes:
     """INT8 QDQ model bytes from FP32 model bytes, calibrated on ``calibration`` (preprocessed images)."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -57,11 +174,11 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, opts: QuantizeOptions = 
     extra = {"CalibPercentile": opts.percentile} if opts.method == "percentile" else {}
     with tempfile.TemporaryDirectory(prefix="hwnas-quant-") as tmp:
         src, pre, dst = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        src.write_bytes(fp32)
-        # shape inference + BN/constant folding first, so that every tensor has a calibrated range
+        model = onnx.load_from_string(fp32)
+        spatial_means_to_global_pool(model)
+        onnx.save(model, str(src))
+        # shape inference + constant folding first, so that every tensor has a calibrated range
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        import onnx
-
         input_name = onnx.load(str(pre)).graph.input[0].name
         cwd = os.getcwd()
         os.chdir(tmp)  # the calibrators write scratch models into the working directory
@@ -70,7 +187,8 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, opts: QuantizeOptions = 
                 quantize_static(str(pre), str(dst), _reader(calibration, input_name, opts.batch_size),
                                 quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=method, extra_options=extra)
+                                reduce_range=opts.reduce_range, calibrate_method=method, extra_options=extra)
         finally:
             os.chdir(cwd)
-        return dst.read_bytes()
+        data = dst.read_bytes()
+    return compact_bytes(data) if opts.compact else data

@@ -32,7 +32,10 @@ def report_markdown(r: dict[str, Any]) -> str:
     lines.append("")
     if "int8_vs_fp32" in r:
         q = r["int8_vs_fp32"]
-        lines += [f"INT8 / FP32: size {_f(q.get('size_ratio'), '.3f')}, latency {_f(q.get('latency_ratio'), '.3f')}, "
+        paired = q.get("latency_ratio_paired") or {}
+        direct = (f" (timed against each other call by call: {paired['ratio']:.3f}, IQR {paired['iqr']:.3f})"
+                  if paired.get("ratio") is not None else "")
+        lines += [f"INT8 / FP32: size {_f(q.get('size_ratio'), '.3f')}, latency {_f(q.get('latency_ratio'), '.3f')}{direct}, "
                   f"top-1 drop {_f(q.get('top1_drop_points'), '.2f')} points.", ""]
     if "pruning" in r:
         p = r["pruning"]

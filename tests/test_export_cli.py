@@ -78,3 +78,16 @@ def test_bad_inputs(run_dir, tmp_path):
     for ratio in ("0", "1", "1.5", "-0.2"):
         assert "between 0 and 1" in _bad(run_dir, tmp_path, str(run_dir), "--prune", ratio, "--out", "m.onnx")
     assert "does not exist" in _bad(run_dir, tmp_path, str(run_dir), "--out", str(tmp_path / "no" / "m.onnx"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_unwritable_output_folder(run_dir, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        assert "not writable" in _bad(run_dir, tmp_path, str(run_dir), "--out", str(ro / "m.onnx"))
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o700)

@@ -1,0 +1,96 @@
+"""INT8 vs FP32 of an exported mbv3-32 model at 32x32: size, ORT CPU latency, top-1.
+
+Trains one fixed architecture of the space from scratch on real data (a stated budget), exports
+it with ``hwnas.exporters.export`` (INT8 QDQ, per-channel, calibration chosen on val), then
+times the INT8 file paired call by call with the FP32 file (ONNX Runtime, CPU, 1 thread,
+batch 1, the profiler's protocol), ``--repeats`` times with fresh sessions, and reports the
+median and range of the ratios. Example (BENCHMARKS.md, "Export"):
+
+    OMP_NUM_THREADS=1 python benchmarks/export_int8.py --data cifar10 --epochs 3 --train-limit 10000 --out c10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def paired_ratios(fp32: bytes, int8: bytes, shape: tuple[int, ...], repeats: int) -> dict:
+    """INT8 time over FP32 time, call by call, ``repeats`` times with fresh sessions each time."""
+    from hwnas.exporters.measure import LatencySetup, paired_ratio
+
+    setup = LatencySetup(clock="thread")  # one thread: CPU time of the inference thread, as profiles use
+    runs = [paired_ratio(int8, fp32, shape[1:], setup) for _ in range(repeats)]
+    ratios = [r["ratio"] for r in runs]
+    fp_ms = [r["reference_ms"] for r in runs]
+    return {"ratio_median": float(np.median(ratios)), "ratio_min": float(min(ratios)), "ratio_max": float(max(ratios)),
+            "ratios": ratios, "fp32_ms_median": float(np.median(fp_ms)),
+            "int8_ms_median": float(np.median([r * f for r, f in zip(ratios, fp_ms)]))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="digits", help="digits or cifar10[:PATH]")
+    ap.add_argument("--arch-seed", type=int, default=0, help="the architecture: space.sample(seed)")
+    ap.add_argument("--arch", default=None, help="an arch as JSON instead of --arch-seed")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train-limit", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", required=True, help="folder for model.onnx, model.fp32.onnx, report.json/md, int8.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from hwnas.accuracy.supernet import _init_weights
+    from hwnas.data import load_dataset
+    from hwnas.exporters import ExportData, ExportOptions, FinetuneConfig, LatencySetup, export
+    from hwnas.exporters.finetune import dataset_batches, finetune
+    from hwnas.space import get_space
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    space = get_space("mbv3-32")
+    arch = space.parse(args.arch) if args.arch else space.sample(args.arch_seed)
+    ds = load_dataset(args.data, image_size=32, train_limit=args.train_limit)
+    model = space.build(arch, num_classes=ds.num_classes)
+    _init_weights(model)
+    t0 = time.perf_counter()
+    steps = finetune(model, dataset_batches(ds), FinetuneConfig(epochs=args.epochs, lr=args.lr))
+    train_s = time.perf_counter() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(ds.train_y), generator=g)[:512]
+    data = ExportData(calibration=ds.prepare(ds.train_x[idx]), test=(ds.prepare(ds.test_x), ds.test_y),
+                      val=(ds.prepare(ds.val_x), ds.val_y), classes=ds.classes)
+    res = export(model, data, out / "model.onnx", ExportOptions(
+        quantize="int8", calibration="auto", latency=LatencySetup(), force=True,
+        metadata={"arch": arch.to_dict(), "arch_id": arch.id, "dataset": ds.spec}))
+    r = res.report
+    fp32, int8 = res.paths.fp32.read_bytes(), res.paths.model.read_bytes()
+    paired = paired_ratios(fp32, int8, (1, *space.input_shape), args.repeats)
+    summary = {
+        "data": ds.spec, "arch_id": arch.id, "arch": arch.to_dict(), "params": r["params"],
+        "training": {"epochs": args.epochs, "train_images": len(ds.train_y), "steps": steps, "lr": args.lr,
+                     "batch": 64, "seconds": train_s},
+        "fp32": {k: r["fp32"].get(k) for k in ("size_bytes", "top1", "latency_ms")},
+        "int8": {k: r["int8"].get(k) for k in ("size_bytes", "top1", "latency_ms", "calibration")},
+        "size_ratio": r["int8_vs_fp32"]["size_ratio"], "top1_drop_points": r["int8_vs_fp32"]["top1_drop_points"],
+        "latency_ratio_report": r["int8_vs_fp32"].get("latency_ratio"), "latency_ratio_paired": paired,
+        "test_images": len(ds.test_y), "calibration": r["calibration"],
+    }
+    (out / "int8.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({k: summary[k] for k in ("data", "arch_id", "params", "training", "fp32", "int8", "size_ratio",
+                                               "top1_drop_points", "latency_ratio_report")}, indent=1))
+    print(f"paired latency ratio INT8/FP32: median {paired['ratio_median']:.3f} "
+          f"(range {paired['ratio_min']:.3f}-{paired['ratio_max']:.3f} over {args.repeats} repeats); "
+          f"FP32 {paired['fp32_ms_median']:.3f} ms, INT8 {paired['int8_ms_median']:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""`hwnas demo` end to end on a tiny configuration: the files it writes and the report they hold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+
+from hwnas.exporters.demo import DemoConfig, run_demo
+from hwnas.exporters.onnx_io import read_metadata
+from test_export import FAST, SETTINGS
+
+
+def test_demo_tiny_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    phases: list[str] = []
+    cpu0 = time.process_time()
+    res = run_demo(DemoConfig(out=str(out), epochs=1, search_evals=4, space_settings=SETTINGS, profile_calibrate=2,
+                              profile_validate=0, calibration="minmax", calibration_images=64, finetune_max_steps=5,
+                              protocol=FAST), phase=lambda p, d, n: phases.append(p))
+    # CPU time: on a shared machine the wall clock says more about the neighbours than about the demo
+    assert time.process_time() - cpu0 < 45
+    for name in ("profile.json", "supernet.pt", "search/best.json", "search/journal.jsonl", "model.onnx",
+                 "model.fp32.onnx", "report.json", "report.md"):
+        assert (out / name).is_file(), name
+    r = json.loads((out / "report.json").read_text())
+    assert r == json.loads(json.dumps(res.report))
+    assert r["budget_ms"] == res.budget_ms > 0 and isinstance(r["meets_budget"], bool)
+    for prec in ("fp32", "int8"):
+        assert r[prec]["size_bytes"] > 0 and r[prec]["latency_ms"] > 0 and 0.0 <= r[prec]["top1"] <= 1.0
+    assert r["deployed"] == "int8" and r["int8"]["size_bytes"] < r["fp32"]["size_bytes"]
+    assert r["int8_vs_fp32"]["latency_ratio_paired"]["ratio"] > 0 and res.int8_factor > 0
+    assert r["metadata"]["arch_id"] == json.loads((out / "search" / "best.json").read_text())["id"]
+    assert "Budget:" in (out / "report.md").read_text()
+    assert {"profile", "supernet", "int8 factor", "search", "export"} <= set(res.stages)
+    assert any(p.startswith("profile") for p in phases) and "search" in phases
+    meta = read_metadata(str(out / "model.onnx"))
+    assert meta["hwnas.precision"] == "int8" and json.loads(meta["hwnas.budget_ms"]) == res.budget_ms
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = __import__("numpy").zeros((2, 3, 8, 8), dtype="float32")
+    assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (2, 10)
+
+
+def test_demo_refuses_a_file_as_out_folder(tmp_path: Path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    res = subprocess.run([sys.executable, "-m", "hwnas.cli", "demo", "--out", str(f)], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "is a file" in lines[0]
