@@ -133,7 +133,7 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
     run_dir = folder / "search"
     run(SearchConfig(space=DEMO_SPACE, profile=str(prof), evaluator=f"supernet:{ckpt}", strategy="evolution",
                      budget_evals=cfg.search_evals, seed=cfg.seed, latency_ms=search_ms, space_settings=cfg.space_settings,
-                     strategy_options={"population": min(12, cfg.search_evals), "sample_size": 4}),
+                     strategy_options={"population": min(12, cfg.search_evals), "sample_size": min(4, cfg.search_evals)}),
         out=run_dir, force=True, progress=lambda p: tick("search", p.evaluated, p.budget))
     stages["search"] = time.perf_counter() - t
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
+import sys
 import warnings
 from typing import Any
 
@@ -32,7 +35,7 @@ def to_onnx(model: nn.Module, sample_input: torch.Tensor, opset: int = MIN_OPSET
     model = model.eval()
     buf = io.BytesIO()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _stdout_fd_silenced():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (sample_input[:1],), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               opset_version=opset, dynamo=False, do_constant_folding=True,
@@ -46,6 +49,26 @@ def to_onnx(model: nn.Module, sample_input: torch.Tensor, opset: int = MIN_OPSET
     data = buf.getvalue()
     check(data)
     return data
+
+
+@contextlib.contextmanager
+def _stdout_fd_silenced():
+    """The TorchScript exporter prints the whole IR graph to file descriptor 1 (from C++) when an
+    operator fails; the one-line error says what matters, and stdout belongs to the CLI's output."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # captured or replaced stdout: nothing to silence
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def check(data: bytes) -> None:
