@@ -9,12 +9,14 @@ it), which cost a 2.1M-parameter model 5.3 points of top-1 on digits on this kin
 three calibration methods alike; ORT's unfused reference math lost nothing); 7-bit weights
 cannot overflow and cost 0.3 points. U8U8 avoids it too but ran 1.15x slower than FP32.
 
-Two graph changes around ORT's quantizer, both measured (BENCHMARKS.md, "Export"):
+Three graph changes around ORT's quantizer, all measured (BENCHMARKS.md, "Export"):
 
 - global average pooling written as ``ReduceMean`` over H, W (what torch's ``x.mean((2, 3))``
   exports to) becomes ``GlobalAveragePool`` before quantization: ORT has no quantized
   ReduceMean in QDQ form and left every SE block's and the head's pooling in float between a
   Dequantize and a Quantize; ``GlobalAveragePool`` runs as ``QLinearGlobalAveragePool``;
+- hard-sigmoid and hard-swish become Mul, Add and Clip (``hard_activations_to_int8_ops``), so
+  that they run as QLinearMul and QLinearAdd instead of in float between Dequantize and Quantize;
 - the file is compacted (``compact``): tensor names shortened to a few characters (the QDQ
   graph has three to four times as many tensors as the float one, and their generated names
   were about a tenth of a model's file), and all-zero zero points of convolution weights and
@@ -22,7 +24,8 @@ Two graph changes around ORT's quantizer, both measured (BENCHMARKS.md, "Export"
   ``QLinearConv``).
 
 The quantized graph stays standard ONNX in QDQ form; ONNX Runtime fuses it into QLinearConv,
-QLinearAdd, QLinearMul, QLinearGlobalAveragePool and QGemm when it loads the model.
+QLinearAdd, QLinearMul, QLinearGlobalAveragePool and QGemm when it loads the model, with no
+float operation left between the first Quantize and the last Dequantize of an MBConv network.
 """
 
 from __future__ import annotations
@@ -98,6 +101,42 @@ def spatial_means_to_global_pool(model):
         kept = [t for t in g.initializer if t.name in used]
         del g.initializer[:]
         g.initializer.extend(kept)
+    return done
+
+
+def hard_activations_to_int8_ops(model) -> int:
+    """``HardSigmoid(x) = clip(alpha * x + beta, 0, 1)`` as Mul, Add and Clip, and ``HardSwish(x)``
+    as ``x * HardSigmoid(x)`` (alpha 1/6, beta 1/2). ORT has no quantized hard-sigmoid: it stayed
+    in float between a Dequantize and a Quantize, four nodes per hard-swish; Mul and Add run as
+    QLinearMul and QLinearAdd, and the Clip folds into the Add's quantization range. Returns the
+    number of nodes rewritten; ``model`` changes in place."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    nodes, done = [], 0
+
+    def const(name: str, value: float) -> str:
+        g.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
+        return name
+
+    for n in g.node:
+        if n.op_type not in ("HardSigmoid", "HardSwish"):
+            nodes.append(n)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        alpha, beta = (attrs.get("alpha", 0.2), attrs.get("beta", 0.5)) if n.op_type == "HardSigmoid" else (1 / 6, 0.5)
+        p = f"hardact{done}_"
+        x, out = n.input[0], n.output[0]
+        gate = out if n.op_type == "HardSigmoid" else p + "gate"
+        nodes += [helper.make_node("Mul", [x, const(p + "alpha", alpha)], [p + "scaled"]),
+                  helper.make_node("Add", [p + "scaled", const(p + "beta", beta)], [p + "shifted"]),
+                  helper.make_node("Clip", [p + "shifted", const(p + "lo", 0.0), const(p + "hi", 1.0)], [gate])]
+        if n.op_type == "HardSwish":
+            nodes.append(helper.make_node("Mul", [x, gate], [out]))
+        done += 1
+    if done:
+        del g.node[:]
+        g.node.extend(nodes)
     return done
 
 
@@ -179,7 +218,10 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, opts: QuantizeOptions = 
         onnx.save(model, str(src))
         # shape inference + constant folding first, so that every tensor has a calibrated range
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        input_name = onnx.load(str(pre)).graph.input[0].name
+        model = onnx.load(str(pre))
+        hard_activations_to_int8_ops(model)
+        onnx.save(model, str(pre))
+        input_name = model.graph.input[0].name
         cwd = os.getcwd()
         os.chdir(tmp)  # the calibrators write scratch models into the working directory
         try:  # the calibrators print progress to stdout, which belongs to the CLI's --json output

@@ -142,8 +142,9 @@ def test_report_files_are_named_after_the_model(tmp_path):
 
 
 def test_int8_graph_runs_as_qlinear_ops_and_compaction_changes_nothing(trained, digits, tmp_path):
-    """Pooling is quantized (no float ReduceMean left between Dequantize and Quantize), every conv
-    becomes QLinearConv in ORT, and the file's compaction leaves the outputs bit for bit the same."""
+    """Pooling and hard activations are quantized (no float ReduceMean or HardSigmoid left between
+    Dequantize and Quantize), every conv becomes QLinearConv in ORT, and the file's compaction
+    leaves the outputs bit for bit the same."""
     import collections
 
     import onnx
@@ -175,6 +176,7 @@ def test_int8_graph_runs_as_qlinear_ops_and_compaction_changes_nothing(trained, 
     convs = sum(1 for n in onnx.load_from_string(fp32).graph.node if n.op_type == "Conv")
     assert ops["QLinearConv"] == convs and ops["QLinearGlobalAveragePool"] >= 1
     assert "ReduceMean" not in ops and "Conv" not in ops
+    assert "HardSigmoid" not in ops and "Mul" not in ops  # hard-swish and the SE gate run as QLinear ops too
 
 
 def test_unwritable_output_folder_is_refused_before_any_work(trained, digits, tmp_path, monkeypatch):
