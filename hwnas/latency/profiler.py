@@ -70,14 +70,31 @@ def space_header(space) -> dict[str, Any]:
 
 
 def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed: int) -> list[Task]:
-    tasks = [Task("overhead", "overhead", lambda: backend.sessions(overhead_module(), space.input_shape))]
-    for b in space.all_latency_terms():
-        tasks.append(Task("block", b.key, (lambda b=b: backend.sessions(space.build_block(b), b.input_shape)),
-                          {"op": b.op, "input_shape": list(b.input_shape), "params": dict(b.params)}))
+    """The overhead, then every block and network in a seeded random order, networks spread
+    evenly among the blocks.
+
+    In space order, the blocks of one stage are timed within the same few seconds, so a slow
+    stretch of the host shifts them all alike and their errors add up in every network that
+    uses that stage; shuffled, errors of the blocks of one network are independent and largely
+    cancel. Spreading the calibration networks over the whole build lets the calibration see
+    the same conditions the blocks were timed in.
+    """
+    import random
+
+    blocks = [Task("block", b.key, (lambda b=b: backend.sessions(space.build_block(b), b.input_shape)),
+                   {"op": b.op, "input_shape": list(b.input_shape), "params": dict(b.params)})
+              for b in space.all_latency_terms()]
+    random.Random(seed).shuffle(blocks)
     calib, valid = sample_networks(space, n_calibrate, n_validate, seed)
-    tasks += interleave_networks([network_task("calibration", space, a, backend) for a in calib],
-                                 [network_task("validation", space, a, backend) for a in valid])
-    return tasks
+    networks = interleave_networks([network_task("calibration", space, a, backend) for a in calib],
+                                   [network_task("validation", space, a, backend) for a in valid])
+    tasks = [Task("overhead", "overhead", lambda: backend.sessions(overhead_module(), space.input_shape))]
+    every = max(1, len(blocks) // max(1, len(networks)))
+    for i, b in enumerate(blocks):
+        tasks.append(b)
+        if (i + 1) % every == 0 and networks:
+            tasks.append(networks.pop(0))
+    return tasks + networks
 
 
 def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None = None, n_validate: int = 20, seed: int = 0,
