@@ -9,22 +9,14 @@ from typing import Optional
 
 import typer
 
-from hwnas.cli.common import err, out, read_archs
+from hwnas.cli.common import err, out, parse_space_settings, read_archs
 from hwnas.errors import UserError
 
 
 def _space(name: str, settings: Optional[str]):
     from hwnas.space import get_space
 
-    overrides = {}
-    if settings:
-        try:
-            overrides = json.loads(settings)
-        except json.JSONDecodeError as e:
-            raise UserError(f"--space-settings is not JSON ({e.msg}); pass an object such as '{{\"depths\": [1, 2]}}'") from None
-        if not isinstance(overrides, dict):
-            raise UserError("--space-settings must be a JSON object of config fields")
-    return get_space(name, **overrides)
+    return get_space(name, **parse_space_settings(settings))
 
 
 def _threads(n: Optional[int]) -> None:

@@ -21,6 +21,21 @@ def fail(message: str) -> "NoReturn":  # type: ignore[name-defined]
     raise UserError(message)
 
 
+def parse_space_settings(text: "str | None") -> dict:
+    """``--space-settings``: a JSON object of space config fields ({} when not given)."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--space-settings is not JSON ({e.msg}); pass an object such as '{{\"depths\": [1, 2]}}'") from None
+    if not isinstance(settings, dict):
+        raise UserError("--space-settings must be a JSON object of config fields")
+    return settings
+
+
 def read_archs(path: str, space: "SearchSpace") -> list["Arch"]:
     """Read an arch file: one JSON object (or NAS-Bench-201 string) per line; '-' is stdin."""
     from hwnas.fileio import iter_jsonl_objects

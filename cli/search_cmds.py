@@ -6,23 +6,7 @@ from typing import Optional
 
 import typer
 
-from hwnas.cli.common import err, out
-
-
-def _parse_space_settings(text: Optional[str]) -> dict:
-    import json
-
-    from hwnas.errors import UserError
-
-    if not text:
-        return {}
-    try:
-        settings = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"--space-settings is not JSON ({e.msg}); pass an object such as '{{\"depths\": [1, 2]}}'") from None
-    if not isinstance(settings, dict):
-        raise UserError("--space-settings must be a JSON object of config fields")
-    return settings
+from hwnas.cli.common import err, out, parse_space_settings
 
 
 def _parse_objectives(text: str) -> tuple[str, ...]:
@@ -71,7 +55,7 @@ def search_cmd(
     cfg = SearchConfig(space=space, profile=profile, evaluator=evaluator, strategy=strategy,
                        budget_evals=budget_evals, seed=seed, latency_ms=latency_ms, params_max=params_max,
                        flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options,
-                       space_settings=_parse_space_settings(space_settings))
+                       space_settings=parse_space_settings(space_settings))
 
     def best_text(best: Optional[dict]) -> str:
         if best is None:
