@@ -87,8 +87,8 @@ def needs_zero(ops: Sequence[str]) -> bool:
 
 class NB201Space(SearchSpace):
     # its cells are sums of tiny operations whose in-network cost is not their cost timed alone
-    # (per-node overhead, additions): the calibration fits a per-block time for each of its six
-    # op kinds, which needs more networks than a scale per kind
+    # (per-node overhead, additions): the calibration fits a per-block time for each of its op
+    # kinds, which needs more networks than a scale per kind
     calibration_networks = 50
 
     def __init__(self, name: str, config: NB201Config) -> None:
