@@ -15,8 +15,10 @@ Three graph changes around ORT's quantizer, all measured (BENCHMARKS.md, "Export
   exports to) becomes ``GlobalAveragePool`` before quantization: ORT has no quantized
   ReduceMean in QDQ form and left every SE block's and the head's pooling in float between a
   Dequantize and a Quantize; ``GlobalAveragePool`` runs as ``QLinearGlobalAveragePool``;
-- hard-sigmoid and hard-swish become Mul, Add and Clip (``hard_activations_to_int8_ops``), so
-  that they run as QLinearMul and QLinearAdd instead of in float between Dequantize and Quantize;
+- hard-sigmoid and hard-swish become Add, Clip and Mul (``hard_activations_to_int8_ops``), so
+  that they run as QLinearAdd and QLinearMul instead of in float between Dequantize and Quantize;
+  after quantization the multiply by 1/6 is folded into a Dequantize scale
+  (``fold_scales_into_dequantize``): one QLinearAdd and one QLinearMul per hard-swish;
 - the file is compacted (``compact``): tensor names shortened to a few characters (the QDQ
   graph has three to four times as many tensors as the float one, and their generated names
   were about a tenth of a model's file), and all-zero zero points of convolution weights and
@@ -104,12 +106,18 @@ def spatial_means_to_global_pool(model):
     return done
 
 
+FOLD_PREFIX = "hwnas_fold_scale_"  # Mul-by-constant nodes that fold_scales_into_dequantize removes
+
+
 def hard_activations_to_int8_ops(model) -> int:
-    """``HardSigmoid(x) = clip(alpha * x + beta, 0, 1)`` as Mul, Add and Clip, and ``HardSwish(x)``
-    as ``x * HardSigmoid(x)`` (alpha 1/6, beta 1/2). ORT has no quantized hard-sigmoid: it stayed
-    in float between a Dequantize and a Quantize, four nodes per hard-swish; Mul and Add run as
-    QLinearMul and QLinearAdd, and the Clip folds into the Add's quantization range. Returns the
-    number of nodes rewritten; ``model`` changes in place."""
+    """``HardSigmoid(x) = clip(alpha * x + beta, 0, 1)`` as ``clip(x + beta / alpha, 0, 1 / alpha)``
+    times ``alpha``, and ``HardSwish(x)`` as ``x * HardSigmoid(x)`` (alpha 1/6, beta 1/2): Add,
+    Clip and Mul, exact in float. ORT has no quantized hard-sigmoid: it stayed in float between a
+    Dequantize and a Quantize, four nodes per hard-swish; Add runs as QLinearAdd with the Clip
+    folded into its quantization range, and the final multiply by the constant ``alpha`` is
+    removed after quantization by ``fold_scales_into_dequantize`` (the integers of ``x + 3`` read
+    with ``alpha`` times their scale are ``alpha * (x + 3)``), so a hard-swish costs one
+    QLinearAdd and one QLinearMul. Returns the number of nodes rewritten; ``model`` changes in place."""
     from onnx import helper, numpy_helper
 
     g = model.graph
@@ -128,15 +136,95 @@ def hard_activations_to_int8_ops(model) -> int:
         p = f"hardact{done}_"
         x, out = n.input[0], n.output[0]
         gate = out if n.op_type == "HardSigmoid" else p + "gate"
-        nodes += [helper.make_node("Mul", [x, const(p + "alpha", alpha)], [p + "scaled"]),
-                  helper.make_node("Add", [p + "scaled", const(p + "beta", beta)], [p + "shifted"]),
-                  helper.make_node("Clip", [p + "shifted", const(p + "lo", 0.0), const(p + "hi", 1.0)], [gate])]
+        nodes += [helper.make_node("Add", [x, const(p + "shift", beta / alpha)], [p + "shifted"]),
+                  helper.make_node("Clip", [p + "shifted", const(p + "lo", 0.0), const(p + "hi", 1.0 / alpha)], [p + "clipped"]),
+                  helper.make_node("Mul", [p + "clipped", const(p + "alpha", alpha)], [gate], name=f"{FOLD_PREFIX}{done}")]
         if n.op_type == "HardSwish":
             nodes.append(helper.make_node("Mul", [x, gate], [out]))
         done += 1
     if done:
         del g.node[:]
         g.node.extend(nodes)
+    return done
+
+
+def fold_scales_into_dequantize(model) -> int:
+    """Remove each ``FOLD_PREFIX`` Mul by a positive constant ``c`` from a QDQ graph, with the
+    Quantize after it: ``Dequantize(q, s, z) -> Mul(c) -> Quantize(s2, z2) -> Dequantize(s2, z2)``
+    becomes ``Dequantize(q, c * s, z)`` for each consumer, which gives the same values without
+    requantizing (one elementwise node fewer at run time, and one rounding fewer). Mul nodes not in
+    that pattern stay. Returns the number removed; ``model`` changes in place."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def scalar(name: str) -> float | None:
+        if name in inits:
+            a = numpy_helper.to_array(inits[name])
+            return float(a) if a.size == 1 else None
+        n = producer.get(name)  # a constant the quantizer stored as int8 behind a Dequantize
+        if n is not None and n.op_type == "DequantizeLinear" and all(i in inits for i in n.input):
+            v, s = (numpy_helper.to_array(inits[i]).astype(np.float64) for i in n.input[:2])
+            z = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64) if len(n.input) > 2 else 0.0
+            return float((v - z) * s) if np.size(v) == 1 and np.size(s) == 1 else None
+        return None
+
+    removed: set[int] = set()
+    done = 0
+    for m in g.node:
+        if m.op_type != "Mul" or not m.name.startswith(FOLD_PREFIX):
+            continue
+        src = next((i for i in m.input if producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+                    and producer[i].input[0] not in inits), None)
+        other = [i for i in m.input if i != src]
+        c = scalar(other[0]) if src is not None and len(other) == 1 else None
+        outs = consumers.get(m.output[0], [])
+        if c is None or c <= 0 or len(outs) != 1 or outs[0].op_type != "QuantizeLinear":
+            continue
+        d1, q2 = producer[src], outs[0]
+        dqs = consumers.get(q2.output[0], [])
+        if not dqs or any(d.op_type != "DequantizeLinear" for d in dqs) or len(d1.input) < 2 or d1.input[1] not in inits:
+            continue
+        s = numpy_helper.to_array(inits[d1.input[1]])
+        if s.size != 1:
+            continue
+        scale = numpy_helper.from_array((s * np.float32(c)).astype(s.dtype), m.name + "_scale")
+        g.initializer.append(scale)
+        for d in dqs:
+            d.input[0] = d1.input[0]
+            d.input[1] = scale.name
+            if len(d1.input) > 2:
+                if len(d.input) > 2:
+                    d.input[2] = d1.input[2]
+                else:
+                    d.input.append(d1.input[2])
+            elif len(d.input) > 2:
+                del d.input[2]
+        removed.update({id(m), id(q2)})
+        if len(consumers.get(src, [])) == 1:
+            removed.add(id(d1))
+        done += 1
+    if done:
+        kept = [n for n in g.node if id(n) not in removed]
+        outputs = {o.name for o in g.output}
+        while True:  # the constant's own Dequantize, and anything else only the removed nodes read
+            used = {i for n in kept for i in n.input} | outputs
+            live_nodes = [n for n in kept if any(o in used for o in n.output)]
+            if len(live_nodes) == len(kept):
+                break
+            kept = live_nodes
+        del g.node[:]
+        g.node.extend(kept)
+        used = {i for n in g.node for i in n.input}
+        live = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(live)
     return done
 
 
@@ -232,5 +320,7 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, opts: QuantizeOptions = 
                                 reduce_range=opts.reduce_range, calibrate_method=method, extra_options=extra)
         finally:
             os.chdir(cwd)
-        data = dst.read_bytes()
+        model = onnx.load(str(dst))
+        fold_scales_into_dequantize(model)
+        data = model.SerializeToString()
     return compact_bytes(data) if opts.compact else data

@@ -177,6 +177,51 @@ def test_int8_graph_runs_as_qlinear_ops_and_compaction_changes_nothing(trained, 
     assert ops["QLinearConv"] == convs and ops["QLinearGlobalAveragePool"] >= 1
     assert "ReduceMean" not in ops and "Conv" not in ops
     assert "HardSigmoid" not in ops and "Mul" not in ops  # hard-swish and the SE gate run as QLinear ops too
+    # the hard activations' multiply by 1/6 is folded into a Dequantize scale: one QLinearMul per
+    # hard-swish (x * gate) and per SE scaling, none per hard-sigmoid
+    fp_ops = collections.Counter(n.op_type for n in onnx.load_from_string(fp32).graph.node)
+    assert fp_ops["HardSwish"] + fp_ops["HardSigmoid"] > 0
+    assert ops["QLinearMul"] == fp_ops["HardSwish"] + fp_ops["Mul"]
+    qg = onnx.load_from_string(q_plain).graph
+    read = {i for n in qg.node for i in n.input} | {o.name for o in qg.output}
+    assert all(any(o in read for o in n.output) for n in qg.node)  # no dead node left behind
+
+
+def test_folding_a_constant_multiply_into_the_dequantize_scale_keeps_the_values():
+    """Dequantize -> Mul(c) -> Quantize -> Dequantize equals Dequantize with c times the scale,
+    on every uint8 input value, without the requantization step."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hwnas.exporters.quantize import FOLD_PREFIX, fold_scales_into_dequantize
+
+    def init(name, v, dtype):
+        return numpy_helper.from_array(np.array(v, dtype=dtype), name)
+
+    c, s, z, s2, z2 = 1 / 6, 6 / 255, 0, 1 / 255, 0
+    nodes = [helper.make_node("DequantizeLinear", ["q", "s", "z"], ["x"]),
+             helper.make_node("Mul", ["x", "c"], ["y"], name=FOLD_PREFIX + "0"),
+             helper.make_node("QuantizeLinear", ["y", "s2", "z2"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q2", "s2", "z2"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("q", TensorProto.UINT8, [256])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [256])],
+                              [init("s", s, np.float32), init("z", z, np.uint8), init("c", c, np.float32),
+                               init("s2", s2, np.float32), init("z2", z2, np.uint8)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    q = np.arange(256, dtype=np.uint8)
+
+    def run(m):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"q": q})[0]
+
+    before = run(model)
+    assert fold_scales_into_dequantize(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["DequantizeLinear"]
+    onnx.checker.check_model(model)
+    after = run(model)
+    np.testing.assert_allclose(after, q * s * c, rtol=1e-6)
+    assert np.abs(after - before).max() <= s2 / 2 + 1e-7  # only the dropped requantization's rounding
 
 
 def test_unwritable_output_folder_is_refused_before_any_work(trained, digits, tmp_path, monkeypatch):
