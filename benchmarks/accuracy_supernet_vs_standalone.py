@@ -37,8 +37,11 @@ def main() -> None:
                     help="pick the random archs at evenly spaced FLOPs quantiles of 300 samples (a spread of sizes) "
                          "instead of the first random ones")
     ap.add_argument("--kernel-transform", action="store_true")
-    ap.add_argument("--standalone-from", default=None,
-                    help="reuse the stand-alone accuracies of an earlier result (same archs, same recipe)")
+    ap.add_argument("--standalone-from", nargs="+", default=[],
+                    help="reuse the stand-alone accuracies of earlier results or shards (same archs, same recipe)")
+    ap.add_argument("--standalone-only", default=None, metavar="I/K",
+                    help="only train shard I of K of the archs stand-alone (no supernet) and write their rows; "
+                         "shards run side by side and are merged with --checkpoint ... --standalone-from")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -53,12 +56,6 @@ def main() -> None:
     cfg = SupernetTrainConfig(data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               train_limit=args.train_limit, val_limit=args.val_limit, seed=args.seed,
                               kernel_transform=args.kernel_transform, device="cpu")
-    ckpt = Path(args.checkpoint or Path(args.out).with_suffix(".supernet.pt"))
-    t0 = time.perf_counter()
-    if not args.checkpoint:
-        train_supernet(space, cfg, ckpt, force=True, progress=False)
-    supernet_s = time.perf_counter() - t0
-
     rng = random.Random(args.seed + 100)
     archs = [space.largest(), space.smallest()]
     if args.diverse:
@@ -72,14 +69,30 @@ def main() -> None:
         a = space.sample(rng)
         if a not in archs:
             archs.append(a)
-    ev = get_evaluator(f"supernet:{ckpt}", space, cache=False)
-    est = ev.evaluate(archs)
     ds = data_for(space, cfg)
     scfg = StandaloneConfig(epochs=args.standalone_epochs or args.epochs, batch_size=args.batch_size, lr=args.lr,
                             seed=args.seed, device="cpu")
+    if args.standalone_only:
+        i, k = (int(v) for v in args.standalone_only.split("/"))
+        rows = []
+        for a in archs[i::k]:
+            t1 = time.perf_counter()
+            acc = train_standalone(space, a, ds, scfg)
+            rows.append({"id": a.id, "standalone": acc, "standalone_s": time.perf_counter() - t1})
+            print(json.dumps(rows[-1]), flush=True)
+        Path(args.out).write_text(json.dumps({"standalone_epochs": scfg.epochs, "rows": rows}, indent=1) + "\n")
+        return
+
+    ckpt = Path(args.checkpoint or Path(args.out).with_suffix(".supernet.pt"))
+    t0 = time.perf_counter()
+    if not args.checkpoint:
+        train_supernet(space, cfg, ckpt, force=True, progress=False)
+    supernet_s = time.perf_counter() - t0
+    ev = get_evaluator(f"supernet:{ckpt}", space, cache=False)
+    est = ev.evaluate(archs)
     known = {}
-    if args.standalone_from:
-        known = {r["id"]: (r["standalone"], r["standalone_s"]) for r in json.loads(Path(args.standalone_from).read_text())["rows"]}
+    for f in args.standalone_from:
+        known.update({r["id"]: (r["standalone"], r["standalone_s"]) for r in json.loads(Path(f).read_text())["rows"]})
     rows = []
     for a, e in zip(archs, est):
         t1 = time.perf_counter()
