@@ -96,14 +96,26 @@ def spatial_means_to_global_pool(model):
                 continue
         nodes.append(n)
     if done:
-        del g.node[:]
-        g.node.extend(nodes)
         # an axes initializer nothing reads any more would otherwise stay in the file
-        used = {i for nd in g.node for i in nd.input}
-        kept = [t for t in g.initializer if t.name in used]
-        del g.initializer[:]
-        g.initializer.extend(kept)
+        _replace_nodes(g, nodes)
     return done
+
+
+def _replace_nodes(g, nodes, prune_dead: bool = False) -> None:
+    """Give graph ``g`` these ``nodes``; with ``prune_dead``, first drop every node whose outputs
+    nothing reads (repeatedly). Initializers no node reads any more are dropped as well."""
+    outputs = {o.name for o in g.output}
+    while prune_dead:
+        used = {i for n in nodes for i in n.input} | outputs
+        live = [n for n in nodes if any(o in used for o in n.output)]
+        prune_dead = len(live) < len(nodes)
+        nodes = live
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {i for n in g.node for i in n.input}
+    kept = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
 
 
 FOLD_PREFIX = "hwnas_fold_scale_"  # Mul-by-constant nodes that fold_scales_into_dequantize removes
@@ -210,21 +222,8 @@ def fold_scales_into_dequantize(model) -> int:
         if len(consumers.get(src, [])) == 1:
             removed.add(id(d1))
         done += 1
-    if done:
-        kept = [n for n in g.node if id(n) not in removed]
-        outputs = {o.name for o in g.output}
-        while True:  # the constant's own Dequantize, and anything else only the removed nodes read
-            used = {i for n in kept for i in n.input} | outputs
-            live_nodes = [n for n in kept if any(o in used for o in n.output)]
-            if len(live_nodes) == len(kept):
-                break
-            kept = live_nodes
-        del g.node[:]
-        g.node.extend(kept)
-        used = {i for n in g.node for i in n.input}
-        live = [t for t in g.initializer if t.name in used]
-        del g.initializer[:]
-        g.initializer.extend(live)
+    if done:  # dead nodes: the constant's own Dequantize, and anything else only the removed nodes read
+        _replace_nodes(g, [n for n in g.node if id(n) not in removed], prune_dead=True)
     return done
 
 
