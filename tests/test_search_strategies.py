@@ -142,6 +142,25 @@ def test_reinforce_policy_learns_the_rewarded_choice():
     assert np.all(p.argmax(axis=1) == 2)
 
 
+def test_reinforce_swap_asks_are_two_gene_exchanges_of_the_best_seen():
+    problem = Problem(cards=(5,) * 6)
+    st = make_strategy("reinforce", problem, 0, 100, batch_size=2, elite=2, swap_prob=1.0)
+    for g, a in [((0, 1, 2, 3, 4, 0), 0.9), ((4, 4, 4, 4, 4, 4), 0.1), ((1, 1, 0, 0, 2, 2), 0.8), ((3, 3, 3, 3, 3, 3), 0.2)]:
+        st.tell(g, {"accuracy": a})
+    elites = [e[1] for e in st.elites]
+    assert sorted(elites) == [(0, 1, 2, 3, 4, 0), (1, 1, 0, 0, 2, 2)]
+    for _ in range(30):
+        g = st.ask()
+        assert g not in st.known
+        assert any(sorted(g) == sorted(e) and sum(x != y for x, y in zip(g, e)) == 2 for e in elites)
+    # without swaps the policy's draws are not all such exchanges
+    st0 = make_strategy("reinforce", problem, 0, 100, batch_size=2, elite=2, swap_prob=0.0)
+    for g in elites:
+        st0.tell(g, {"accuracy": 0.9})
+    draws = [st0.ask() for _ in range(30)]
+    assert not all(any(sorted(g) == sorted(e) for e in elites) for g in draws)
+
+
 @pytest.mark.parametrize("name", ["evolution", "nsga2", "reinforce", "anneal"])
 def test_beats_random_on_nb201_slice(nb201_arrays, name):
     """Single-objective strategies by median regret, NSGA-II by what it optimizes: the
