@@ -103,14 +103,24 @@ def main() -> None:
     result = {
         "space": args.space, "space_settings": json.loads(args.space_settings), "data": args.data,
         "dataset": ds.describe(), "epochs": args.epochs, "standalone_epochs": scfg.epochs,
-        "batch_size": args.batch_size, "lr": args.lr, "kernel_transform": args.kernel_transform,
+        "batch_size": args.batch_size, "lr": args.lr,
+        # a reused checkpoint says how it was trained; the flags above describe the stand-alone runs
+        "supernet_training": supernet_meta(ckpt),
         "diverse": args.diverse,
-        "supernet_train_s": supernet_s, "eval_s_per_arch": ev.seconds_per_arch,
+        "supernet_train_s": None if args.checkpoint else supernet_s, "eval_s_per_arch": ev.seconds_per_arch,
         "kendall_tau": kendall_tau([r["supernet"] for r in rows], [r["standalone"] for r in rows]),
         "max_abs_diff_points": max(abs(r["diff_points"]) for r in rows), "rows": rows,
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("rows", "dataset")}))
+
+
+def supernet_meta(ckpt: Path) -> dict:
+    from hwnas.accuracy.checkpoint import load_checkpoint
+
+    meta, _, _ = load_checkpoint(ckpt)
+    return {"train": meta.get("train"), "kernel_transform": meta.get("kernel_transform"), "epochs_done": meta.get("epoch"),
+            "history": meta.get("history")}
 
 
 if __name__ == "__main__":
