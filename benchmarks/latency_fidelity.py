@@ -9,14 +9,14 @@ profiler's protocol, and compares. A second pass re-measures the first --noise n
 give the noise floor: how often two measurements of the same network agree within 5 / 10%.
 
 Two units for "measured". A paired backend (ONNX Runtime) times every call against the
-space's reference network; a table stores its entries in milliseconds of that reference at
-its fastest during the build. ``fidelity`` compares predictions with each network's ratio to
-the reference times the table's reference milliseconds: the units in which the table predicts
-and in which ``hwnas export`` checks a model against a budget. ``fidelity_run_ms`` compares
-them with the same ratios times the reference's fastest time in this run: plain milliseconds
-of today's machine, which also carry any drift of the machine's speed since the build. Unpaired
-backends (eager torch) have only the second.
-Writes benchmarks/results/latency_fidelity_<space>_<backend>.json and prints a summary.
+space's reference network. ``fidelity`` compares predictions with each network's ratio to the
+reference times the reference's fastest time in this pass: milliseconds of today's machine
+at the reference's quiet speed. ``fidelity_table_units`` compares them with the same ratios
+times the table's reference milliseconds (the reference's fastest during the build): the
+units in which ``hwnas export`` checks a model against a budget. The second inherits the speed
+mode of the one reference session each pass uses (sessions of the same network differ by a
+few percent with where their buffers land), the first cancels it. Unpaired backends (eager
+torch) have only the first.
 """
 
 from __future__ import annotations
@@ -79,13 +79,13 @@ def main() -> None:
     t0 = time.perf_counter()
     rows = measure_repeated(space, backend, archs, args.repeats, table_ref_ms)
     measure_seconds = time.perf_counter() - t0
-    run_ms = np.array([r["run_ms"] for r in rows])
-    measured = np.array([r["measured_ms"] for r in rows])
+    measured = np.array([r["run_ms"] for r in rows])
+    table_units = np.array([r["table_units_ms"] for r in rows])
     fid = fidelity(predicted, measured)
-    fid_run = fidelity(predicted, run_ms)
+    fid_table = fidelity(predicted, table_units)
 
     again = measure_repeated(space, backend, archs[: args.noise], args.repeats, table_ref_ms)
-    m2 = np.array([r["measured_ms"] for r in again])
+    m2 = np.array([r["run_ms"] for r in again])
     rel = np.abs(m2 - measured[: args.noise]) / measured[: args.noise]
     noise = {
         "n": int(len(m2)),
@@ -101,13 +101,14 @@ def main() -> None:
         "table": str(table_path), "table_build_seconds": build_seconds if build_seconds is not None else table.build_seconds,
         "table_entries": len(table.entries), "table_validation": {k: v for k, v in table.validation.items() if k != "networks"},
         "repeats": args.repeats,
-        "units": "table reference ms" if table_ref_ms and all(r.get("ratio") for r in rows) else "run ms",
-        "fidelity": fid, "fidelity_run_ms": fid_run, "noise_floor": noise,
+        "paired": bool(table_ref_ms and all(r.get("ratio") for r in rows)),
+        "fidelity": fid, "fidelity_table_units": fid_table, "noise_floor": noise,
         "measure_seconds_per_network": measure_seconds / len(archs),
         "table_reference_ms": table_ref_ms,
         "run_reference_ms": [float(v) for v in sorted({r["run_ref_ms"] for r in rows if r.get("run_ref_ms")})],
-        "networks": [{"id": a.id, "arch": a.to_dict(), "predicted_ms": float(p), "measured_ms": r["measured_ms"],
-                      "run_ms": r["run_ms"], "ratio": r.get("ratio"), "median_ms": r["median_ms"], "iqr_ms": r["iqr_ms"]}
+        "networks": [{"id": a.id, "arch": a.to_dict(), "predicted_ms": float(p), "measured_ms": r["run_ms"],
+                      "table_units_ms": r["table_units_ms"], "ratio": r.get("ratio"), "median_ms": r["median_ms"],
+                      "iqr_ms": r["iqr_ms"]}
                      for a, p, r in zip(archs, predicted, rows)],
     }
     out = Path(args.out or f"benchmarks/results/latency_fidelity_{args.space}_{args.backend}.json")
@@ -116,11 +117,11 @@ def main() -> None:
     print(f"\n{args.space} on {args.backend}: n={fid['n']} within 10% {fid['within_10pct']:.1%}, within 5% "
           f"{fid['within_5pct']:.1%}, MAPE {fid['mape']:.1%}, worst {fid['max_error']:.1%}, Kendall tau {fid['kendall_tau']:.3f}; "
           f"range {measured.min():.3f}-{measured.max():.3f} ms; table {result['table_build_seconds']:.0f} s, "
-          f"{len(table.entries)} entries; measured in {result['units']}")
-    if result["units"] != "run ms":
-        print(f"in this run's ms (reference {', '.join(f'{v:.4f}' for v in result['run_reference_ms'])} ms now, "
-              f"{table_ref_ms:.4f} ms in the table): within 10% {fid_run['within_10pct']:.1%}, "
-              f"MAPE {fid_run['mape']:.1%}, Kendall tau {fid_run['kendall_tau']:.3f}")
+          f"{len(table.entries)} entries")
+    if result["paired"]:
+        print(f"in the table's reference units ({table_ref_ms:.4f} ms in the table; this run's passes: "
+              f"{', '.join(f'{v:.4f}' for v in result['run_reference_ms'])} ms): within 10% "
+              f"{fid_table['within_10pct']:.1%}, MAPE {fid_table['mape']:.1%}, Kendall tau {fid_table['kendall_tau']:.3f}")
     print(f"noise floor (same network measured twice, n={noise['n']}): median diff {noise['median_abs_diff']:.1%}, "
           f"p90 {noise['p90_abs_diff']:.1%}, agree within 10% {noise['agree_within_10pct']:.0%}, within 5% "
           f"{noise['agree_within_5pct']:.0%}")
@@ -130,7 +131,7 @@ def main() -> None:
 def measure_repeated(space, backend, archs, repeats: int, table_ref_ms: float | None = None) -> list[dict]:
     """``repeats`` passes over all archs (so that a slow stretch of the host hits one pass, not one
     network's every measurement); per network the pass with the median latency. ``run_ms`` is in
-    the pass's own reference milliseconds; ``measured_ms`` in the table's when the measurement
+    the pass's own reference milliseconds; ``table_units_ms`` in the table's when the measurement
     was paired and the table has a reference time, else the same as ``run_ms``."""
     passes = []
     for _ in range(max(1, repeats)):
@@ -138,14 +139,13 @@ def measure_repeated(space, backend, archs, repeats: int, table_ref_ms: float | 
         for r in rows:
             r["run_ms"] = r["measured_ms"]
             r["run_ref_ms"] = r["latency_ms"] / r["ratio"] if r.get("ratio") else None
-            if table_ref_ms and r.get("ratio"):
-                r["measured_ms"] = r["ratio"] * table_ref_ms
+            r["table_units_ms"] = r["ratio"] * table_ref_ms if table_ref_ms and r.get("ratio") else r["run_ms"]
         passes.append(rows)
     out = []
     for i in range(len(archs)):
-        runs = sorted((p[i] for p in passes), key=lambda r: r["measured_ms"])
-        out.append({**runs[len(runs) // 2], "passes_ms": [r["measured_ms"] for r in runs],
-                    "run_ms": float(np.median([r["run_ms"] for r in runs]))})
+        runs = sorted((p[i] for p in passes), key=lambda r: r["run_ms"])
+        out.append({**runs[len(runs) // 2], "passes_ms": [r["run_ms"] for r in runs],
+                    "table_units_ms": float(np.median([r["table_units_ms"] for r in runs]))})
     return out
 
 
