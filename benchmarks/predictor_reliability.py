@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -33,24 +32,14 @@ def main() -> None:
 
     from hwnas.accuracy import get_evaluator
     from hwnas.accuracy.checkpoint import load_checkpoint
-    from hwnas.accuracy.predictor import AccuracyPredictor, kendall_tau
+    from hwnas.accuracy.predictor import AccuracyPredictor, kendall_tau, sample_and_split
     from hwnas.accuracy.subnet_eval import recalibrate_bn
     from hwnas.data import load_dataset
     from hwnas.space import space_from_config
 
     meta, _, _ = load_checkpoint(args.supernet)
     space = space_from_config(meta["space"], meta["space_config"])
-    rng = random.Random(args.seed)  # the sample and split of hwnas.accuracy.predictor.fit_predictor
-    archs: dict = {}
-    for _ in range(args.n * 50):
-        a = space.sample(rng)
-        archs.setdefault(a.id, a)
-        if len(archs) == args.n:
-            break
-    pool = list(archs.values())
-    order = list(range(len(pool)))
-    random.Random(args.seed + 1).shuffle(order)
-    n_test = max(2, int(round(len(pool) * args.test_fraction)))
+    pool, order, n_test = sample_and_split(space, args.n, args.seed, args.test_fraction)  # as fit_predictor
     test, train = order[:n_test], order[n_test:]
 
     ev = get_evaluator(f"supernet:{args.supernet}", space)  # cached evaluations on the usual val images

@@ -320,6 +320,5 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, opts: QuantizeOptions = 
         finally:
             os.chdir(cwd)
         model = onnx.load(str(dst))
-        fold_scales_into_dequantize(model)
-        data = model.SerializeToString()
-    return compact_bytes(data) if opts.compact else data
+    fold_scales_into_dequantize(model)
+    return (compact(model) if opts.compact else model).SerializeToString()

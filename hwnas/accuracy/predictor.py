@@ -205,9 +205,10 @@ class AccuracyPredictor:
         return pred
 
 
-def fit_predictor(space: SearchSpace, evaluator: Evaluator, n: int, seed: int = 0, test_fraction: float = 0.2,
-                  hidden: Sequence[int] = (400, 400, 400), epochs: int = 500) -> tuple[AccuracyPredictor, PredictorFit, list[dict]]:
-    """Sample ``n`` distinct archs, evaluate them, fit on (1 - test_fraction) and report the rest."""
+def sample_and_split(space: SearchSpace, n: int, seed: int = 0,
+                     test_fraction: float = 0.2) -> tuple[list[Arch], list[int], int]:
+    """The ``n`` distinct archs ``fit_predictor`` samples with ``seed``, a seeded shuffled order of
+    their indices, and how many of the first in that order are held out."""
     if n < 10:
         raise UserError(f"--n must be at least 10 to hold some archs out, got {n}")
     rng = random.Random(seed)
@@ -218,10 +219,16 @@ def fit_predictor(space: SearchSpace, evaluator: Evaluator, n: int, seed: int = 
         if len(archs) == n:
             break
     pool = list(archs.values())
-    accs = evaluator.evaluate(pool)
-    n_test = max(2, int(round(len(pool) * test_fraction)))
     order = list(range(len(pool)))
     random.Random(seed + 1).shuffle(order)
+    return pool, order, max(2, int(round(len(pool) * test_fraction)))
+
+
+def fit_predictor(space: SearchSpace, evaluator: Evaluator, n: int, seed: int = 0, test_fraction: float = 0.2,
+                  hidden: Sequence[int] = (400, 400, 400), epochs: int = 500) -> tuple[AccuracyPredictor, PredictorFit, list[dict]]:
+    """Sample ``n`` distinct archs, evaluate them, fit on (1 - test_fraction) and report the rest."""
+    pool, order, n_test = sample_and_split(space, n, seed, test_fraction)
+    accs = evaluator.evaluate(pool)
     test, train = order[:n_test], order[n_test:]
     pred = AccuracyPredictor(space, hidden)
     pred.fit([pool[i] for i in train], [accs[i] for i in train], seed=seed, epochs=epochs)
