@@ -81,7 +81,8 @@ def main() -> None:
         "fp32": {k: r["fp32"].get(k) for k in ("size_bytes", "top1", "latency_ms")},
         "int8": {k: r["int8"].get(k) for k in ("size_bytes", "top1", "latency_ms", "calibration")},
         "size_ratio": r["int8_vs_fp32"]["size_ratio"], "top1_drop_points": r["int8_vs_fp32"]["top1_drop_points"],
-        "latency_ratio_report": r["int8_vs_fp32"].get("latency_ratio"), "latency_ratio_paired": paired,
+        "latency_ratio_report": r["int8_vs_fp32"].get("latency_ratio"),
+        "latency_ratio_report_separate": r["int8_vs_fp32"].get("latency_ratio_separate"), "latency_ratio_paired": paired,
         "test_images": len(ds.test_y), "calibration": r["calibration"],
     }
     (out / "int8.json").write_text(json.dumps(summary, indent=1))

@@ -32,15 +32,12 @@ def report_markdown(r: dict[str, Any]) -> str:
     lines.append("")
     if "int8_vs_fp32" in r:
         q = r["int8_vs_fp32"]
-        paired = q.get("latency_ratio_paired") or {}
-        direct = (f" (timed against each other call by call: {paired['ratio']:.3f}, IQR {paired['iqr']:.3f})"
-                  if paired.get("ratio") is not None else "")
-        lines += [f"INT8 / FP32: size {_f(q.get('size_ratio'), '.3f')}, latency {_f(q.get('latency_ratio'), '.3f')}{direct}, "
+        lines += [f"INT8 / FP32: size {_f(q.get('size_ratio'), '.3f')}, latency {_ratio_text(q)}, "
                   f"top-1 drop {_f(q.get('top1_drop_points'), '.2f')} points.", ""]
     if "pruning" in r:
         p = r["pruning"]
         lines += [f"Pruning {p['ratio']:.0%} of channels: params {p['params_before']} -> {p['params_after']}, "
-                  f"latency ratio {_f(p.get('latency_ratio'), '.3f')}, top-1 change {_f(p.get('top1_change'), '+.4f')}.", ""]
+                  f"latency ratio {_ratio_text(p)}, top-1 change {_f(p.get('top1_change'), '+.4f')}.", ""]
     if "calibration" in r:
         c = r["calibration"]
         lines += [f"INT8 calibration on {c['images']} training images; chosen: **{c['chosen']}** (on {c['chosen_on']}).", "",
@@ -67,3 +64,15 @@ def report_markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {row['class']} | " + " | ".join(cells) + f" | {row['support']} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _ratio_text(ratios: dict) -> str:
+    """The latency ratio, saying how it was measured."""
+    paired = ratios.get("latency_ratio_paired") or {}
+    if paired.get("ratio") is None:
+        return _f(ratios.get("latency_ratio"), ".3f")
+    text = f"{paired['ratio']:.3f} (the two models timed against each other call by call, IQR {paired['iqr']:.3f}"
+    if ratios.get("latency_ratio_separate") is not None:
+        text += f"; measured one after the other: {ratios['latency_ratio_separate']:.3f}"
+    return text + ")"
+

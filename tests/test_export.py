@@ -91,6 +91,11 @@ def test_export_end_to_end(trained, digits, tmp_path):
     assert r["meets_budget"] is True
     assert r["parity_max_abs_diff"] < 1e-4
     assert r["pruning"]["params_after"] < r["pruning"]["params_before"]
+    # headline ratios are the call-by-call ones; the quotient of the separate measurements stays beside
+    for ratios in (r["pruning"], r["int8_vs_fp32"]):
+        assert ratios["latency_ratio"] == ratios["latency_ratio_paired"]["ratio"] > 0
+        assert ratios["latency_ratio_separate"] > 0
+    assert "timed against each other call by call" in res.paths.report_md.read_text()
     assert {c["method"] for c in r["calibration"]["compared"]} == {"minmax", "percentile", "entropy"}
     assert r["int8"]["size_bytes"] < r["fp32"]["size_bytes"]
     assert out.stat().st_size < res.paths.fp32.stat().st_size
