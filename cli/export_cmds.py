@@ -40,9 +40,10 @@ def _print_report(r: dict) -> None:
     out.print(t)
     if "int8_vs_fp32" in r:
         q = r["int8_vs_fp32"]
-        paired = (q.get("latency_ratio_paired") or {}).get("ratio")
-        direct = f" (x{paired:.3f} timed against each other)" if paired is not None else ""
-        out.print(f"INT8/FP32: size x{q['size_ratio']:.3f}, latency x{q.get('latency_ratio', float('nan')):.3f}{direct}, "
+        sep = q.get("latency_ratio_separate")
+        how = (" (timed against each other call by call" + (f"; one after the other x{sep:.3f})" if sep is not None else ")")
+               if q.get("latency_ratio_paired") else "")
+        out.print(f"INT8/FP32: size x{q['size_ratio']:.3f}, latency x{q.get('latency_ratio', float('nan')):.3f}{how}, "
                   f"top-1 drop {q.get('top1_drop_points', float('nan')):.2f} points; calibration "
                   f"{r['calibration']['chosen']}", markup=False)
     out.print(f"parity (torch vs ORT, max abs diff): {r['parity_max_abs_diff']:.2e}", markup=False)
