@@ -95,12 +95,17 @@ def test_evolution_repairs_mutants_of_a_parent_at_the_budget_edge():
     assert len(res.genomes) == 25 and all(lat[code(g)] <= 2.0 for g in asked)
 
 
-def test_drive_stops_when_nothing_new_fits():
-    # 4 genomes in all, 2 feasible: the run ends early instead of spinning
-    problem = Problem(cards=(2, 2), feasible=lambda g: g[0] == 0)
-    res = drive(make_strategy("random", problem, 0, 10), lambda g: {"accuracy": 0.5, "latency_ms": 1.0}, 10, max_repeats=20)
+@pytest.mark.parametrize("name", ["random", "evolution", "anneal", "reinforce", "nsga2"])
+def test_drive_stops_when_nothing_new_fits(name):
+    # 4 genomes in all, 2 feasible: the run ends early instead of spinning, and once the random
+    # draws found nothing new they stop drawing thousands of times per ask
+    checks = []
+    problem = Problem(cards=(2, 2), feasible=lambda g: checks.append(g) or g[0] == 0)
+    st = make_strategy(name, problem, 0, 10, **({"population": 2, "sample_size": 1} if name == "evolution" else {}))
+    res = drive(st, lambda g: {"accuracy": 0.5, "latency_ms": 1.0}, 10, max_repeats=20)
     assert sorted(res.genomes) == [(0, 0), (0, 1)]
     assert res.stopped_early
+    assert len(checks) < 40_000  # one exhausting search (20,000 draws), then a few hundred per ask
 
 
 def test_infeasible_everywhere_is_a_user_error():

@@ -19,8 +19,11 @@ from hwnas.search.problem import Genome, Problem, Values
 
 STRATEGIES: Registry["Strategy"] = Registry("strategy")
 
-# how many random draws a repair may take before concluding nothing feasible and unseen is left
+# how many random draws a repair may take before concluding nothing feasible and unseen is left;
+# once that happened, later repairs take only a few draws (the feasible region does not grow,
+# and without this a run that exhausted it spent minutes drawing before the loop ended it)
 _RANDOM_TRIES = 20_000
+_RANDOM_TRIES_EXHAUSTED = 200
 
 
 class Strategy(ABC):
@@ -43,6 +46,7 @@ class Strategy(ABC):
         self._free = [i for i, c in enumerate(self._cards) if c > 1]  # genes that can change
         self.known: dict[Genome, Values] = {}  # everything told so far
         self.n_told = 0
+        self._exhausted = False  # random draws found nothing feasible and new (see random_feasible)
         self.setup()
 
     name = "strategy"
@@ -122,7 +126,8 @@ class Strategy(ABC):
 
     def random_feasible(self) -> Genome:
         fallback = None
-        for _ in range(_RANDOM_TRIES):
+        exhausted = self._exhausted
+        for _ in range(_RANDOM_TRIES_EXHAUSTED if exhausted else _RANDOM_TRIES):
             g = self.random_genome()
             if g not in self.known:
                 if self.problem.feasible(g):
@@ -130,7 +135,10 @@ class Strategy(ABC):
             elif fallback is None:
                 fallback = g  # known genomes were feasible when evaluated
         if fallback is not None:
+            self._exhausted = True
             return fallback
+        if exhausted:  # known genomes exist (the region was feasible before); draw them for real
+            return next(iter(self.known))
         raise UserError(f"found no candidate within the budgets in {_RANDOM_TRIES} random draws; relax --latency-ms/--params-max/--flops-max")
 
 
