@@ -41,6 +41,10 @@ def main() -> None:
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--prune", type=float, default=None,
+                    help="also prune this share of channels before export (then fine-tune, distilled from the unpruned model)")
+    ap.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs after pruning")
+    ap.add_argument("--finetune-lr", type=float, default=0.01)
     ap.add_argument("--out", required=True, help="folder for model.onnx, model.fp32.onnx, report.json/md, int8.json")
     args = ap.parse_args()
 
@@ -68,9 +72,14 @@ def main() -> None:
     idx = torch.randperm(len(ds.train_y), generator=g)[:512]
     data = ExportData(calibration=ds.prepare(ds.train_x[idx]), test=(ds.prepare(ds.test_x), ds.test_y),
                       val=(ds.prepare(ds.val_x), ds.val_y), classes=ds.classes)
+    if args.prune is not None:
+        data.train = dataset_batches(ds, seed=1)
+    t0 = time.perf_counter()
     res = export(model, data, out / "model.onnx", ExportOptions(
-        quantize="int8", calibration="auto", latency=LatencySetup(), force=True,
+        quantize="int8", calibration="auto", latency=LatencySetup(), force=True, prune=args.prune,
+        finetune=FinetuneConfig(epochs=args.finetune_epochs if args.prune is not None else 0, lr=args.finetune_lr),
         metadata={"arch": arch.to_dict(), "arch_id": arch.id, "dataset": ds.spec}))
+    export_s = time.perf_counter() - t0
     r = res.report
     fp32, int8 = res.paths.fp32.read_bytes(), res.paths.model.read_bytes()
     paired = paired_ratios(fp32, int8, (1, *space.input_shape), args.repeats)
@@ -83,11 +92,22 @@ def main() -> None:
         "size_ratio": r["int8_vs_fp32"]["size_ratio"], "top1_drop_points": r["int8_vs_fp32"]["top1_drop_points"],
         "latency_ratio_report": r["int8_vs_fp32"].get("latency_ratio"),
         "latency_ratio_report_separate": r["int8_vs_fp32"].get("latency_ratio_separate"), "latency_ratio_paired": paired,
-        "test_images": len(ds.test_y), "calibration": r["calibration"],
+        "test_images": len(ds.test_y), "calibration": r["calibration"], "export_seconds": export_s,
     }
+    if "pruning" in r:
+        p = r["pruning"]
+        summary["pruning"] = {k: p.get(k) for k in ("ratio", "params_before", "params_after", "latency_ratio",
+                                                     "latency_ratio_separate", "top1_change")}
+        summary["pruning"]["finetune"] = r.get("finetune")
+        summary["unpruned"] = {k: r["unpruned"].get(k) for k in ("size_bytes", "top1", "latency_ms")}
     (out / "int8.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: summary[k] for k in ("data", "arch_id", "params", "training", "fp32", "int8", "size_ratio",
                                                "top1_drop_points", "latency_ratio_report")}, indent=1))
+    if "pruning" in summary:
+        p = summary["pruning"]
+        print(f"pruning {p['ratio']:.0%}: params {p['params_before']} -> {p['params_after']}, FP32 latency ratio "
+              f"{p['latency_ratio']:.3f} (paired), top-1 {summary['unpruned']['top1']:.4f} -> {summary['fp32']['top1']:.4f} "
+              f"({100 * p['top1_change']:+.2f} points) after {args.finetune_epochs} distilled epoch(s)")
     print(f"paired latency ratio INT8/FP32: median {paired['ratio_median']:.3f} "
           f"(range {paired['ratio_min']:.3f}-{paired['ratio_max']:.3f} over {args.repeats} repeats); "
           f"FP32 {paired['fp32_ms_median']:.3f} ms, INT8 {paired['int8_ms_median']:.3f} ms")
