@@ -8,15 +8,15 @@ N fresh random networks (never used for the table's calibration) end to end with
 profiler's protocol, and compares. A second pass re-measures the first --noise networks to
 give the noise floor: how often two measurements of the same network agree within 5 / 10%.
 
-Two units for "measured". A paired backend (ONNX Runtime) times every call against the
-space's reference network. ``fidelity`` compares predictions with each network's ratio to the
+Two units for "measured". A paired backend times every call against a fixed reference: ONNX
+Runtime against the space's reference network, eager torch against its reference block. ``fidelity`` compares predictions with each network's ratio to the
 reference times the reference's fastest time in this pass: milliseconds of today's machine
 at the reference's quiet speed. ``fidelity_table_units`` compares them with the same ratios
 times the table's reference milliseconds (the reference's fastest during the build): the
 units in which ``hwnas export`` checks a model against a budget. The second inherits the speed
 mode of the one reference session each pass uses (sessions of the same network differ by a
-few percent with where their buffers land), the first cancels it. Unpaired backends (eager
-torch) have only the first.
+few percent with where their buffers land), the first cancels it. Unpaired backends (torch-cuda, and
+torch-cpu tables built before it was paired) have only the first.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
         "fidelity": fid, "fidelity_table_units": fid_table, "noise_floor": noise,
         "measure_seconds_per_network": measure_seconds / len(archs),
         "table_reference_ms": table_ref_ms,
-        "run_reference_ms": [float(v) for v in sorted({r["run_ref_ms"] for r in rows if r.get("run_ref_ms")})],
+        "run_reference_ms": sorted({round(float(r["run_ref_ms"]), 6) for r in rows if r.get("run_ref_ms")}),
         "networks": [{"id": a.id, "arch": a.to_dict(), "predicted_ms": float(p), "measured_ms": r["run_ms"],
                       "table_units_ms": r["table_units_ms"], "ratio": r.get("ratio"), "median_ms": r["median_ms"],
                       "iqr_ms": r["iqr_ms"]}

@@ -37,6 +37,41 @@ def test_table_round_trip(tmp_path):
     assert again.get_space().config_hash() == space.config_hash()
 
 
+def test_table_round_trip_keeps_the_reference_block(tmp_path):
+    from hwnas.space.base import Block
+
+    space = tiny_mbconv()
+    block = space.reference_block()
+    assert Block.from_dict(block.to_dict()) == block and block in space.all_latency_terms()
+    t = synthetic_table(space)
+    t.backend = {**t.backend, "name": "torch-cpu", "provider": None}
+    t.extra = {"reference": {"arch": None, "block": block.to_dict(), "latency_ms": 0.5}}
+    t.save(tmp_path / "t.json")
+    again = load_table(tmp_path / "t.json")
+    assert again.to_dict() == t.to_dict()
+    assert Block.from_dict(again.extra["reference"]["block"]) == block
+    # a table from before the reference block (none, or a network only) still loads
+    d = t.to_dict()
+    del d["reference"]
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    assert load_table(tmp_path / "old.json").extra == {}
+
+
+def test_rescale_to_reference_can_take_the_scale_from_some_kinds():
+    from hwnas.latency.profiling import rescale_to_reference
+
+    results = {("block", "a"): {"ratio": 2.0, "ref_ms": 0.40}, ("calibration", "n"): {"ratio": 10.0, "ref_ms": 0.44},
+               ("overhead", "o"): {"ratio": None, "ref_ms": None, "latency_ms": 0.02}}
+    assert rescale_to_reference({k: dict(v) for k, v in results.items()}) == 0.40
+    scaled = {k: dict(v) for k, v in results.items()}
+    assert rescale_to_reference(scaled, ("calibration", "validation")) == 0.44
+    assert scaled[("block", "a")]["latency_ms"] == pytest.approx(0.88)  # one scale for every record
+    assert scaled[("overhead", "o")]["latency_ms"] == 0.02
+    # no record of those kinds: the whole run's fastest
+    only_blocks = {k: dict(v) for k, v in results.items() if k[0] != "calibration"}
+    assert rescale_to_reference(only_blocks, ("calibration",)) == 0.40
+
+
 def test_predictor_math():
     space = tiny_mbconv()
     t = synthetic_table(space, scale=1.25, offset=0.1, overhead=0.021)

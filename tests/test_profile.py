@@ -158,3 +158,58 @@ def test_exported_model_is_measured_on_the_tables_scale(tmp_path):
     assert m["paired"] and m["latency_ms"] > 0 and m["reference_table_ms"] == table.extra["reference"]["latency_ms"]
     predicted = LatencyPredictor(table, space).predict(arch)
     assert 0.3 < m["latency_ms"] / predicted < 3  # same scale: no unit or overhead mix-up
+
+
+def test_eager_torch_pairs_with_the_spaces_reference_block(tmp_path):
+    from hwnas.latency.profiler import reference_task, with_backend_pairing
+    from hwnas.latency.protocol import Protocol
+
+    space = tiny_mbconv()
+    torch_cpu, ort_cpu = get_backend("torch-cpu"), get_backend("ort-cpu")
+    assert torch_cpu.paired and reference_task(space, torch_cpu).info == {"block": space.reference_block().to_dict()}
+    # ONNX Runtime keeps its reference network and its protocol
+    assert "arch" in reference_task(space, ort_cpu).info
+    assert with_backend_pairing(Protocol(), ort_cpu) == Protocol()
+    # eager torch: one session unless the caller chose otherwise
+    assert with_backend_pairing(Protocol(), torch_cpu).sessions == 1
+    assert with_backend_pairing(Protocol(sessions=3), torch_cpu).sessions == 3
+
+    out = tmp_path / "t.json"
+    table = profile(space, torch_cpu, out, n_calibrate=4, n_validate=2, protocol=FAST)
+    ref = load_table(out).extra["reference"]
+    assert ref["block"] == space.reference_block().to_dict() and ref["arch"] is None and ref["latency_ms"] > 0
+    # every entry is a ratio to the reference block times its fastest time in the build
+    assert all(e.latency_ms > 0 for e in table.entries.values())
+
+
+def test_torch_module_is_measured_on_the_tables_scale(tmp_path):
+    from hwnas.latency.measure import measure_module_for_table, measure_onnx_for_table
+
+    space = tiny_mbconv()
+    table = profile(space, get_backend("torch-cpu"), tmp_path / "t.json", n_calibrate=4, n_validate=0, protocol=FAST)
+    arch = space.sample(5)
+    m = measure_module_for_table(space.build(arch), load_table(tmp_path / "t.json"), FAST)
+    assert m["paired"] and m["reference_table_ms"] == table.extra["reference"]["latency_ms"]
+    assert 0.3 < m["latency_ms"] / LatencyPredictor(table, space).predict(arch) < 3
+    # a torch table from before pairing (no reference) measures unpaired, in ms of now
+    table.extra = {"reference": {"arch": None, "latency_ms": None}}
+    assert measure_module_for_table(space.build(arch), table, FAST)["paired"] is False
+    # a reference block that the space cannot build is a clear error
+    table.extra = {"reference": {"arch": None, "block": {"op": "warp", "input_shape": [8, 32, 32]}, "latency_ms": 0.5}}
+    with pytest.raises(UserError, match="reference block does not fit"):
+        measure_module_for_table(space.build(arch), table, FAST)
+    # ONNX tables only: an eager-torch table is not paired with an ONNX Runtime reference
+    with pytest.raises(UserError, match="measure_onnx_for_table"):
+        measure_module_for_table(space.build(arch), load_table_ort(tmp_path, space), FAST)
+    assert measure_onnx_for_table(_onnx(space, arch), load_table(tmp_path / "t.json"), FAST)["paired"] is False
+
+
+def load_table_ort(tmp_path, space):
+    profile(space, get_backend("ort-cpu"), tmp_path / "ort.json", n_calibrate=3, n_validate=0, protocol=FAST)
+    return load_table(tmp_path / "ort.json")
+
+
+def _onnx(space, arch):
+    from hwnas.latency.backends import export_onnx_bytes, prepare_for_timing
+
+    return export_onnx_bytes(prepare_for_timing(space.build(arch), space.input_shape), (1, *space.input_shape))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from hwnas.errors import UserError
@@ -26,11 +26,15 @@ class Backend:
     provider: str | None = None
     dtype: str = "float32"
     clock: str = "wall"
-    # pair every timed call with a reference-network call (see protocol.measure). On by default
-    # for ONNX Runtime; off for eager torch, where a reference call costs milliseconds and
-    # pairing made a table take ten times longer (pass paired=True to profile() to force it)
+    # pair every timed call with a call of a fixed reference (see protocol.measure), which
+    # cancels the host's drift. ``reference``: what that is, "network" (the space's reference
+    # network) or "block" (the space's reference block: eager torch, where even the smallest
+    # network costs milliseconds and pairing with it made a table take ten times longer)
     paired: bool = True
     pair_every: int = 1
+    reference: str = "network"
+    # protocol settings this backend needs where the caller kept Protocol()'s defaults
+    protocol_defaults: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "provider": self.provider, "threads": self.threads, "batch": self.batch,
@@ -94,7 +98,13 @@ class TorchCPU(Backend):
         if provider:
             raise UserError("--provider applies to the ort backend only")
         threads = _check_threads(threads)
-        super().__init__("torch-cpu", threads, _check_batch(batch), clock=clock_for(threads, True, clock), paired=False)
+        # paired with the space's reference block: unpaired, the windowed latency of a network
+        # varied by 8-9% (coefficient of variation over 3 s windows; range 45% over a minute),
+        # its ratio to the block by 1-2%. One session per measurement: deep copies of eager
+        # modules showed no speed modes (8 sessions of one network or block within 1-4%, as
+        # close as one session measured twice), unlike ONNX Runtime sessions (~45% apart)
+        super().__init__("torch-cpu", threads, _check_batch(batch), clock=clock_for(threads, True, clock), paired=True,
+                         reference="block", protocol_defaults={"sessions": 1})
 
     def sessions(self, module, input_shape, seed: int = 0) -> Callable[[], Runner]:
         import copy

@@ -43,9 +43,13 @@ def sample_networks(space, n_calibrate: int, n_validate: int, seed: int) -> tupl
 
 
 def with_backend_pairing(protocol: Protocol, backend: Backend) -> Protocol:
+    """``protocol`` with the backend's pairing cadence and, for each setting the caller left at
+    ``Protocol()``'s default, the backend's own default (eager torch: one session)."""
     import dataclasses
 
-    return dataclasses.replace(protocol, pair_every=backend.pair_every)
+    default = Protocol()
+    tuned = {k: v for k, v in backend.protocol_defaults.items() if getattr(protocol, k) == getattr(default, k)}
+    return dataclasses.replace(protocol, pair_every=backend.pair_every, **tuned)
 
 
 def reference_arch(space):
@@ -55,6 +59,12 @@ def reference_arch(space):
 
 
 def reference_task(space, backend: Backend) -> Task:
+    """What ``backend`` pairs every timed call with: the space's reference network, or its
+    reference block where the backend asks for one and the space defines it."""
+    block = space.reference_block() if backend.reference == "block" else None
+    if block is not None:
+        return Task("reference", block.key, lambda: backend.sessions(space.build_block(block), block.input_shape, 1),
+                    {"block": block.to_dict()})
     arch = reference_arch(space)
     return Task("reference", arch.id, lambda: backend.sessions(space.build(arch), space.input_shape, 1),
                 {"arch": arch.to_dict()})
@@ -114,12 +124,15 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None
     fingerprint = device_fingerprint(gpu=backend.gpu_name())
     paired = backend.paired if paired is None else paired
     protocol = with_backend_pairing(protocol, backend)
+    reference = reference_task(space, backend) if paired else None
     header = {"space": space_header(space), "backend": backend.describe(), "protocol": protocol.to_dict(),
               "calibrate": n_calibrate, "validate": n_validate, "seed": seed, "paired": paired}
+    if reference is not None and "block" in reference.info:
+        header["reference"] = reference.key  # absent for a reference network, as in older journals
     tasks = build_tasks(space, backend, n_calibrate, n_validate, seed)
     table = profile_tasks(tasks, header=header, space=space_header(space), backend=backend.describe(),
                           fingerprint=fingerprint, protocol=protocol, out=out, fresh=force, on_progress=on_progress,
-                          reference=reference_task(space, backend) if paired else None)
+                          reference=reference)
     table.save(out)
     partial_path(out).unlink(missing_ok=True)
     return table
@@ -128,7 +141,7 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None
 def measure_archs(space, backend: Backend, archs, protocol: Protocol = Protocol(), on_progress=None,
                   paired: bool | None = None) -> list[dict]:
     """End-to-end latency of whole networks with the profiler's protocol (paired with the
-    space's reference network, all rescaled to the reference's fastest time in this run)."""
+    backend's reference, all rescaled to the reference's fastest time in this run)."""
     from hwnas.latency.profiling import rescale_to_reference
     from hwnas.latency.protocol import fastest_session, measure_with_retry
 

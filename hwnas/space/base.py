@@ -65,6 +65,12 @@ class Block:
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "input_shape": list(self.input_shape), **dict(self.params)}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Block":
+        """The inverse of ``to_dict``."""
+        params = {k: v for k, v in d.items() if k not in ("op", "input_shape")}
+        return cls.make(str(d["op"]), d["input_shape"], **params)
+
 
 class SearchSpace(ABC):
     """Base class of the registered spaces.
@@ -218,6 +224,11 @@ class SearchSpace(ABC):
     @abstractmethod
     def build_block(self, block: Block) -> "nn.Module":
         """A module computing one latency term on inputs of ``block.input_shape``."""
+
+    def reference_block(self) -> Block | None:
+        """A small, fixed latency term that backends with a costly whole reference network
+        (eager torch) pair every timed call with instead; None: use the reference network."""
+        return None
 
     @abstractmethod
     def build(self, arch: Arch, num_classes: int | None = None) -> "nn.Module":
