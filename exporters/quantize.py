@@ -18,7 +18,8 @@ Three graph changes around ORT's quantizer, all measured (BENCHMARKS.md, "Export
 - hard-sigmoid and hard-swish become Add, Clip and Mul (``hard_activations_to_int8_ops``), so
   that they run as QLinearAdd and QLinearMul instead of in float between Dequantize and Quantize;
   after quantization the multiply by 1/6 is folded into a Dequantize scale
-  (``fold_scales_into_dequantize``): one QLinearAdd and one QLinearMul per hard-swish;
+  (``fold_scales_into_dequantize``): one QLinearAdd and one QLinearMul per hard-swish; an SE
+  block's gate gets its ``+ 3`` from its convolution's bias, so it costs no operator at all;
 - the file is compacted (``compact``): tensor names shortened to a few characters (the QDQ
   graph has three to four times as many tensors as the float one, and their generated names
   were about a tenth of a model's file), and all-zero zero points of convolution weights and
@@ -129,15 +130,44 @@ def hard_activations_to_int8_ops(model) -> int:
     folded into its quantization range, and the final multiply by the constant ``alpha`` is
     removed after quantization by ``fold_scales_into_dequantize`` (the integers of ``x + 3`` read
     with ``alpha`` times their scale are ``alpha * (x + 3)``), so a hard-swish costs one
-    QLinearAdd and one QLinearMul. Returns the number of nodes rewritten; ``model`` changes in place."""
+    QLinearAdd and one QLinearMul. A hard-sigmoid whose input is a convolution's output read by
+    nothing else (the SE gate) has the shift added to that convolution's bias instead of an Add.
+    Returns the number of nodes rewritten; ``model`` changes in place."""
     from onnx import helper, numpy_helper
 
     g = model.graph
     nodes, done = [], 0
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    reads: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            reads[i] = reads.get(i, 0) + 1
+    graph_outputs = {o.name for o in g.output}
 
     def const(name: str, value: float) -> str:
         g.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
         return name
+
+    def shift_conv_bias(x: str, shift: float, name: str) -> bool:
+        """Add ``shift`` to the bias of the convolution that computes ``x``, when nothing else
+        reads ``x``: the SE block's gate, whose ``+ 3`` then costs nothing at run time (a
+        hard-swish reads its input twice and keeps its Add)."""
+        conv = producer.get(x)
+        if conv is None or conv.op_type != "Conv" or reads.get(x) != 1 or x in graph_outputs:
+            return False
+        w = inits.get(conv.input[1])
+        has_bias = len(conv.input) > 2 and conv.input[2] != ""
+        if w is None or (has_bias and conv.input[2] not in inits):
+            return False
+        bias = (numpy_helper.to_array(inits[conv.input[2]]).astype(np.float32) if has_bias
+                else np.zeros(w.dims[0], dtype=np.float32))
+        g.initializer.append(numpy_helper.from_array(bias + np.float32(shift), name))
+        if has_bias:
+            conv.input[2] = name
+        else:
+            conv.input.append(name)
+        return True
 
     for n in g.node:
         if n.op_type not in ("HardSigmoid", "HardSwish"):
@@ -148,15 +178,18 @@ def hard_activations_to_int8_ops(model) -> int:
         p = f"hardact{done}_"
         x, out = n.input[0], n.output[0]
         gate = out if n.op_type == "HardSigmoid" else p + "gate"
-        nodes += [helper.make_node("Add", [x, const(p + "shift", beta / alpha)], [p + "shifted"]),
-                  helper.make_node("Clip", [p + "shifted", const(p + "lo", 0.0), const(p + "hi", 1.0 / alpha)], [p + "clipped"]),
+        if n.op_type == "HardSigmoid" and shift_conv_bias(x, beta / alpha, p + "bias"):
+            shifted = x
+        else:
+            shifted = p + "shifted"
+            nodes.append(helper.make_node("Add", [x, const(p + "shift", beta / alpha)], [shifted]))
+        nodes += [helper.make_node("Clip", [shifted, const(p + "lo", 0.0), const(p + "hi", 1.0 / alpha)], [p + "clipped"]),
                   helper.make_node("Mul", [p + "clipped", const(p + "alpha", alpha)], [gate], name=f"{FOLD_PREFIX}{done}")]
         if n.op_type == "HardSwish":
             nodes.append(helper.make_node("Mul", [x, gate], [out]))
         done += 1
     if done:
-        del g.node[:]
-        g.node.extend(nodes)
+        _replace_nodes(g, nodes)  # also drops the biases replaced above
     return done
 
 

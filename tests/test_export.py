@@ -187,9 +187,40 @@ def test_int8_graph_runs_as_qlinear_ops_and_compaction_changes_nothing(trained, 
     fp_ops = collections.Counter(n.op_type for n in onnx.load_from_string(fp32).graph.node)
     assert fp_ops["HardSwish"] + fp_ops["HardSigmoid"] > 0
     assert ops["QLinearMul"] == fp_ops["HardSwish"] + fp_ops["Mul"]
+    # the SE gate's + 3 is in its convolution's bias: QLinearAdd only for residuals and hard-swish
+    assert fp_ops["HardSigmoid"] > 0 and ops["QLinearAdd"] == fp_ops["Add"] + fp_ops["HardSwish"]
     qg = onnx.load_from_string(q_plain).graph
     read = {i for n in qg.node for i in n.input} | {o.name for o in qg.output}
     assert all(any(o in read for o in n.output) for n in qg.node)  # no dead node left behind
+
+
+def test_hard_activations_rewritten_for_int8_compute_the_same_in_float(trained, digits):
+    """Add/Clip/Mul for hard-sigmoid and hard-swish, and the SE gate's shift moved into its
+    convolution's bias, give the float model's outputs (before any quantization)."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    from hwnas.exporters.onnx_io import to_onnx
+    from hwnas.exporters.quantize import hard_activations_to_int8_ops
+
+    x = digits.prepare(digits.train_x[:32]).numpy()
+    fp32 = to_onnx(trained, torch.from_numpy(x[:1]))
+    model = onnx.load_from_string(fp32)
+    before = collections.Counter(n.op_type for n in model.graph.node)
+    assert before["HardSigmoid"] > 0 and before["HardSwish"] > 0  # SE gates and hard-swish both present
+    assert hard_activations_to_int8_ops(model) == before["HardSwish"] + before["HardSigmoid"]
+    after = collections.Counter(n.op_type for n in model.graph.node)
+    assert "HardSigmoid" not in after and "HardSwish" not in after
+    assert after["Add"] == before["Add"] + before["HardSwish"]  # no Add for an SE gate
+    onnx.checker.check_model(model, full_check=True)
+
+    def run(m: bytes):
+        sess = ort.InferenceSession(m, providers=["CPUExecutionProvider"])
+        return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+    np.testing.assert_allclose(run(model.SerializeToString()), run(fp32), rtol=1e-4, atol=1e-4)
 
 
 def test_folding_a_constant_multiply_into_the_dequantize_scale_keeps_the_values():
