@@ -45,6 +45,10 @@ def main() -> None:
                     help="also prune this share of channels before export (then fine-tune, distilled from the unpruned model)")
     ap.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs after pruning")
     ap.add_argument("--finetune-lr", type=float, default=0.01)
+    ap.add_argument("--profile", default=None,
+                    help="a latency table of the space (e.g. profiles/mbv3-32_ort-cpu_t1_b1.json): latencies are "
+                         "measured in its units and compared with its prediction for the arch")
+    ap.add_argument("--budget-ms", type=float, default=None, help="a latency budget to check the exported model against")
     ap.add_argument("--out", required=True, help="folder for model.onnx, model.fp32.onnx, report.json/md, int8.json")
     args = ap.parse_args()
 
@@ -74,9 +78,17 @@ def main() -> None:
                       val=(ds.prepare(ds.val_x), ds.val_y), classes=ds.classes)
     if args.prune is not None:
         data.train = dataset_batches(ds, seed=1)
+    setup, predicted = LatencySetup(), None
+    if args.profile:
+        from hwnas.latency import LatencyPredictor, load_table
+
+        table = load_table(args.profile)
+        setup = LatencySetup.from_table(table)
+        predicted = float(LatencyPredictor(table, space).predict(arch))
     t0 = time.perf_counter()
     res = export(model, data, out / "model.onnx", ExportOptions(
-        quantize="int8", calibration="auto", latency=LatencySetup(), force=True, prune=args.prune,
+        quantize="int8", calibration="auto", latency=setup, force=True, prune=args.prune,
+        budget_ms=args.budget_ms, predicted_ms=predicted,
         finetune=FinetuneConfig(epochs=args.finetune_epochs if args.prune is not None else 0, lr=args.finetune_lr),
         metadata={"arch": arch.to_dict(), "arch_id": arch.id, "dataset": ds.spec}))
     export_s = time.perf_counter() - t0
@@ -93,6 +105,8 @@ def main() -> None:
         "latency_ratio_report": r["int8_vs_fp32"].get("latency_ratio"),
         "latency_ratio_report_separate": r["int8_vs_fp32"].get("latency_ratio_separate"), "latency_ratio_paired": paired,
         "test_images": len(ds.test_y), "calibration": r["calibration"], "export_seconds": export_s,
+        "profile": args.profile, "predicted_ms": predicted, "budget_ms": args.budget_ms,
+        "meets_budget": r.get("meets_budget"),
     }
     if "pruning" in r:
         p = r["pruning"]
@@ -108,6 +122,12 @@ def main() -> None:
         print(f"pruning {p['ratio']:.0%}: params {p['params_before']} -> {p['params_after']}, FP32 latency ratio "
               f"{p['latency_ratio']:.3f} (paired), top-1 {summary['unpruned']['top1']:.4f} -> {summary['fp32']['top1']:.4f} "
               f"({100 * p['top1_change']:+.2f} points) after {args.finetune_epochs} distilled epoch(s)")
+    if predicted is not None:
+        key = "unpruned" if "unpruned" in summary else "fp32"
+        got = summary[key]["latency_ms"]
+        print(f"table prediction for the arch {predicted:.4f} ms; measured ({key} FP32, table units) {got:.4f} ms "
+              f"({100 * (got / predicted - 1):+.1f}%); deployed INT8 {summary['int8']['latency_ms']:.4f} ms"
+              + (f", budget {args.budget_ms:.4f} ms: {'met' if r.get('meets_budget') else 'missed'}" if args.budget_ms else ""))
     print(f"paired latency ratio INT8/FP32: median {paired['ratio_median']:.3f} "
           f"(range {paired['ratio_min']:.3f}-{paired['ratio_max']:.3f} over {args.repeats} repeats); "
           f"FP32 {paired['fp32_ms_median']:.3f} ms, INT8 {paired['int8_ms_median']:.3f} ms")
