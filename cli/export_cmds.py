@@ -50,7 +50,7 @@ def _print_report(r: dict) -> None:
     if r.get("budget_ms") is not None:
         verdict = "PASS" if r["meets_budget"] else "FAIL"
         pred = f", predicted {r['predicted_ms']:.4f} ms" if r.get("predicted_ms") is not None else ""
-        out.print(f"budget {verdict}: measured {r['latency_ms']:.4f} ms ({r['deployed']}) vs budget "
+        out.print(f"budget {verdict}: measured {r['latency_ms']:.4f} ms ({r.get('budget_checked_on') or r['deployed']}) vs budget "
                   f"{r['budget_ms']:.4f} ms{pred}", markup=False)
     elif r.get("budget_note"):
         out.print(f"note: {r['budget_note']}", markup=False)

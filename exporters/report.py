@@ -16,7 +16,8 @@ def report_markdown(r: dict[str, Any]) -> str:
         lines += [f"Arch `{arch}`, dataset `{r['metadata'].get('dataset', '?')}`.", ""]
     if r.get("budget_ms") is not None:
         verdict = "PASS" if r.get("meets_budget") else "FAIL"
-        lines += [f"**Budget: {verdict}**: measured {_f(r.get('latency_ms'), '.4f')} ms ({r.get('deployed')}) "
+        lines += [f"**Budget: {verdict}**: measured {_f(r.get('latency_ms'), '.4f')} ms "
+                  f"({r.get('budget_checked_on') or r.get('deployed')}) "
                   f"vs budget {r['budget_ms']:.4f} ms" + (f"; the profile predicted {r['predicted_ms']:.4f} ms"
                                                           if r.get("predicted_ms") is not None else "") + ".", ""]
     cols = [k for k in ("unpruned", "fp32", "int8") if k in r]

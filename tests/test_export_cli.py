@@ -91,3 +91,45 @@ def test_unwritable_output_folder(run_dir, tmp_path):
         assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o700)
+
+
+def test_a_torch_profile_checks_the_budget_on_eager_torch(tmp_path):
+    """With a profile of eager PyTorch, the budget is checked on the exported torch model timed
+    on that backend in the table's units, not on the ONNX file in ONNX Runtime (several times
+    faster, so it would pass any torch budget)."""
+    from hwnas.exporters.run_export import RunExportConfig, export_run
+    from hwnas.latency.backends import get_backend
+    from hwnas.latency.profiler import profile
+
+    space = get_space("mbv3-32", **SETTINGS)
+    prof = tmp_path / "torch-profile.json"
+    table = profile(space, get_backend("torch-cpu", threads=1), prof, n_calibrate=2, n_validate=0, protocol=FAST)
+    arch = space.largest()
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = {"format": 1, "space": {"name": "mbv3-32", "config_hash": space.config_hash(), "settings": SETTINGS},
+           "profile": {"spec": str(prof)}, "evaluator": {"spec": "train:1", "data": "digits"},
+           "budgets": {"latency_ms": 1000.0}}
+    rec = {"i": 0, "id": arch.id, "arch": arch.to_dict(), "accuracy": 0.5, "latency_ms": 0.1}
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "journal.jsonl").write_text(json.dumps(rec) + "\n")
+    (run / "best.json").write_text(json.dumps(rec))
+    res = export_run(run, tmp_path / "m.onnx", RunExportConfig(scratch_epochs=1, calibration="minmax",
+                                                               calibration_images=64, max_steps=5, protocol=FAST))
+    r = json.loads((tmp_path / "m.report.json").read_text())
+    on_torch = r["profile_backend"]
+    assert on_torch["backend"] == "torch-cpu" and on_torch["paired"] is True
+    assert on_torch["reference_table_ms"] == table.extra["reference"]["latency_ms"]
+    assert r["latency_ms"] == on_torch["latency_ms"] > 0 and r["meets_budget"] is True
+    assert "torch-cpu" in r["budget_checked_on"] and "torch-cpu" in (tmp_path / "m.report.md").read_text()
+    assert r["int8"]["latency_ms"] > 0  # the ONNX files are still timed (ONNX Runtime), beside it
+    # timing resets BatchNorm statistics: it works on a copy, the model handed back is the exported one
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    x = torch.randn(4, *space.input_shape)
+    sess = ort.InferenceSession(str(tmp_path / "m.fp32.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(res.model.eval()(x).numpy(), onnx_out, rtol=1e-3, atol=1e-4)
