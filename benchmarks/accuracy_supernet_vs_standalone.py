@@ -5,7 +5,7 @@ recalibration + val accuracy, timed), trains the same archs from scratch for the
 epochs, and writes both sets of accuracies, their differences and Kendall tau as JSON.
 
     OMP_NUM_THREADS=1 python benchmarks/accuracy_supernet_vs_standalone.py --data digits \
-        --space-settings '{"image_size": 8}' --epochs 8 --archs 6 --out /tmp/digits.json
+        --space-settings '{"image_size": 8}' --epochs 8 --archs 6 --out digits.json
 """
 
 from __future__ import annotations

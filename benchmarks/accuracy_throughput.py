@@ -5,7 +5,7 @@ alternating supernet and plain model so that machine noise hits both alike. The 
 plain/supernet is the overhead of the elastic ops (slicing, kernel crops, per-call channel
 counts).
 
-    OMP_NUM_THREADS=1 python benchmarks/accuracy_throughput.py --image-size 32 --archs 4 --out /tmp/tp.json
+    OMP_NUM_THREADS=1 python benchmarks/accuracy_throughput.py --image-size 32 --archs 4 --out tp.json
 """
 
 from __future__ import annotations
