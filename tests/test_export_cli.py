@@ -18,15 +18,15 @@ def _hwnas(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hwnas.cli", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def _make_run(d: Path, backend: str):
+    """A run folder of one searched arch (the tiny space's largest), profiled on ``backend``;
+    returns the profile's table."""
     from hwnas.latency.backends import get_backend
     from hwnas.latency.profiler import profile
 
-    d = tmp_path_factory.mktemp("run")
     space = get_space("mbv3-32", **SETTINGS)
     prof = d / "profile.json"
-    profile(space, get_backend("ort-cpu", threads=1), prof, n_calibrate=2, n_validate=0, protocol=FAST)
+    table = profile(space, get_backend(backend, threads=1), prof, n_calibrate=2, n_validate=0, protocol=FAST)
     arch = space.largest()
     cfg = {"format": 1, "space": {"name": "mbv3-32", "config_hash": space.config_hash(), "settings": SETTINGS},
            "profile": {"spec": str(prof)}, "evaluator": {"spec": "train:1", "data": "digits"},
@@ -35,6 +35,13 @@ def run_dir(tmp_path_factory):
     (d / "config.json").write_text(json.dumps(cfg))
     (d / "journal.jsonl").write_text(json.dumps(rec) + "\n")
     (d / "best.json").write_text(json.dumps(rec))
+    return table
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    _make_run(d, "ort-cpu")
     return d
 
 
@@ -98,22 +105,11 @@ def test_a_torch_profile_checks_the_budget_on_eager_torch(tmp_path):
     on that backend in the table's units, not on the ONNX file in ONNX Runtime (several times
     faster, so it would pass any torch budget)."""
     from hwnas.exporters.run_export import RunExportConfig, export_run
-    from hwnas.latency.backends import get_backend
-    from hwnas.latency.profiler import profile
 
     space = get_space("mbv3-32", **SETTINGS)
-    prof = tmp_path / "torch-profile.json"
-    table = profile(space, get_backend("torch-cpu", threads=1), prof, n_calibrate=2, n_validate=0, protocol=FAST)
-    arch = space.largest()
     run = tmp_path / "run"
     run.mkdir()
-    cfg = {"format": 1, "space": {"name": "mbv3-32", "config_hash": space.config_hash(), "settings": SETTINGS},
-           "profile": {"spec": str(prof)}, "evaluator": {"spec": "train:1", "data": "digits"},
-           "budgets": {"latency_ms": 1000.0}}
-    rec = {"i": 0, "id": arch.id, "arch": arch.to_dict(), "accuracy": 0.5, "latency_ms": 0.1}
-    (run / "config.json").write_text(json.dumps(cfg))
-    (run / "journal.jsonl").write_text(json.dumps(rec) + "\n")
-    (run / "best.json").write_text(json.dumps(rec))
+    table = _make_run(run, "torch-cpu")
     res = export_run(run, tmp_path / "m.onnx", RunExportConfig(scratch_epochs=1, calibration="minmax",
                                                                calibration_images=64, max_steps=5, protocol=FAST))
     r = json.loads((tmp_path / "m.report.json").read_text())
