@@ -91,6 +91,10 @@ def test_export_end_to_end(trained, digits, tmp_path):
     assert r["meets_budget"] is True
     assert r["parity_max_abs_diff"] < 1e-4
     assert r["pruning"]["params_after"] < r["pruning"]["params_before"]
+    # an INT8 export keeps pruned channel counts in multiples of 16 (the integer kernels' block)
+    assert r["pruning"]["channels_multiple_of"] == 16
+    widths = [m.out_channels for m in res.model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels != 10]
+    assert widths and all(w % 16 == 0 for w in widths), widths
     # headline ratios are the call-by-call ones; the quotient of the separate measurements stays beside
     for ratios in (r["pruning"], r["int8_vs_fp32"]):
         assert ratios["latency_ratio"] == ratios["latency_ratio_paired"]["ratio"] > 0
