@@ -159,9 +159,10 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         # of 8 channels on x86, and ragged counts made a 25%-pruned model slower than the
         # original; of 16 for an INT8 export: on mbv3-32 at 32 px, 25% pruned, the INT8 model ran
         # at 1.04x its FP32 form with counts rounded to 8 and at 0.95x rounded to 16
-        pr = prune_channels(work, sample, opts.prune, round_to=PRUNE_ROUND_INT8 if quantized else PRUNE_ROUND)
+        round_to = PRUNE_ROUND_INT8 if quantized else PRUNE_ROUND
+        pr = prune_channels(work, sample, opts.prune, round_to=round_to)
         report["pruning"] = {"ratio": pr.ratio, "params_before": pr.params_before, "params_after": pr.params_after,
-                             "channels_multiple_of": PRUNE_ROUND_INT8 if quantized else PRUNE_ROUND,
+                             "channels_multiple_of": round_to,
                              "method": "torch-pruning MetaPruner, L1 magnitude, classifier kept"}
         teacher = guide
     if opts.finetune.epochs > 0 and data.train is not None:

@@ -119,6 +119,16 @@ def _replace_nodes(g, nodes, prune_dead: bool = False) -> None:
     g.initializer.extend(kept)
 
 
+def _graph_index(g) -> tuple[dict, dict, dict[str, list]]:
+    """Initializers by name, the node producing each tensor, and the nodes reading each tensor."""
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return {t.name: t for t in g.initializer}, producer, consumers
+
+
 FOLD_PREFIX = "hwnas_fold_scale_"  # Mul-by-constant nodes that fold_scales_into_dequantize removes
 
 
@@ -137,12 +147,7 @@ def hard_activations_to_int8_ops(model) -> int:
 
     g = model.graph
     nodes, done = [], 0
-    inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    reads: dict[str, int] = {}
-    for n in g.node:
-        for i in n.input:
-            reads[i] = reads.get(i, 0) + 1
+    inits, producer, consumers = _graph_index(g)
     graph_outputs = {o.name for o in g.output}
 
     def const(name: str, value: float) -> str:
@@ -154,7 +159,7 @@ def hard_activations_to_int8_ops(model) -> int:
         reads ``x``: the SE block's gate, whose ``+ 3`` then costs nothing at run time (a
         hard-swish reads its input twice and keeps its Add)."""
         conv = producer.get(x)
-        if conv is None or conv.op_type != "Conv" or reads.get(x) != 1 or x in graph_outputs:
+        if conv is None or conv.op_type != "Conv" or len(consumers.get(x, [])) != 1 or x in graph_outputs:
             return False
         w = inits.get(conv.input[1])
         has_bias = len(conv.input) > 2 and conv.input[2] != ""
@@ -202,12 +207,7 @@ def fold_scales_into_dequantize(model) -> int:
     from onnx import numpy_helper
 
     g = model.graph
-    inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    inits, producer, consumers = _graph_index(g)
 
     def scalar(name: str) -> float | None:
         if name in inits:
