@@ -216,3 +216,57 @@ def test_nb201_cell_shares_relu_and_pooling_per_node():
     # node 2 = pool + conv (one fusable addition), node 3 = pool + conv + skip (one fusable, one plain)
     assert per_cell == {"avg_pool_3x3": 1, "relu": 1, "nor_conv_1x1": 1, "nor_conv_3x3": 1, "skip_connect": 1,
                         "add_conv": 2, "add": 1}
+
+
+def _written_cell(cell, x):
+    """The cell computed edge by edge as written, zero nodes as ``x * 0``."""
+    nodes = [x, None, None, None]
+    for j in (1, 2, 3):
+        ys = [cell.ops[f"{i}->{j}"](nodes[i] if nodes[i] is not None else x * 0) for (to, i) in cell.edges if to == j]
+        nodes[j] = sum(ys[1:], ys[0]) if ys else None
+    return nodes[3] if nodes[3] is not None else x * 0
+
+
+def test_nb201_zero_nodes_fold_away_in_inference():
+    """In eval mode a cell with a zero node computes no zeros (skips and poolings of it vanish,
+    a convolution of it adds its BatchNorm's shift) and gives the written cell's output; in
+    training mode it runs as written."""
+    import itertools
+    import random
+
+    from hwnas.space.nb201 import needs_zero, zero_folding
+    from hwnas.space.nb201_modules import Cell
+
+    cells = [ops for ops in itertools.product(OPS, repeat=6) if needs_zero(ops)]
+    foldable = [ops for ops in cells if zero_folding(ops) is not None]
+    assert 0 < len(foldable) < len(cells)  # cut-off outputs and convolutions of constants stay as written
+    torch.manual_seed(0)
+    for ops in random.Random(0).sample(foldable, 40) + random.Random(1).sample(cells, 10):
+        cell = Cell(ops, 8)
+        for bn in (m for m in cell.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.normal_()
+            bn.bias.data.normal_()
+        x = torch.randn(2, 8, 6, 6)
+        with torch.no_grad():
+            assert torch.allclose(cell.eval()(x), _written_cell(cell, x), atol=1e-5)
+    # a zero node (node 1) read by a 3x3 convolution and a 1x1 convolution: the graph keeps
+    # only the two convolutions of live tensors and multiplies nothing by zero
+    import onnx
+
+    from hwnas.latency.backends import export_onnx_bytes
+
+    ops = parse_cell("|none~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|avg_pool_3x3~0|nor_conv_1x1~1|nor_conv_1x1~2|")
+    kinds = [n.op_type for n in onnx.load_from_string(export_onnx_bytes(Cell(ops, 8).eval(), (1, 8, 6, 6))).graph.node]
+    assert "Mul" not in kinds and kinds.count("Conv") == 2
+    # its latency terms: no zero tensor and no convolution of it, two shifts into nodes with a
+    # convolution among their inputs
+    space = get_space("nb201")
+    terms = [b.op for b in space._cell_terms(ops, 16, 32)]
+    assert sorted(terms) == sorted(["nor_conv_1x1", "nor_conv_1x1", "relu", "relu", "avg_pool_3x3",
+                                    "add_conv", "shift_conv", "shift_conv"])
+    # training runs the cell as written (BatchNorm statistics of the zero node's convolutions)
+    cell = Cell(ops, 8).train()
+    x = torch.randn(4, 8, 6, 6)
+    assert torch.allclose(cell(x), _written_cell(cell, x), atol=1e-5)

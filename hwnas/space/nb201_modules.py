@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from hwnas.space.nb201 import live_edges
+from hwnas.space.nb201 import live_edges, needs_zero, zero_folding
 
 
 class ReLUConvBN(nn.Sequential):
@@ -45,13 +46,45 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
+class Shift(nn.Module):
+    """A node's BatchNorm shift, timed alone: what a ReLU-conv-BN edge reading a zero node adds
+    in inference (see ``Cell``)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c)
+        nn.init.normal_(self.bn.bias, std=0.1)
+        self.register_buffer("zeros", torch.zeros(1, c, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn = self.bn
+        return x + F.batch_norm(self.zeros, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
 class Cell(nn.Module):
     def __init__(self, ops: Sequence[str], c: int) -> None:
         super().__init__()
         self.edges = [(j, i) for j, i, _ in live_edges(ops)]
         self.ops = nn.ModuleDict({f"{i}->{j}": make_op(op, c) for j, i, op in live_edges(ops)})
+        # in inference, zero nodes are folded away (same function; see ``zero_folding``)
+        self.folded = zero_folding(ops) if needs_zero(ops) else None
+
+    def _edge(self, i: int, j: int, src: torch.Tensor, relu: dict[int, torch.Tensor],
+              pool: dict[int, torch.Tensor]) -> torch.Tensor:
+        op = self.ops[f"{i}->{j}"]
+        if isinstance(op, ReLUConvBN):
+            if i not in relu:
+                relu[i] = op[0](src)
+            return op[2](op[1](relu[i]))
+        if isinstance(op, nn.AvgPool2d):
+            if i not in pool:
+                pool[i] = op(src)
+            return pool[i]
+        return op(src)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.folded is not None and not self.training:
+            return self._forward_folded(x)
         nodes: list[torch.Tensor | None] = [x, None, None, None]
         zero: torch.Tensor | None = None  # computed once per cell, where some node is zero
         relu: dict[int, torch.Tensor] = {}  # a node's ReLU, shared by the convolutions that read it
@@ -65,21 +98,35 @@ class Cell(nn.Module):
                 if src is None:  # a node with no inputs is zero ("none" on every edge into it)
                     zero = x.mul(0.0) if zero is None else zero
                     src = zero
-                op = self.ops[f"{i}->{j}"]
-                if isinstance(op, ReLUConvBN):
-                    if i not in relu:
-                        relu[i] = op[0](src)
-                    y = op[2](op[1](relu[i]))
-                elif isinstance(op, nn.AvgPool2d):
-                    if i not in pool:
-                        pool[i] = op(src)
-                    y = pool[i]
-                else:
-                    y = op(src)
+                y = self._edge(i, j, src, relu, pool)
                 acc = y if acc is None else acc + y
             nodes[j] = acc
         if nodes[3] is None:
             return x.mul(0.0) if zero is None else zero
+        return nodes[3]
+
+    def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference without zero tensors: a convolution of a zero node adds its BatchNorm's
+        shift (a per-channel constant) to the first convolution among the node's inputs, where a
+        runtime folds it into that convolution's bias, or else to the node's sum."""
+        nodes: list[torch.Tensor | None] = [x, None, None, None]
+        relu: dict[int, torch.Tensor] = {}
+        pool: dict[int, torch.Tensor] = {}
+        zeros = torch.zeros((1, x.shape[1], 1, 1), dtype=x.dtype, device=x.device)
+        for j in (1, 2, 3):
+            plan = self.folded[j]
+            ys, first_conv = [], None
+            for i, op in plan["dynamic"]:
+                if first_conv is None and op.startswith("nor_conv"):
+                    first_conv = len(ys)
+                ys.append(self._edge(i, j, nodes[i], relu, pool))
+            if plan["shift"]:
+                shift = sum(self.ops[f"{i}->{j}"][2](zeros) for i, _ in plan["shift"])
+                if first_conv is not None:
+                    ys[first_conv] = ys[first_conv] + shift
+                else:
+                    ys.append(shift)
+            nodes[j] = sum(ys[1:], ys[0]) if ys else None
         return nodes[3]
 
 
