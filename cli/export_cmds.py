@@ -46,6 +46,8 @@ def _print_report(r: dict) -> None:
         out.print(f"INT8/FP32: size x{q['size_ratio']:.3f}, latency x{q.get('latency_ratio', float('nan')):.3f}{how}, "
                   f"top-1 drop {q.get('top1_drop_points', float('nan')):.2f} points; calibration "
                   f"{r['calibration']['chosen']}", markup=False)
+        if q.get("note"):
+            out.print(f"note: {q['note']}", markup=False)
     out.print(f"parity (torch vs ORT, max abs diff): {r['parity_max_abs_diff']:.2e}", markup=False)
     if r.get("budget_ms") is not None:
         verdict = "PASS" if r["meets_budget"] else "FAIL"

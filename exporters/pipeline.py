@@ -232,6 +232,9 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         report["int8_vs_fp32"] = _ratios(report["fp32"], report["int8"])
         if opts.latency is not None:
             _pair(report["int8_vs_fp32"], paired_ratio(int8, fp32, input_shape, opts.latency, opts.protocol))
+        note = int8_slower_note(report["int8_vs_fp32"], paths.fp32)
+        if note:
+            report["int8_vs_fp32"]["note"] = note
     if "unpruned" in report and "latency_ms" in report["unpruned"]:
         report["pruning"]["latency_ratio"] = report["fp32"]["latency_ms"] / report["unpruned"]["latency_ms"]
         _pair(report["pruning"], paired_ratio(fp32, unpruned, input_shape, opts.latency, opts.protocol))
@@ -271,6 +274,19 @@ def _ratios(fp32: dict, int8: dict) -> dict[str, float]:
     if "top1" in fp32 and "top1" in int8:
         r["top1_drop_points"] = 100.0 * (fp32["top1"] - int8["top1"])
     return r
+
+
+def int8_slower_note(ratios: dict, fp32_path: Path | None) -> str | None:
+    """What to say when the INT8 model measured no faster than its FP32 form (tiny inputs, or
+    an x86 CPU without VNNI, where the integer kernels have no edge and the graph runs about
+    twice as many nodes): it is still the smaller file, but a user choosing by latency should
+    deploy the FP32 one. None when INT8 is faster or latency was not measured."""
+    ratio = ratios.get("latency_ratio")
+    if ratio is None or ratio <= 1.0:
+        return None
+    where = f"deploy {fp32_path}" if fp32_path is not None else "export with --quantize none"
+    return (f"INT8 ran {ratio:.2f}x the FP32 model's time here: smaller (x{ratios['size_ratio']:.2f}) but not "
+            f"faster on this backend; where latency matters more than size, {where}")
 
 
 def _pair(ratios: dict, paired: dict) -> None:

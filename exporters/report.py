@@ -35,6 +35,8 @@ def report_markdown(r: dict[str, Any]) -> str:
         q = r["int8_vs_fp32"]
         lines += [f"INT8 / FP32: size {_f(q.get('size_ratio'), '.3f')}, latency {_ratio_text(q)}, "
                   f"top-1 drop {_f(q.get('top1_drop_points'), '.2f')} points.", ""]
+        if q.get("note"):
+            lines += [f"**Note**: {q['note']}.", ""]
     if "pruning" in r:
         p = r["pruning"]
         lines += [f"Pruning {p['ratio']:.0%} of channels: params {p['params_before']} -> {p['params_after']}, "

@@ -100,6 +100,10 @@ def test_export_end_to_end(trained, digits, tmp_path):
         assert ratios["latency_ratio"] == ratios["latency_ratio_paired"]["ratio"] > 0
         assert ratios["latency_ratio_separate"] > 0
     assert "timed against each other call by call" in res.paths.report_md.read_text()
+    # an INT8 model measured slower than its FP32 form says so, in the report and its Markdown
+    slower = r["int8_vs_fp32"]["latency_ratio"] > 1.0
+    assert ("note" in r["int8_vs_fp32"]) == slower
+    assert ("not faster on this backend" in res.paths.report_md.read_text()) == slower
     assert {c["method"] for c in r["calibration"]["compared"]} == {"minmax", "percentile", "entropy"}
     assert r["int8"]["size_bytes"] < r["fp32"]["size_bytes"]
     assert out.stat().st_size < res.paths.fp32.stat().st_size
@@ -276,3 +280,13 @@ def test_unwritable_output_folder_is_refused_before_any_work(trained, digits, tm
     with pytest.raises(UserError, match="not writable"):
         export(trained, _data(digits), ro / "m.onnx", ExportOptions(quantize="none", latency=None))
     assert list(ro.iterdir()) == []
+
+
+def test_int8_slower_than_fp32_is_said_with_the_way_out(tmp_path):
+    from hwnas.exporters.pipeline import int8_slower_note
+
+    assert int8_slower_note({"size_ratio": 0.4, "latency_ratio": 0.83}, tmp_path / "m.fp32.onnx") is None
+    assert int8_slower_note({"size_ratio": 0.4}, None) is None  # latency not measured
+    note = int8_slower_note({"size_ratio": 0.4, "latency_ratio": 1.36}, tmp_path / "m.fp32.onnx")
+    assert "1.36x" in note and "x0.40" in note and "m.fp32.onnx" in note
+    assert "--quantize none" in int8_slower_note({"size_ratio": 0.4, "latency_ratio": 1.2}, None)
