@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (backend ort)"),
         threads: int = typer.Option(1, "--threads", help="intra-op threads"),
         batch: int = typer.Option(1, "--batch", help="batch size"),
-        calibrate: Optional[int] = typer.Option(None, "--calibrate", help="whole networks measured to fit the calibration [default: the space's, 10 for mbv3, 100 for nb201]"),
+        calibrate: Optional[int] = typer.Option(None, "--calibrate", help="whole networks measured to fit the calibration [default: the space's, 30 for mbv3, 100 for nb201]"),
         validate: int = typer.Option(20, "--validate", help="fresh whole networks measured to validate the table"),
         seed: int = typer.Option(0, "--seed", help="seed for the calibration and validation networks"),
         clock: str = typer.Option("auto", "--clock", help="auto, wall or thread (CPU time of the inference thread)"),

@@ -78,6 +78,11 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 
 
 class MBConvSpace(SearchSpace):
+    # 30 rather than 10: calibrated on k networks of a fidelity run and checked on that run's
+    # other 50 (four mbv3-32 / ONNX Runtime runs, 30 random splits each), 10 networks put
+    # 94-98% within 10%, 30 put 96-99%; a table builds in about 150 s instead of 128 s
+    calibration_networks = 30
+
     def __init__(self, name: str, config: MBConvConfig) -> None:
         self.name = name
         self.config = config
