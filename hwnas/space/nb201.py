@@ -85,6 +85,11 @@ def needs_zero(ops: Sequence[str]) -> bool:
     return 3 not in fed or any(i != 0 and i not in fed for _, i, _ in live)
 
 
+def conv_kernel(op: str) -> int:
+    """The kernel size of a ``nor_conv_KxK`` op."""
+    return int(op.rsplit("_", 1)[1].split("x")[0])
+
+
 def zero_folding(ops: Sequence[str]) -> dict[int, dict[str, list[tuple[int, str]]]] | None:
     """The cell as inference runs it once zero nodes are folded away, or None where they cannot be.
 
@@ -197,11 +202,13 @@ class NB201Space(SearchSpace):
             # inference folds the zero nodes away: only edges from live tensors run, and a
             # node that read a zero node through a convolution adds that BatchNorm's shift
             # (``shift_conv`` where a convolution among its inputs can take it into its bias)
+            # (one term per such edge, holding that edge's weights, so that parameter counts
+            # add up to the network's)
             live = [(j, i, op) for j in (1, 2, 3) for i, op in folded[j]["dynamic"]]
             for j in (1, 2, 3):
-                if folded[j]["shift"]:
-                    has_conv = any(op.startswith("nor_conv") for _, op in folded[j]["dynamic"])
-                    terms.append(Block.make("shift_conv" if has_conv else "shift", (c, r, r)))
+                has_conv = any(op.startswith("nor_conv") for _, op in folded[j]["dynamic"])
+                for _, op in folded[j]["shift"]:
+                    terms.append(Block.make("shift_conv" if has_conv else "shift", (c, r, r), k=conv_kernel(op)))
         elif needs_zero(ops):
             terms.append(Block.make("zero", (c, r, r)))
         relu_done: set[int] = set()
@@ -245,7 +252,8 @@ class NB201Space(SearchSpace):
         return self._skeleton_terms(lambda c, r: self._cell_terms(ops, c, r) * n)
 
     def all_latency_terms(self) -> list[Block]:
-        return self._skeleton_terms(lambda c, r: [Block.make(op, (c, r, r)) for op in OPS[1:] + ("relu", "add", "add_conv", "zero", "shift", "shift_conv")])
+        return self._skeleton_terms(lambda c, r: [Block.make(op, (c, r, r)) for op in OPS[1:] + ("relu", "add", "add_conv", "zero")]
+                                   + [Block.make(op, (c, r, r), k=k) for op in ("shift", "shift_conv") for k in (1, 3)])
 
     # ---- modules --------------------------------------------------------------------
     def build_block(self, block: Block):
@@ -267,7 +275,7 @@ class NB201Space(SearchSpace):
         if block.op == "zero":
             return m.Zero()
         if block.op in ("shift", "shift_conv"):
-            return m.Shift(c)
+            return m.Shift(c, block.param("k"))
         return m.make_op(block.op, c)
 
     def build(self, arch: Arch, num_classes: int | None = None):

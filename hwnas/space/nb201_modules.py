@@ -47,18 +47,20 @@ class Zero(nn.Module):
 
 
 class Shift(nn.Module):
-    """A node's BatchNorm shift, timed alone: what a ReLU-conv-BN edge reading a zero node adds
-    in inference (see ``Cell``)."""
+    """What a ReLU-conv-BN edge reading a zero node adds in inference (see ``Cell``), timed
+    alone: its BatchNorm's shift. It holds the edge's convolution too, which a zero input never
+    reaches, so that its parameters are the edge's."""
 
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, k: int) -> None:
         super().__init__()
+        self.conv = nn.Conv2d(c, c, k, 1, k // 2, bias=False)
         self.bn = nn.BatchNorm2d(c)
         nn.init.normal_(self.bn.bias, std=0.1)
-        self.register_buffer("zeros", torch.zeros(1, c, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bn = self.bn
-        return x + F.batch_norm(self.zeros, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        zeros = torch.zeros((1, x.shape[1], 1, 1), dtype=x.dtype, device=x.device)
+        return x + F.batch_norm(zeros, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
 
 class Cell(nn.Module):
