@@ -197,7 +197,8 @@ class NB201Space(SearchSpace):
         """
         terms = []
         live = live_edges(ops)
-        folded = zero_folding(ops) if needs_zero(ops) else None
+        has_zero = needs_zero(ops)
+        folded = zero_folding(ops) if has_zero else None
         if folded is not None:
             # inference folds the zero nodes away: only edges from live tensors run, and a
             # node that read a zero node through a convolution adds that BatchNorm's shift
@@ -209,7 +210,7 @@ class NB201Space(SearchSpace):
                 has_conv = any(op.startswith("nor_conv") for _, op in folded[j]["dynamic"])
                 for _, op in folded[j]["shift"]:
                     terms.append(Block.make("shift_conv" if has_conv else "shift", (c, r, r), k=conv_kernel(op)))
-        elif needs_zero(ops):
+        elif has_zero:
             terms.append(Block.make("zero", (c, r, r)))
         relu_done: set[int] = set()
         pool_done: set[int] = set()

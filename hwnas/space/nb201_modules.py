@@ -55,10 +55,10 @@ class Shift(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(c, c, k, 1, k // 2, bias=False)
         self.bn = nn.BatchNorm2d(c)
-        nn.init.normal_(self.bn.bias, std=0.1)
+        nn.init.normal_(self.bn.bias, std=0.1)  # a trained shift is not zero; a runtime could drop an all-zero one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bn = self.bn
+        bn = self.bn  # in eval form whatever the mode: the statistics of a 1x1 map of zeros are not a batch's
         zeros = torch.zeros((1, x.shape[1], 1, 1), dtype=x.dtype, device=x.device)
         return x + F.batch_norm(zeros, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
