@@ -29,6 +29,7 @@ def search_cmd(
     population: Optional[int] = typer.Option(None, "--population", help="evolution / nsga2 population size"),
     sample_size: Optional[int] = typer.Option(None, "--sample-size", help="evolution tournament size"),
     reward: Optional[str] = typer.Option(None, "--reward", help="reinforce reward: soft (ACC*(LAT/T)^-0.07) or hard (w=0 within budget, -1 over)"),
+    screen: Optional[int] = typer.Option(None, "--screen", help="evolution / reinforce: own proposals per ask that a surrogate chooses among (default 20; 0 = off)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its journal"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
 ) -> None:
@@ -40,7 +41,9 @@ def search_cmd(
 
     if resume and force:
         raise UserError("--resume and --force exclude each other: resume continues a run folder, force starts it over")
-    options = {"population": population, "sample_size": sample_size, "reward": reward}
+    if screen is not None and screen < 0:
+        raise UserError(f"--screen must be 0 (off) or a positive number of proposals, got {screen}")
+    options = {"population": population, "sample_size": sample_size, "reward": reward, "screen": screen}
     options = {k: v for k, v in options.items() if v is not None}
     from hwnas.search.strategy import make_strategy  # noqa: F401  (registers the strategies)
     from hwnas.search.strategy import STRATEGIES, list_strategies

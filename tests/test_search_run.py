@@ -134,6 +134,8 @@ def test_bad_inputs_are_one_line_exit_2(table, tmp_path, capsys):
           "--evaluator", f"table:{table}#c10_test", "--out", str(out)], "does not fit space 'mbv3-32'"),
         (args(table, out, "--resume"), "nothing to resume"),
         (args(table, out, "--strategy", "random", "--population", "5"), "does not take --population"),
+        (args(table, out, "--strategy", "nsga2", "--screen", "5"), "does not take --screen"),
+        (args(table, out, "--screen", "-1"), "--screen must be 0 (off)"),
     ]
     for argv, needle in cases:
         code, _, err = cli(argv, capsys)

@@ -122,6 +122,10 @@ def test_unknown_option_and_bad_values_are_user_errors():
         make_strategy("evolution", problem, 0, 5, population=4, sample_size=9)
     with pytest.raises(UserError, match="reward"):
         make_strategy("reinforce", problem, 0, 5, reward="medium")
+    with pytest.raises(UserError, match="screen >= 0"):
+        make_strategy("evolution", problem, 0, 5, screen=-1)
+    with pytest.raises(UserError, match="screen_after >= 1"):
+        make_strategy("reinforce", problem, 0, 5, screen_after=0)
     with pytest.raises(UserError, match="unknown strategy"):
         make_strategy("hill-climb", problem, 0, 5)
 
@@ -140,8 +144,9 @@ def test_reinforce_reward_forms():
 
 def test_reinforce_policy_learns_the_rewarded_choice():
     # the reward is the fraction of genes set to choice 2: the policy must come to prefer it
+    # (the policy's own gradient, so without the surrogate choosing among its draws)
     problem = Problem(cards=(4,) * 5)
-    st = make_strategy("reinforce", problem, 0, 400)
+    st = make_strategy("reinforce", problem, 0, 400, screen=0)
     drive(st, lambda g: {"accuracy": sum(x == 2 for x in g) / 5}, 300)
     p = st._probs()
     assert np.all(p.argmax(axis=1) == 2)

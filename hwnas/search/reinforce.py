@@ -24,6 +24,11 @@ policy learns from these candidates like from its own draws (an off-policy bias,
 priority-queue term's); on the benchmark's tuning tasks swap_prob 0.1-0.3 all lowered the regret
 at 300 evaluations (BENCHMARKS.md).
 
+Screening (``screen``, on by default, as in evolution.py): after ``screen_after`` evaluations
+an ask draws ``screen`` candidates as above plus ``screen_random`` uniform feasible ones and
+evaluates the one a linear surrogate over everything told so far scores highest (upper
+confidence bound). The policy learns from whatever is evaluated, as with the swaps.
+
 Candidates over a hard budget are never evaluated (like every hwnas strategy), and since an
 evaluation is deterministic, neither is a candidate evaluated before: such draws are drawn
 again, up to ``max_draws`` per ask, then a uniform feasible candidate is taken. With
@@ -49,7 +54,7 @@ class Reinforce(Strategy):
     # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py, BENCHMARKS.md)
     defaults = {"reward": "hard", "w": -0.07, "lr": 0.05, "baseline_decay": 0.9, "batch_size": 10, "pg_steps": 4,
                 "entropy": 0.0, "elite": 3, "elite_weight": 2.0, "max_draws": 100,
-                "penalize_rejects": False, "swap_prob": 0.2}
+                "penalize_rejects": False, "swap_prob": 0.2, **Strategy.SCREEN_DEFAULTS}
 
     def setup(self) -> None:
         self.reward_form = str(self.options["reward"])
@@ -65,6 +70,7 @@ class Reinforce(Strategy):
         if self.batch_size < 1 or self.pg_steps < 1:
             raise UserError(f"reinforce needs batch_size >= 1 and pg_steps >= 1, got {self.batch_size} and {self.pg_steps}")
         self.entropy = float(self.options["entropy"])
+        self.check_screen_options()
         self.max_draws = max(1, int(self.options["max_draws"]))
         self.n_elite = int(self.options["elite"])
         self.elite_weight = float(self.options["elite_weight"])
@@ -144,6 +150,9 @@ class Reinforce(Strategy):
         self.logits = np.where(self.mask, self.logits + step, -np.inf)
 
     def ask(self) -> Genome:
+        return self.screened(self._draw)
+
+    def _draw(self) -> Genome:
         swap = float(self.options["swap_prob"])
         if swap > 0 and self.elites and self.rng.random() < swap:
             # a move the per-decision policy cannot represent: two genes of a best-so-far exchanged

@@ -114,6 +114,7 @@ class _Setup:
             feasible=self.feasible,
             canonical=self.canonical,
             latency_budget=cfg.latency_ms,
+            features=self.space.genome_features,
         )
         self.strategy = make_strategy(cfg.strategy, self.problem, cfg.seed, cfg.budget_evals, **cfg.strategy_options)
 

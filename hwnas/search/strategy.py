@@ -16,6 +16,7 @@ import numpy as np
 from hwnas.errors import UserError
 from hwnas.registry import Registry
 from hwnas.search.problem import Genome, Problem, Values
+from hwnas.search.surrogate import LinearUCB, one_hot_features, surrogate_target
 
 STRATEGIES: Registry["Strategy"] = Registry("strategy")
 
@@ -111,6 +112,63 @@ class Strategy(ABC):
     def crossover(self, a: Genome, b: Genome) -> Genome:
         pick = self.rng.random(len(a)) < 0.5
         return self.problem.canonical(tuple(int(x) if p else int(y) for x, y, p in zip(a, b, pick)))
+
+    # ---- surrogate screening (search/surrogate.py) ------------------------------------
+    # options of the strategies that screen: screen (own proposals per ask, 0 = off),
+    # screen_random (uniform feasible candidates added), screen_beta (UCB weight),
+    # screen_after (evaluations before the first screened ask)
+    SCREEN_DEFAULTS = {"screen": 20, "screen_random": 20, "screen_beta": 2.0, "screen_after": 20}
+
+    def check_screen_options(self) -> None:
+        o = self.options
+        if int(o["screen"]) < 0 or int(o["screen_random"]) < 0 or int(o["screen_after"]) < 1 or float(o["screen_beta"]) < 0:
+            raise UserError(f"{self.name} needs screen >= 0, screen_random >= 0, screen_after >= 1 and screen_beta >= 0, "
+                            f"got {o['screen']}, {o['screen_random']}, {o['screen_after']} and {o['screen_beta']}")
+
+    def screening(self) -> bool:
+        return int(self.options.get("screen", 0)) > 0 and self.n_told >= int(self.options.get("screen_after", 0))
+
+    def screened(self, make: Callable[[], Genome]) -> Genome:
+        """``make()`` when screening is off; otherwise the candidate with the best upper
+        confidence bound among ``screen`` calls of ``make`` and ``screen_random`` uniform
+        feasible candidates (all new and feasible). Deterministic given the seed and the tells."""
+        if not self.screening():
+            return make()
+        pool = [make() for _ in range(int(self.options["screen"]))]
+        pool += self._random_pool(int(self.options["screen_random"]))
+        pool = [g for g in dict.fromkeys(pool) if self.usable(g)]
+        if not pool:
+            return self.random_feasible()
+        if len(pool) == 1:
+            return pool[0]
+        scores = self._surrogate().ucb(pool, float(self.options["screen_beta"]))
+        return pool[int(np.argmax(scores))]
+
+    def _random_pool(self, n: int) -> list[Genome]:
+        out: list[Genome] = []
+        if n <= 0 or self._exhausted:
+            return out
+        for _ in range(20 * n):
+            g = self.random_genome()
+            if self.usable(g):
+                out.append(g)
+                if len(out) >= n:
+                    break
+        return out
+
+    def _surrogate(self) -> LinearUCB:
+        """The model over everything told so far, updated incrementally."""
+        model = getattr(self, "_model", None)
+        if model is None:
+            features = self.problem.features or one_hot_features(self._cards)
+            width = np.asarray(features(np.zeros((1, len(self._cards)), dtype=np.int64))).shape[1]
+            model = self._model = LinearUCB(features, width)
+            self._modelled = 0
+        told = list(self.known.items())
+        for g, v in told[self._modelled:]:
+            model.add(g, surrogate_target(self.problem, v))
+        self._modelled = len(told)
+        return model
 
     def usable(self, g: Genome) -> bool:
         return g not in self.known and self.problem.feasible(g)

@@ -149,6 +149,14 @@ class SearchSpace(ABC):
         r = as_rng(rng)
         return self.decode([r.randrange(len(d.choices)) for d in self.decisions()])
 
+    def genome_features(self, genomes: Any) -> Any:
+        """Numeric features of genomes (N x decisions -> N x F numpy array) for the surrogate
+        that screens search candidates (``hwnas.search.surrogate``): one column per
+        (decision, choice). Spaces with structure a linear model should see override this."""
+        from hwnas.search.surrogate import one_hot_features
+
+        return one_hot_features([len(d.choices) for d in self.decisions()])(genomes)
+
     def random_genome(self, rng: Any = None) -> list[int]:
         r = as_rng(rng)
         return [r.randrange(len(d.choices)) for d in self.decisions()]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
+import numpy as np
+
 from hwnas.errors import UserError
 from hwnas.space.arch import Arch
 from hwnas.space.base import Block, Decision, SearchSpace
@@ -75,6 +77,32 @@ def live_edges(ops: Sequence[str]) -> list[tuple[int, int, str]]:
         if op != "none" and j in feeds_output:
             feeds_output.add(i)
     return [(j, i, op) for (j, i), op in zip(EDGES, ops) if op != "none" and j in feeds_output]
+
+
+# the cell's input-to-output paths as genome positions (EDGES order): 0->3, 0->1->3, 0->2->3, 0->1->2->3
+PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
+PATH_FEATURES = sum((len(OPS) - 1) ** len(p) for p in PATHS)  # 4 + 16 + 16 + 64 = 100
+
+
+def path_features(genomes: Any) -> Any:
+    """NAS-Bench-201's path encoding (BANANAS, White et al. 2021): one column per (path, the
+    sequence of operations along it) for each input-to-output path with no ``none`` on it.
+    Cells with the same live paths compute the same function whatever their dead edges, and a
+    linear model on these columns sees "a 3x3 convolution between input and output" as one
+    feature wherever the edges that carry it are. Genomes (N x 6) -> N x 100 array."""
+    G = np.asarray(genomes, dtype=np.int64).reshape(-1, len(EDGES))
+    X = np.zeros((len(G), PATH_FEATURES))
+    rows = np.arange(len(G))
+    offset = 0
+    for path in PATHS:
+        ops = G[:, list(path)]
+        live = (ops > 0).all(axis=1)  # OPS[0] is "none"
+        idx = np.zeros(len(G), dtype=np.int64)
+        for k in range(len(path)):
+            idx = idx * (len(OPS) - 1) + (ops[:, k] - 1)
+        X[rows[live], offset + idx[live]] = 1.0
+        offset += (len(OPS) - 1) ** len(path)
+    return X
 
 
 def needs_zero(ops: Sequence[str]) -> bool:
@@ -166,6 +194,10 @@ class NB201Space(SearchSpace):
 
     def ops(self, arch: Arch) -> tuple[str, ...]:
         return parse_cell(arch["cell"])
+
+    def genome_features(self, genomes: Any) -> Any:
+        """One-hot choices plus the path encoding (``path_features``)."""
+        return np.hstack([super().genome_features(genomes), path_features(genomes)])
 
     def largest(self) -> Arch:
         """The most expensive cell: a 3x3 convolution on every edge."""
