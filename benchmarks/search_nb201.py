@@ -48,6 +48,7 @@ from hwnas.search.loop import drive  # noqa: E402
 from hwnas.search.pareto import hypervolume, pareto_front_2d  # noqa: E402
 from hwnas.search.problem import Problem  # noqa: E402
 from hwnas.search.strategy import make_strategy  # noqa: E402
+from hwnas.space import get_space  # noqa: E402
 from hwnas.space.nb201 import OPS, parse_cell  # noqa: E402
 
 # the issue's devices; --devices takes any lat_<device> column of the file
@@ -117,7 +118,8 @@ def run_one(b: Bench, task: Task, strategy: str, seed: int, evals: int, **option
         return int(g[0] * 3125 + g[1] * 625 + g[2] * 125 + g[3] * 25 + g[4] * 5 + g[5])
 
     assert int(np.dot([1, 2, 3, 4, 0, 1], weights)) == code((1, 2, 3, 4, 0, 1))
-    problem = Problem(cards=(len(OPS),) * 6, feasible=lambda g: bool(feas[code(g)]), latency_budget=task.budget_ms)
+    problem = Problem(cards=(len(OPS),) * 6, feasible=lambda g: bool(feas[code(g)]), latency_budget=task.budget_ms,
+                      features=get_space("nb201").genome_features)
     st = make_strategy(strategy, problem, seed, evals, **options)
 
     def evaluate(g):
@@ -273,6 +275,26 @@ def print_tables(results: list[dict], strategies: list[str], checkpoints: list[i
             cells.append(f"{np.median(v):.3f} (max {np.max(v):.3f})")
         hv = [r["hv"]["median"] for r in results if r["strategy"] == s and r["evals"] == checkpoints[-1]]
         print(f"| {s} | " + " | ".join(cells) + f" | {np.median(hv):.4f} ({np.min(hv):.4f}) |")
+    print_targets(results, strategies)
+
+
+def print_targets(results: list[dict], strategies: list[str], evals: int = 300) -> None:
+    """The issue's per-task target at 300 evaluations: median regret at most 0.1 point and at
+    most half of random's on the same task (needs random among the strategies)."""
+    at = [r for r in results if r["evals"] == evals]
+    rnd = {(r["device"], r["percentile"]): r["regret"]["median"] for r in at if r["strategy"] == "random"}
+    if not rnd:
+        return
+    print(f"\nTarget at {evals} evaluations (median regret <= 0.1 and <= half of random's), per task:")
+    for s in strategies:
+        if s == "random":
+            continue
+        rows = [r for r in at if r["strategy"] == s and (r["device"], r["percentile"]) in rnd]
+        missed = [r for r in rows if not (r["regret"]["median"] <= 0.1 + 1e-9
+                                          and r["regret"]["median"] <= rnd[(r["device"], r["percentile"])] / 2 + 1e-9)]
+        print(f"- {s}: met on {len(rows) - len(missed)} of {len(rows)}" + ("; missed: " + ", ".join(
+            f"{r['device']} p{r['percentile']} ({r['regret']['median']:.3f} vs random "
+            f"{rnd[(r['device'], r['percentile'])]:.3f})" for r in missed) if missed else ""))
 
 
 if __name__ == "__main__":
