@@ -117,7 +117,7 @@ class Strategy(ABC):
     # options of the strategies that screen: screen (own proposals per ask, 0 = off),
     # screen_random (uniform feasible candidates added), screen_beta (UCB weight),
     # screen_after (evaluations before the first screened ask)
-    SCREEN_DEFAULTS = {"screen": 20, "screen_random": 20, "screen_beta": 2.0, "screen_after": 20}
+    SCREEN_DEFAULTS = {"screen": 20, "screen_random": 20, "screen_beta": 4.0, "screen_after": 20}
 
     def check_screen_options(self) -> None:
         o = self.options
