@@ -3,8 +3,8 @@
 Trains one fixed architecture of the space from scratch on real data (a stated budget), exports
 it with ``hwnas.exporters.export`` (INT8 QDQ, per-channel, calibration chosen on val), then
 times the INT8 file paired call by call with the FP32 file (ONNX Runtime, CPU, 1 thread,
-batch 1, the profiler's protocol), ``--repeats`` times with fresh sessions, and reports the
-median and range of the ratios. Example (BENCHMARKS.md, "Export"):
+batch 1 or each of ``--batches``, the profiler's protocol), ``--repeats`` times with fresh
+sessions, and reports the median and range of the ratios. Example (BENCHMARKS.md, "Export"):
 
     OMP_NUM_THREADS=1 python benchmarks/export_int8.py --data cifar10 --epochs 3 --train-limit 10000 --out c10
 """
@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 
-def paired_ratios(fp32: bytes, int8: bytes, shape: tuple[int, ...], repeats: int) -> dict:
-    """INT8 time over FP32 time, call by call, ``repeats`` times with fresh sessions each time."""
+def paired_ratios(fp32: bytes, int8: bytes, shape: tuple[int, ...], repeats: int, batch: int = 1) -> dict:
+    """INT8 time over FP32 time, call by call, ``repeats`` times with fresh sessions each time,
+    on inputs of ``batch`` images (the exported files have a dynamic batch axis)."""
     from hwnas.exporters.measure import LatencySetup, paired_ratio
 
-    setup = LatencySetup(clock="thread")  # one thread: CPU time of the inference thread, as profiles use
+    # one thread: CPU time of the inference thread, as profiles use
+    setup = LatencySetup(clock="thread", batch=batch)
     runs = [paired_ratio(int8, fp32, shape[1:], setup) for _ in range(repeats)]
     ratios = [r["ratio"] for r in runs]
     fp_ms = [r["reference_ms"] for r in runs]
@@ -49,8 +51,13 @@ def main() -> None:
                     help="a latency table of the space (e.g. profiles/mbv3-32_ort-cpu_t1_b1.json): latencies are "
                          "measured in its units and compared with its prediction for the arch")
     ap.add_argument("--budget-ms", type=float, default=None, help="a latency budget to check the exported model against")
+    ap.add_argument("--batches", default="1",
+                    help="comma-separated batch sizes for the paired INT8/FP32 ratio (the report itself uses the profile's)")
     ap.add_argument("--out", required=True, help="folder for model.onnx, model.fp32.onnx, report.json/md, int8.json")
     args = ap.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    if not batches or min(batches) < 1:
+        ap.error(f"--batches takes positive batch sizes, got {args.batches!r}")
 
     import torch
 
@@ -94,7 +101,8 @@ def main() -> None:
     export_s = time.perf_counter() - t0
     r = res.report
     fp32, int8 = res.paths.fp32.read_bytes(), res.paths.model.read_bytes()
-    paired = paired_ratios(fp32, int8, (1, *space.input_shape), args.repeats)
+    by_batch = {b: paired_ratios(fp32, int8, (b, *space.input_shape), args.repeats, b) for b in batches}
+    paired = by_batch[batches[0]]
     summary = {
         "data": ds.spec, "arch_id": arch.id, "arch": arch.to_dict(), "params": r["params"],
         "training": {"epochs": args.epochs, "train_images": len(ds.train_y), "steps": steps, "lr": args.lr,
@@ -104,6 +112,7 @@ def main() -> None:
         "size_ratio": r["int8_vs_fp32"]["size_ratio"], "top1_drop_points": r["int8_vs_fp32"]["top1_drop_points"],
         "latency_ratio_report": r["int8_vs_fp32"].get("latency_ratio"),
         "latency_ratio_report_separate": r["int8_vs_fp32"].get("latency_ratio_separate"), "latency_ratio_paired": paired,
+        "latency_ratio_paired_by_batch": {str(b): v for b, v in by_batch.items()},
         "test_images": len(ds.test_y), "calibration": r["calibration"], "export_seconds": export_s,
         "profile": args.profile, "predicted_ms": predicted, "budget_ms": args.budget_ms,
         "meets_budget": r.get("meets_budget"),
@@ -128,9 +137,10 @@ def main() -> None:
         print(f"table prediction for the arch {predicted:.4f} ms; measured ({key} FP32, table units) {got:.4f} ms "
               f"({100 * (got / predicted - 1):+.1f}%); deployed INT8 {summary['int8']['latency_ms']:.4f} ms"
               + (f", budget {args.budget_ms:.4f} ms: {'met' if r.get('meets_budget') else 'missed'}" if args.budget_ms else ""))
-    print(f"paired latency ratio INT8/FP32: median {paired['ratio_median']:.3f} "
-          f"(range {paired['ratio_min']:.3f}-{paired['ratio_max']:.3f} over {args.repeats} repeats); "
-          f"FP32 {paired['fp32_ms_median']:.3f} ms, INT8 {paired['int8_ms_median']:.3f} ms")
+    for b, pr in by_batch.items():
+        print(f"batch {b}: paired latency ratio INT8/FP32: median {pr['ratio_median']:.3f} "
+              f"(range {pr['ratio_min']:.3f}-{pr['ratio_max']:.3f} over {args.repeats} repeats); "
+              f"FP32 {pr['fp32_ms_median']:.3f} ms, INT8 {pr['int8_ms_median']:.3f} ms per batch")
 
 
 if __name__ == "__main__":
