@@ -8,6 +8,7 @@ Candidates that break a hard constraint are repaired (re-proposed) before they a
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
@@ -164,10 +165,9 @@ class Strategy(ABC):
             width = np.asarray(features(np.zeros((1, len(self._cards)), dtype=np.int64))).shape[1]
             model = self._model = LinearUCB(features, width)
             self._modelled = 0
-        told = list(self.known.items())
-        for g, v in told[self._modelled:]:
+        for g, v in itertools.islice(self.known.items(), self._modelled, None):
             model.add(g, surrogate_target(self.problem, v))
-        self._modelled = len(told)
+        self._modelled = len(self.known)
         return model
 
     def usable(self, g: Genome) -> bool:

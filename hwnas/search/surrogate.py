@@ -25,22 +25,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hwnas.search.problem import Genome, Problem, Values
+from hwnas.space.base import one_hot_features  # noqa: F401  (the default features; re-exported)
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
-
-
-def one_hot_features(cards: Sequence[int]) -> FeatureFn:
-    """One column per (decision, choice): the default genome features."""
-    offsets = np.concatenate([[0], np.cumsum(cards)[:-1]]).astype(np.int64)
-    width = int(sum(cards))
-
-    def features(genomes: np.ndarray) -> np.ndarray:
-        G = np.asarray(genomes, dtype=np.int64).reshape(-1, len(offsets))
-        X = np.zeros((len(G), width))
-        X[np.arange(len(G))[:, None], G + offsets] = 1.0
-        return X
-
-    return features
 
 
 class LinearUCB:

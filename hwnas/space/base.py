@@ -72,6 +72,23 @@ class Block:
         return cls.make(str(d["op"]), d["input_shape"], **params)
 
 
+def one_hot_features(cards: Sequence[int]) -> Callable[[Any], Any]:
+    """One column per (decision, choice): the default genome features (N x decisions -> N x
+    sum(cards) numpy array) that the search's surrogate reads."""
+    import numpy as np
+
+    offsets = np.concatenate([[0], np.cumsum(cards)[:-1]]).astype(np.int64)
+    width = int(sum(cards))
+
+    def features(genomes: np.ndarray) -> np.ndarray:
+        G = np.asarray(genomes, dtype=np.int64).reshape(-1, len(offsets))
+        X = np.zeros((len(G), width))
+        X[np.arange(len(G))[:, None], G + offsets] = 1.0
+        return X
+
+    return features
+
+
 class SearchSpace(ABC):
     """Base class of the registered spaces.
 
@@ -153,8 +170,6 @@ class SearchSpace(ABC):
         """Numeric features of genomes (N x decisions -> N x F numpy array) for the surrogate
         that screens search candidates (``hwnas.search.surrogate``): one column per
         (decision, choice). Spaces with structure a linear model should see override this."""
-        from hwnas.search.surrogate import one_hot_features
-
         return one_hot_features([len(d.choices) for d in self.decisions()])(genomes)
 
     def random_genome(self, rng: Any = None) -> list[int]:
