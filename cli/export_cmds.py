@@ -45,7 +45,7 @@ def _print_report(r: dict) -> None:
                if q.get("latency_ratio_paired") else "")
         out.print(f"INT8/FP32: size x{q['size_ratio']:.3f}, latency x{q.get('latency_ratio', float('nan')):.3f}{how}, "
                   f"top-1 drop {q.get('top1_drop_points', float('nan')):.2f} points; calibration "
-                  f"{r['calibration']['chosen']}", markup=False)
+                  f"{r['calibration']['chosen']}, {r['calibration'].get('weight_bits', 7)}-bit weights", markup=False)
         if q.get("note"):
             out.print(f"note: {q['note']}", markup=False)
     out.print(f"parity (torch vs ORT, max abs diff): {r['parity_max_abs_diff']:.2e}", markup=False)
@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
         prune: Optional[float] = typer.Option(None, "--prune", help="fraction of channels to remove, in (0, 1)"),
         quantize: str = typer.Option("int8", "--quantize", help="int8 (static QDQ, per-channel) or none"),
         calibration: str = typer.Option("auto", "--calibration", help="auto (best of minmax/percentile/entropy on val), minmax, percentile or entropy"),
+        int8_weights: str = typer.Option("auto", "--int8-weights", help="INT8 weight range: auto (7-bit and 8-bit compared on val), 7 or 8"),
         calibration_images: int = typer.Option(512, "--calibration-images", help="real training images for INT8 calibration"),
         data: Optional[str] = typer.Option(None, "--data", help="dataset override (needed when the run's evaluator names none)"),
         budget_ms: Optional[float] = typer.Option(None, "--budget-ms", help="latency budget override (default: the run's)"),
@@ -83,18 +84,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fine-tune, prune, export to ONNX, quantize to INT8 and measure the chosen arch of a search run."""
         from hwnas.exporters.prune import check_ratio
+        from hwnas.exporters.quantize import check_weight_range
 
         if prune is not None:
             check_ratio(prune)
         if quantize not in ("int8", "none"):
             raise UserError(f"--quantize must be int8 or none, got {quantize!r}")
+        check_weight_range(int8_weights)
         if calibration_images < 1:
             raise UserError(f"--calibration-images must be at least 1, got {calibration_images}")
         _threads()
         from hwnas.exporters.run_export import RunExportConfig, budget_message, export_run
 
         cfg = RunExportConfig(arch=arch, finetune_epochs=finetune_epochs, prune=prune, quantize=quantize,
-                              calibration=calibration, calibration_images=calibration_images, data=data,
+                              calibration=calibration, int8_weights=int8_weights, calibration_images=calibration_images, data=data,
                               budget_ms=budget_ms, scratch_epochs=scratch_epochs, opset=opset, seed=seed, force=force)
         with err.status("exporting") as status:
             res = export_run(run_dir, out_path, cfg, log=lambda s: status.update(s))
@@ -125,6 +128,7 @@ def register(app: typer.Typer) -> None:
         if epochs < 1 or evals < 1:
             raise UserError("--epochs and --evals must be at least 1")
         from hwnas.exporters.prune import check_ratio
+        from hwnas.exporters.quantize import check_weight_range
 
         if prune is not None:
             check_ratio(prune)

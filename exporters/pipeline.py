@@ -27,7 +27,8 @@ from hwnas.exporters.finetune import Batches, FinetuneConfig, finetune
 from hwnas.exporters.measure import LatencySetup, evaluate, latency, paired_ratio, top1
 from hwnas.exporters.onnx_io import parity, to_onnx, with_metadata
 from hwnas.exporters.prune import check_ratio, count_params, prune_channels
-from hwnas.exporters.quantize import CALIBRATION_METHODS, QuantizeOptions, compact_bytes, quantize_int8
+from hwnas.exporters.quantize import (CALIBRATION_METHODS, QuantizeOptions, check_weight_range, compact_bytes,
+                                     cpu_int8_dot_product, quantize_int8, weight_bits)
 from hwnas.exporters.report import report_markdown
 from hwnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_path
 
@@ -56,6 +57,8 @@ class ExportOptions:
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=0))
     quantize: str = "int8"  # int8 or none
     calibration: str = "auto"  # auto (best of minmax/percentile/entropy on val), or one of them
+    # INT8 weight range: auto (7-bit and full 8-bit compared on val, ties keep 7-bit), "7" or "8"
+    int8_weights: str = "auto"
     opset: int = 17
     latency: LatencySetup | None = field(default_factory=LatencySetup)  # None: do not time
     protocol: Any = None  # hwnas.latency.protocol.Protocol; None: the profiler's default
@@ -77,6 +80,7 @@ class ExportOptions:
             raise UserError(f"--quantize must be int8 or none, got {self.quantize!r}")
         if self.calibration not in ("auto", *CALIBRATION_METHODS):
             raise UserError(f"--calibration must be auto, {', '.join(CALIBRATION_METHODS)}; got {self.calibration!r}")
+        check_weight_range(self.int8_weights)
         if self.budget_ms is not None and self.budget_ms <= 0:
             raise UserError(f"the latency budget must be positive, got {self.budget_ms:g} ms")
         self.finetune.check()
@@ -188,24 +192,30 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         calib = _np(data.calibration)
         chooser = (_np(data.val[0]), data.val[1].cpu().numpy()) if data.val is not None else None
         methods = CALIBRATION_METHODS if opts.calibration == "auto" else (opts.calibration,)
+        # without val data there is nothing to choose the weight range on: keep the portable 7-bit
+        bits = weight_bits(opts.int8_weights) if chooser is not None or opts.int8_weights != "auto" else (7,)
         compared = []
         for method in methods:
-            say(f"INT8 calibration: {method}")
-            q = quantize_int8(fp32, calib, QuantizeOptions(method=method))
-            row: dict[str, Any] = {"method": method, "size_bytes": len(q)}
-            if chooser is not None:
-                row["val_top1"] = top1(q, *chooser)
-            if test is not None:
-                row["test_top1"] = top1(q, *test)
-            compared.append((row, q))
-        # chosen on val only (test stays for the report); ties keep the simplest (MinMax first)
+            for b in bits:
+                say(f"INT8 calibration: {method}, {b}-bit weights")
+                q = quantize_int8(fp32, calib, QuantizeOptions(method=method, reduce_range=b == 7))
+                row: dict[str, Any] = {"method": method, "weight_bits": b, "size_bytes": len(q)}
+                if chooser is not None:
+                    row["val_top1"] = top1(q, *chooser)
+                if test is not None:
+                    row["test_top1"] = top1(q, *test)
+                compared.append((row, q))
+        # chosen on val only (test stays for the report); ties keep the first: MinMax before the
+        # others, 7-bit weights (exact on every x86 CPU) before 8-bit (exact only with VNNI or on ARM)
         best_row, int8 = max(compared, key=lambda rq: rq[0].get("val_top1", 0.0))
         report["calibration"] = {"images": len(calib), "chosen": best_row["method"],
+                                 "weight_bits": best_row["weight_bits"],
                                  "chosen_on": "val" if chooser is not None else "first method (no val data)",
+                                 "cpu_int8_dot_product": cpu_int8_dot_product(),
                                  "compared": [r for r, _ in compared]}
         report["int8"] = {"size_bytes": len(int8), "calibration": best_row["method"], "format": "QDQ",
                           "per_channel": True, "activations": "uint8",
-                          "weights": "int8 (7-bit range)" if QuantizeOptions().reduce_range else "int8"}
+                          "weights": "int8 (7-bit range)" if best_row["weight_bits"] == 7 else "int8"}
         if test is not None:
             s = evaluate(int8, *test, classes)
             report["int8"].update(top1=s.top1, macro_f1=s.macro_f1, per_class=s.per_class)

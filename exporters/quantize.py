@@ -7,7 +7,11 @@ range [-64, 63] by default (``reduce_range``): x86 CPUs without VNNI multiply U8
 an instruction that adds two products into a saturating 16-bit sum (255 * 127 * 2 overflows
 it), which cost a 2.1M-parameter model 5.3 points of top-1 on digits on this kind of CPU (all
 three calibration methods alike; ORT's unfused reference math lost nothing); 7-bit weights
-cannot overflow and cost 0.3 points. U8U8 avoids it too but ran 1.15x slower than FP32.
+cannot overflow and cost 0.3 points. U8U8 avoids it too but ran 1.15x slower than FP32. On CPUs
+with VNNI (or AMX, or ARM's dot-product instructions) full-range weights are exact and can keep
+more accuracy; the export compares both ranges on val (``weight_bits``) and keeps 7-bit on ties,
+since it is exact everywhere. Val is measured with ORT on this machine, so a range that overflows
+here loses on val and is not chosen.
 
 Three graph changes around ORT's quantizer, all measured (BENCHMARKS.md, "Export"):
 
@@ -45,6 +49,30 @@ import numpy as np
 from hwnas.errors import UserError
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+WEIGHT_RANGES = ("auto", "7", "8")
+# CPU features with an exact 8-bit dot product (no saturating 16-bit pair sums): x86 VNNI and AMX,
+# ARM's dot-product and int8 matrix-multiply extensions
+INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "i8mm", "asimddp")
+
+
+def check_weight_range(value: str) -> None:
+    if value not in WEIGHT_RANGES:
+        raise UserError(f"--int8-weights must be auto, 7 or 8 (bits of weight range), got {value!r}")
+
+
+def weight_bits(value: str) -> tuple[int, ...]:
+    """The weight ranges to compare for ``value`` (auto: both, 7-bit first, so that ties keep it)."""
+    check_weight_range(value)
+    return (7, 8) if value == "auto" else (int(value),)
+
+
+def cpu_int8_dot_product() -> str | None:
+    """The first feature of this CPU that multiplies 8-bit pairs exactly, or None (then full-range
+    U8S8 weights can overflow ORT's x86 kernels; see the module text)."""
+    from hwnas.latency.fingerprint import cpu_flags
+
+    flags = cpu_flags()
+    return next((f for f in INT8_DOT_FLAGS if f in flags), None)
 
 
 @dataclass(frozen=True)

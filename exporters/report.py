@@ -43,10 +43,16 @@ def report_markdown(r: dict[str, Any]) -> str:
                   f"latency ratio {_ratio_text(p)}, top-1 change {_f(p.get('top1_change'), '+.4f')}.", ""]
     if "calibration" in r:
         c = r["calibration"]
-        lines += [f"INT8 calibration on {c['images']} training images; chosen: **{c['chosen']}** (on {c['chosen_on']}).", "",
-                  "| method | val top-1 | test top-1 |", "|---|---|---|"]
-        lines += [f"| {row['method']} | {_f(row.get('val_top1'), '.4f')} | {_f(row.get('test_top1'), '.4f')} |"
-                  for row in c["compared"]]
+        bits = c.get("weight_bits", 7)
+        dot = c.get("cpu_int8_dot_product")
+        lines += [f"INT8 calibration on {c['images']} training images; chosen: **{c['chosen']}**, **{bits}-bit** weights "
+                  f"(on {c['chosen_on']}; this CPU's exact 8-bit dot product: {dot or 'none'}).", "",
+                  "| method | weights | val top-1 | test top-1 |", "|---|---|---|---|"]
+        lines += [f"| {row['method']} | {row.get('weight_bits', 7)}-bit | {_f(row.get('val_top1'), '.4f')} | "
+                  f"{_f(row.get('test_top1'), '.4f')} |" for row in c["compared"]]
+        if bits == 8:
+            lines += ["", "8-bit weights are exact on CPUs with VNNI, AMX or ARM dot-product instructions; on x86 "
+                          "without them ORT's U8S8 kernels can saturate: re-export with `--int8-weights 7` for such a device."]
         lines.append("")
     lines += [f"Parity (max abs diff, torch vs ONNX Runtime FP32): {r['parity_max_abs_diff']:.2e}.", ""]
     if "latency_setup" in r:

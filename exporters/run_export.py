@@ -31,6 +31,7 @@ class RunExportConfig:
     quantize: str = "int8"
     calibration: str = "auto"
     calibration_images: int = 512
+    int8_weights: str = "auto"  # auto (7-bit and 8-bit compared on val), "7" or "8"
     data: str | None = None  # override (needed for table: evaluators, which name no data)
     budget_ms: float | None = None  # override the run's budget
     opset: int = 17
@@ -165,7 +166,8 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         "source": source, **cfg.extra_metadata,
     }
     opts = ExportOptions(
-        prune=cfg.prune, quantize=cfg.quantize, calibration=cfg.calibration, opset=cfg.opset,
+        prune=cfg.prune, quantize=cfg.quantize, calibration=cfg.calibration, int8_weights=cfg.int8_weights,
+        opset=cfg.opset,
         finetune=FinetuneConfig(epochs=ft_epochs, lr=cfg.finetune_lr, seed=cfg.seed, max_steps=cfg.max_steps),
         latency=latency_setup or LatencySetup(), protocol=cfg.protocol,
         budget_ms=budget if latency_setup is not None else None, predicted_ms=predicted,

@@ -104,7 +104,14 @@ def test_export_end_to_end(trained, digits, tmp_path):
     slower = r["int8_vs_fp32"]["latency_ratio"] > 1.0
     assert ("note" in r["int8_vs_fp32"]) == slower
     assert ("not faster on this backend" in res.paths.report_md.read_text()) == slower
-    assert {c["method"] for c in r["calibration"]["compared"]} == {"minmax", "percentile", "entropy"}
+    # auto compares every calibration method with 7-bit and full 8-bit weights and keeps the val best
+    compared = r["calibration"]["compared"]
+    assert {(c["method"], c["weight_bits"]) for c in compared} == {
+        (m, b) for m in ("minmax", "percentile", "entropy") for b in (7, 8)}
+    best = max(c["val_top1"] for c in compared)
+    first_best = next(c for c in compared if c["val_top1"] == best)  # ties keep the first (7-bit, MinMax)
+    assert (r["calibration"]["chosen"], r["calibration"]["weight_bits"]) == (first_best["method"], first_best["weight_bits"])
+    assert r["int8"]["weights"] == ("int8 (7-bit range)" if first_best["weight_bits"] == 7 else "int8")
     assert r["int8"]["size_bytes"] < r["fp32"]["size_bytes"]
     assert out.stat().st_size < res.paths.fp32.stat().st_size
     model = onnx.load(str(out))
@@ -118,6 +125,32 @@ def test_export_end_to_end(trained, digits, tmp_path):
     x = digits.prepare(digits.test_x[:3]).numpy()
     assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (3, 10)  # dynamic batch
     assert "| fp32 | int8 |" in res.paths.report_md.read_text().replace("unpruned | ", "")
+
+
+def test_int8_weight_range_choice(trained, digits, tmp_path, monkeypatch):
+    from hwnas.errors import UserError
+    from hwnas.exporters import quantize as q
+
+    assert q.weight_bits("auto") == (7, 8) and q.weight_bits("8") == (8,)
+    with pytest.raises(UserError, match="auto, 7 or 8"):
+        q.weight_bits("16")
+    monkeypatch.setattr("hwnas.latency.fingerprint.cpu_flags", lambda: {"avx2", "fma"})
+    assert q.cpu_int8_dot_product() is None
+    monkeypatch.setattr("hwnas.latency.fingerprint.cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    assert q.cpu_int8_dot_product() == "avx512_vnni"
+    # a fixed range is the only one tried, and full-range weights differ from 7-bit ones
+    fp32 = export(trained, _data(digits), tmp_path / "f.onnx", ExportOptions(quantize="none", latency=None)).paths.model
+    calib = digits.prepare(digits.train_x[:64]).numpy()
+    seven = q.quantize_int8(fp32.read_bytes(), calib, q.QuantizeOptions(reduce_range=True))
+    eight = q.quantize_int8(fp32.read_bytes(), calib, q.QuantizeOptions(reduce_range=False))
+    assert seven != eight and abs(len(seven) - len(eight)) < 0.01 * len(seven)
+    res = export(trained, _data(digits), tmp_path / "m.onnx", ExportOptions(
+        calibration="minmax", int8_weights="8", latency=None))
+    assert [(c["method"], c["weight_bits"]) for c in res.report["calibration"]["compared"]] == [("minmax", 8)]
+    assert res.report["int8"]["weights"] == "int8" and "8-bit** weights" in res.paths.report_md.read_text()
+    with pytest.raises(UserError, match="auto, 7 or 8"):
+        export(trained, _data(digits), tmp_path / "x.onnx", ExportOptions(int8_weights="6", latency=None))
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_over_budget_is_reported_and_refused_outputs_stay_clean(trained, digits, tmp_path):

@@ -85,6 +85,8 @@ def test_bad_inputs(run_dir, tmp_path):
     for ratio in ("0", "1", "1.5", "-0.2"):
         assert "between 0 and 1" in _bad(run_dir, tmp_path, str(run_dir), "--prune", ratio, "--out", "m.onnx")
     assert "does not exist" in _bad(run_dir, tmp_path, str(run_dir), "--out", str(tmp_path / "no" / "m.onnx"))
+    assert "--int8-weights must be auto, 7 or 8" in _bad(run_dir, tmp_path, str(run_dir), "--int8-weights", "6",
+                                                        "--out", "m.onnx")
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,

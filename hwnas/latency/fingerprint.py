@@ -26,6 +26,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (x86 ``flags``, ARM ``Features``); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("flags", "features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def device_fingerprint(gpu: str | None = None) -> dict:
     return {
         "cpu_model": cpu_model(),
