@@ -213,3 +213,24 @@ def _onnx(space, arch):
     from hwnas.latency.backends import export_onnx_bytes, prepare_for_timing
 
     return export_onnx_bytes(prepare_for_timing(space.build(arch), space.input_shape), (1, *space.input_shape))
+
+
+def test_an_ort_table_takes_its_scale_beside_whole_networks(tmp_path, monkeypatch):
+    # the reference network runs slower beside a network than beside a block (caches); the
+    # table's milliseconds follow the networks, as `measure_archs` measures them later
+    import hwnas.latency.profiling as profiling
+
+    seen = {}
+    real = profiling.rescale_to_reference
+
+    def spy(results, kinds=None):
+        ref = real(results, kinds)
+        seen["kinds"], seen["ref"] = kinds, ref
+        seen["network_refs"] = [r["ref_ms"] for k, r in results.items()
+                                if k[0] in profiling.NETWORK_KINDS and r.get("ref_ms")]
+        return ref
+
+    monkeypatch.setattr(profiling, "rescale_to_reference", spy)
+    table = profile(tiny_mbconv(), get_backend("ort-cpu"), tmp_path / "t.json", n_calibrate=3, n_validate=2, protocol=FAST)
+    assert seen["kinds"] == profiling.NETWORK_KINDS and len(seen["network_refs"]) == 5
+    assert table.extra["reference"]["latency_ms"] == seen["ref"] == min(seen["network_refs"])

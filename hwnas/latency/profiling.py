@@ -123,15 +123,14 @@ def rescale_to_reference(results: dict[tuple[str, str], dict], kinds: tuple[str,
 def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, space: dict, backend: dict,
                    fingerprint: dict, protocol: Protocol, build_seconds: float,
                    reference: Task | None = None) -> LatencyTable:
-    # A reference block runs ~9% slower beside a whole network, which pushes its data out of
-    # the caches between its calls, than beside a block (median over 30 networks of one
-    # mbv3-32/torch-cpu build, against the blocks timed just before and after). Its fastest time
-    # beside the calibration and validation networks sets the scale, so that the table's
-    # milliseconds are those of whole networks measured as `measure_archs` measures them; the
-    # blocks' ratios carry the difference, and the calibration's scale absorbs it. A reference
-    # network (ONNX Runtime) keeps the fastest time of the whole build.
-    block_ref = reference is not None and "block" in reference.info
-    ref_ms = rescale_to_reference(results, NETWORK_KINDS if block_ref else None)
+    # The reference runs slower beside a whole network, which pushes its data out of the caches
+    # between its calls, than beside a block: a reference block ~9% (median over 30 networks of
+    # one mbv3-32/torch-cpu build), the ONNX Runtime reference network 7% by its fastest time
+    # and 13% by its median (mbv3-32 on a 2-core Xeon with AVX-512). Its fastest time beside the
+    # calibration and validation networks sets the scale, so that the table's milliseconds are
+    # those of whole networks measured as `measure_archs` measures them; the blocks' ratios
+    # carry the difference, and the calibration's scale absorbs it.
+    ref_ms = rescale_to_reference(results, NETWORK_KINDS)
     overhead_task = next(t for t in tasks if t.kind == "overhead")
     overhead = float(results[("overhead", overhead_task.key)]["latency_ms"])
     entries: dict[str, TableEntry] = {}
