@@ -57,7 +57,7 @@ class ExportOptions:
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=0))
     quantize: str = "int8"  # int8 or none
     calibration: str = "auto"  # auto (best of minmax/percentile/entropy on val), or one of them
-    # INT8 weight range: auto (7-bit and full 8-bit compared on val, ties keep 7-bit), "7" or "8"
+    # INT8 weight range: auto (7-bit and full 8-bit compared on val; see quantize.weight_bits), "7" or "8"
     int8_weights: str = "auto"
     opset: int = 17
     latency: LatencySetup | None = field(default_factory=LatencySetup)  # None: do not time
@@ -206,7 +206,8 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
                     row["test_top1"] = top1(q, *test)
                 compared.append((row, q))
         # chosen on val only (test stays for the report); ties keep the first: MinMax before the
-        # others, 7-bit weights (exact on every x86 CPU) before 8-bit (exact only with VNNI or on ARM)
+        # others; 8-bit weights before 7-bit where this CPU multiplies 8-bit pairs exactly (VNNI,
+        # AMX, ARM dot product), else 7-bit (exact on every x86 CPU) first
         best_row, int8 = max(compared, key=lambda rq: rq[0].get("val_top1", 0.0))
         report["calibration"] = {"images": len(calib), "chosen": best_row["method"],
                                  "weight_bits": best_row["weight_bits"],

@@ -9,9 +9,9 @@ it), which cost a 2.1M-parameter model 5.3 points of top-1 on digits on this kin
 three calibration methods alike; ORT's unfused reference math lost nothing); 7-bit weights
 cannot overflow and cost 0.3 points. U8U8 avoids it too but ran 1.15x slower than FP32. On CPUs
 with VNNI (or AMX, or ARM's dot-product instructions) full-range weights are exact and can keep
-more accuracy; the export compares both ranges on val (``weight_bits``) and keeps 7-bit on ties,
-since it is exact everywhere. Val is measured with ORT on this machine, so a range that overflows
-here loses on val and is not chosen.
+more accuracy; the export compares both ranges on val (``weight_bits``; ties keep 8-bit on such a
+CPU, 7-bit elsewhere). Val is measured with ORT on this machine, so a range that overflows here
+loses on val and is not chosen.
 
 Three graph changes around ORT's quantizer, all measured (BENCHMARKS.md, "Export"):
 
@@ -61,9 +61,13 @@ def check_weight_range(value: str) -> None:
 
 
 def weight_bits(value: str) -> tuple[int, ...]:
-    """The weight ranges to compare for ``value`` (auto: both, 7-bit first, so that ties keep it)."""
+    """The weight ranges to compare for ``value``. Auto: both, and ties keep the first: full 8-bit
+    where this CPU (the one the export measures on, i.e. the target) has an exact 8-bit dot
+    product, else 7-bit, which is exact on every x86 CPU."""
     check_weight_range(value)
-    return (7, 8) if value == "auto" else (int(value),)
+    if value != "auto":
+        return (int(value),)
+    return (8, 7) if cpu_int8_dot_product() else (7, 8)
 
 
 def cpu_int8_dot_product() -> str | None:

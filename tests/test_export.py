@@ -109,7 +109,7 @@ def test_export_end_to_end(trained, digits, tmp_path):
     assert {(c["method"], c["weight_bits"]) for c in compared} == {
         (m, b) for m in ("minmax", "percentile", "entropy") for b in (7, 8)}
     best = max(c["val_top1"] for c in compared)
-    first_best = next(c for c in compared if c["val_top1"] == best)  # ties keep the first (7-bit, MinMax)
+    first_best = next(c for c in compared if c["val_top1"] == best)  # ties keep the first
     assert (r["calibration"]["chosen"], r["calibration"]["weight_bits"]) == (first_best["method"], first_best["weight_bits"])
     assert r["int8"]["weights"] == ("int8 (7-bit range)" if first_best["weight_bits"] == 7 else "int8")
     assert r["int8"]["size_bytes"] < r["fp32"]["size_bytes"]
@@ -131,13 +131,14 @@ def test_int8_weight_range_choice(trained, digits, tmp_path, monkeypatch):
     from hwnas.errors import UserError
     from hwnas.exporters import quantize as q
 
-    assert q.weight_bits("auto") == (7, 8) and q.weight_bits("8") == (8,)
+    assert q.weight_bits("8") == (8,) and q.weight_bits("7") == (7,)
     with pytest.raises(UserError, match="auto, 7 or 8"):
         q.weight_bits("16")
+    # ties keep 7-bit where U8S8 pair sums can saturate, 8-bit where the CPU multiplies exactly
     monkeypatch.setattr("hwnas.latency.fingerprint.cpu_flags", lambda: {"avx2", "fma"})
-    assert q.cpu_int8_dot_product() is None
+    assert q.cpu_int8_dot_product() is None and q.weight_bits("auto") == (7, 8)
     monkeypatch.setattr("hwnas.latency.fingerprint.cpu_flags", lambda: {"avx2", "avx512_vnni"})
-    assert q.cpu_int8_dot_product() == "avx512_vnni"
+    assert q.cpu_int8_dot_product() == "avx512_vnni" and q.weight_bits("auto") == (8, 7)
     # a fixed range is the only one tried, and full-range weights differ from 7-bit ones
     fp32 = export(trained, _data(digits), tmp_path / "f.onnx", ExportOptions(quantize="none", latency=None)).paths.model
     calib = digits.prepare(digits.train_x[:64]).numpy()
