@@ -128,7 +128,6 @@ def register(app: typer.Typer) -> None:
         if epochs < 1 or evals < 1:
             raise UserError("--epochs and --evals must be at least 1")
         from hwnas.exporters.prune import check_ratio
-        from hwnas.exporters.quantize import check_weight_range
 
         if prune is not None:
             check_ratio(prune)

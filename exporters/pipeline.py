@@ -192,8 +192,9 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         calib = _np(data.calibration)
         chooser = (_np(data.val[0]), data.val[1].cpu().numpy()) if data.val is not None else None
         methods = CALIBRATION_METHODS if opts.calibration == "auto" else (opts.calibration,)
-        # without val data there is nothing to choose the weight range on: keep the portable 7-bit
-        bits = weight_bits(opts.int8_weights) if chooser is not None or opts.int8_weights != "auto" else (7,)
+        bits = weight_bits(opts.int8_weights)
+        if chooser is None:  # nothing to choose on: the range a tie would keep
+            bits = bits[:1]
         compared = []
         for method in methods:
             for b in bits:

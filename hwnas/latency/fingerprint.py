@@ -15,27 +15,25 @@ def _version(package: str) -> str | None:
         return None
 
 
-def cpu_model() -> str:
+def _cpuinfo(prefixes: tuple[str, ...]) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of ``prefixes`` (lower case)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
+                if line.lower().startswith(prefixes):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo(("model name", "hardware", "processor\t: arm")) or platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags as Linux lists them (x86 ``flags``, ARM ``Features``); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith(("flags", "features")):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo(("flags", "features")) or "").split())
 
 
 def device_fingerprint(gpu: str | None = None) -> dict:
