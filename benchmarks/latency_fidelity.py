@@ -39,6 +39,15 @@ from hwnas.latency.stats import fidelity
 from hwnas.space import as_rng, get_space
 
 
+def _shown(path: Path) -> str:
+    """The table's path as results record it: relative to the project when inside it, else its
+    file name alone (a scratch folder of one machine means nothing to a reader)."""
+    try:
+        return str(path.resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return path.name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="mbv3-32")
@@ -99,7 +108,7 @@ def main() -> None:
     }
     result = {
         "space": args.space, "backend": table.backend, "machine": device_fingerprint(), "platform": platform.platform(),
-        "table": str(table_path), "table_build_seconds": build_seconds if build_seconds is not None else table.build_seconds,
+        "table": _shown(table_path), "table_build_seconds": build_seconds if build_seconds is not None else table.build_seconds,
         "table_entries": len(table.entries), "table_validation": {k: v for k, v in table.validation.items() if k != "networks"},
         "repeats": args.repeats,
         "paired": bool(table_ref_ms and all(r.get("ratio") for r in rows)),
