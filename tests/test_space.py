@@ -271,3 +271,46 @@ def test_nb201_zero_nodes_fold_away_in_inference():
     cell = Cell(ops, 8).train()
     x = torch.randn(4, 8, 6, 6)
     assert torch.allclose(cell(x), _written_cell(cell, x), atol=1e-5)
+
+
+def test_nb201_shift_in_a_sum_without_convolution_exports_as_batchnorm(tmp_path):
+    """Where a node sum has a shift but no convolution to take it into its bias, the ONNX graph
+    carries it as a BatchNormalization (kept in ONNX Runtime's blocked layout) rather than an
+    Add of a broadcast constant; values stay those of the written cell. With a dynamic batch
+    axis nothing is computed from the input's shape."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from hwnas.exporters.onnx_io import to_onnx
+    from hwnas.latency.backends import export_onnx_bytes
+    from hwnas.latency.ort_runner import make_session
+    from hwnas.space.nb201_modules import Cell
+
+    # node 1 is zero; node 3 = skip(x) + conv3x3(node 1) + skip(node 2): its shift has no
+    # convolution among the node's live inputs
+    ops = parse_cell("|none~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+    torch.manual_seed(0)
+    cell = Cell(ops, 8)
+    for bn in (m for m in cell.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.bias.data.normal_()
+    cell.eval()
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        want = _written_cell(cell, x)
+        assert torch.allclose(cell(x), want, atol=1e-5)
+    data = export_onnx_bytes(cell, (1, 8, 6, 6))
+    # the graph after ONNX Runtime's basic (layout-free) rewrites: the shift of node 2 in its
+    # 1x1 convolution's bias, the one of node 3 a BatchNormalization after the node's sum
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(tmp_path / "basic.onnx")
+    ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    kinds = sorted(n.op_type for n in onnx.load(str(tmp_path / "basic.onnx")).graph.node)
+    assert kinds == ["Add", "BatchNormalization", "Conv", "Relu"]
+    got = make_session(data).run(None, {"input": x.numpy()})[0]
+    assert np.abs(got - want.numpy()).max() < 1e-5
+    dynamic = onnx.load_from_string(to_onnx(cell, x))
+    assert not {"Shape", "ConstantOfShape"} & {n.op_type for n in dynamic.graph.node}

@@ -308,7 +308,7 @@ class NB201Space(SearchSpace):
         if block.op == "zero":
             return m.Zero()
         if block.op in ("shift", "shift_conv"):
-            return m.Shift(c, block.param("k"))
+            return m.Shift(c, block.param("k"), in_sum=block.op == "shift")
         return m.make_op(block.op, c)
 
     def build(self, arch: Arch, num_classes: int | None = None):
