@@ -41,7 +41,7 @@ def add_channel_shift(x: torch.Tensor, shift: torch.Tensor, c: int) -> torch.Ten
     it, where a broadcast Add of a constant takes the tensor out of the blocked layout and every
     convolution after it back in: 30 layout conversions over the 15 cells of a network whose
     node sums carry a shift, and 14-28% of such a network's time. Eager torch keeps the Add (its
-    batch-norm kernel costs such a network about 8% more)."""
+    batch-norm kernel costs such a network 6-8% more)."""
     if not torch.onnx.is_in_onnx_export():
         return x + shift
     zeros = torch.zeros(c, dtype=x.dtype, device=x.device)
