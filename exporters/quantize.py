@@ -134,6 +134,36 @@ def spatial_means_to_global_pool(model):
     return done
 
 
+def unit_batchnorms_to_adds(model) -> int:
+    """A 4-D ``BatchNormalization`` with scale 1, mean 0, variance 1 and epsilon 0 -> an ``Add``
+    of its bias (the same values). That is how an nb201 cell writes a per-channel shift for ONNX
+    Runtime's blocked float layout (``add_channel_shift``); ORT's quantizer would leave it in
+    float between a Dequantize and a Quantize, while an Add runs as QLinearAdd. Returns the
+    number of nodes rewritten; ``model`` changes in place."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(g.value_info) + list(g.input)
+             if v.type.tensor_type.HasField("shape")}
+    nodes, done = [], 0
+    for n in g.node:
+        if (n.op_type == "BatchNormalization" and len(n.output) == 1 and len(n.input) == 5
+                and all(i in inits for i in n.input[1:]) and ranks.get(n.input[0]) == 4):
+            eps = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "epsilon"), 1e-5)
+            scale, bias, mean, var = (numpy_helper.to_array(inits[i]) for i in n.input[1:])
+            if eps == 0 and np.all(scale == 1) and np.all(mean == 0) and np.all(var == 1):
+                name = f"{n.output[0]}_shift"
+                g.initializer.append(numpy_helper.from_array(bias.reshape(1, -1, 1, 1).astype(bias.dtype), name))
+                nodes.append(helper.make_node("Add", [n.input[0], name], list(n.output), name=n.name))
+                done += 1
+                continue
+        nodes.append(n)
+    if done:
+        _replace_nodes(g, nodes)
+    return done
+
+
 def _replace_nodes(g, nodes, prune_dead: bool = False) -> None:
     """Give graph ``g`` these ``nodes``; with ``prune_dead``, first drop every node whose outputs
     nothing reads (repeatedly). Initializers no node reads any more are dropped as well."""
@@ -371,6 +401,7 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, opts: QuantizeOptions = 
         # shape inference + constant folding first, so that every tensor has a calibrated range
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         model = onnx.load(str(pre))
+        unit_batchnorms_to_adds(model)
         hard_activations_to_int8_ops(model)
         onnx.save(model, str(pre))
         input_name = model.graph.input[0].name

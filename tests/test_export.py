@@ -324,3 +324,33 @@ def test_int8_slower_than_fp32_is_said_with_the_way_out(tmp_path):
     note = int8_slower_note({"size_ratio": 0.4, "latency_ratio": 1.36}, tmp_path / "m.fp32.onnx")
     assert "1.36x" in note and "x0.40" in note and "m.fp32.onnx" in note
     assert "--quantize none" in int8_slower_note({"size_ratio": 0.4, "latency_ratio": 1.2}, None)
+
+
+def test_an_nb201_shift_quantizes_as_an_integer_add():
+    """The BatchNormalization an nb201 cell writes for a shift in a sum with no convolution
+    (unit scale and variance, zero mean and epsilon) becomes an Add before quantization: the
+    INT8 graph keeps no float BatchNormalization and computes what the float one does."""
+    import onnx
+    import onnxruntime as ort
+
+    from hwnas.exporters.onnx_io import to_onnx
+    from hwnas.exporters.quantize import QuantizeOptions, quantize_int8
+    from hwnas.space.nb201 import parse_cell
+    from hwnas.space.nb201_modules import Cell
+
+    ops = parse_cell("|none~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+    torch.manual_seed(0)
+    cell = Cell(ops, 8)
+    for bn in (m for m in cell.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.bias.data.normal_()
+    cell.eval()
+    x = torch.randn(64, 8, 6, 6)
+    fp32 = to_onnx(cell, x)
+    assert "BatchNormalization" in {n.op_type for n in onnx.load_from_string(fp32).graph.node}
+    int8 = quantize_int8(fp32, x.numpy(), QuantizeOptions(method="minmax"))
+    kinds = {n.op_type for n in onnx.load_from_string(int8).graph.node}
+    assert "BatchNormalization" not in kinds and "Add" in kinds
+    got = ort.InferenceSession(int8, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = cell(x).numpy()
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
