@@ -111,27 +111,24 @@ def spatial_means_to_global_pool(model):
     g = model.graph
     consts = {t.name: t for t in g.initializer}
     consts.update({n.output[0]: a.t for n in g.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
-    nodes, done = [], 0
-    for n in g.node:
-        if n.op_type == "ReduceMean":
-            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-            axes = attrs.get("axes")
-            if axes is None and len(n.input) > 1 and n.input[1] in consts:
-                axes = numpy_helper.to_array(consts[n.input[1]]).tolist()
-            if axes is not None and sorted(int(a) for a in axes) in ([2, 3], [-2, -1]) and not attrs.get("noop_with_empty_axes"):
-                if attrs.get("keepdims", 1):
-                    nodes.append(helper.make_node("GlobalAveragePool", [n.input[0]], list(n.output), name=n.name))
-                else:
-                    pooled = n.output[0] + "_pooled"
-                    nodes.append(helper.make_node("GlobalAveragePool", [n.input[0]], [pooled], name=n.name))
-                    nodes.append(helper.make_node("Flatten", [pooled], list(n.output), name=n.name + "_flatten", axis=1))
-                done += 1
-                continue
-        nodes.append(n)
-    if done:
-        # an axes initializer nothing reads any more would otherwise stay in the file
-        _replace_nodes(g, nodes)
-    return done
+
+    def replace(n):
+        if n.op_type != "ReduceMean":
+            return None
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        axes = attrs.get("axes")
+        if axes is None and len(n.input) > 1 and n.input[1] in consts:
+            axes = numpy_helper.to_array(consts[n.input[1]]).tolist()
+        if axes is None or sorted(int(a) for a in axes) not in ([2, 3], [-2, -1]) or attrs.get("noop_with_empty_axes"):
+            return None
+        if attrs.get("keepdims", 1):
+            return [helper.make_node("GlobalAveragePool", [n.input[0]], list(n.output), name=n.name)]
+        pooled = n.output[0] + "_pooled"
+        return [helper.make_node("GlobalAveragePool", [n.input[0]], [pooled], name=n.name),
+                helper.make_node("Flatten", [pooled], list(n.output), name=n.name + "_flatten", axis=1)]
+
+    # (an axes initializer nothing reads any more is dropped with the node)
+    return _rewrite_nodes(g, replace)
 
 
 def unit_batchnorms_to_adds(model) -> int:
@@ -146,19 +143,33 @@ def unit_batchnorms_to_adds(model) -> int:
     inits = {t.name: t for t in g.initializer}
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(g.value_info) + list(g.input)
              if v.type.tensor_type.HasField("shape")}
+
+    def replace(n):
+        if (n.op_type != "BatchNormalization" or len(n.output) != 1 or len(n.input) != 5
+                or not all(i in inits for i in n.input[1:]) or ranks.get(n.input[0]) != 4):
+            return None
+        eps = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "epsilon"), 1e-5)
+        scale, bias, mean, var = (numpy_helper.to_array(inits[i]) for i in n.input[1:])
+        if not (eps == 0 and np.all(scale == 1) and np.all(mean == 0) and np.all(var == 1)):
+            return None
+        name = f"{n.output[0]}_shift"
+        g.initializer.append(numpy_helper.from_array(bias.reshape(1, -1, 1, 1).astype(bias.dtype), name))
+        return [helper.make_node("Add", [n.input[0], name], list(n.output), name=n.name)]
+
+    return _rewrite_nodes(g, replace)
+
+
+def _rewrite_nodes(g, replace) -> int:
+    """Replace each node of ``g`` for which ``replace(node)`` returns a list of nodes by that list
+    (None keeps the node); then drop initializers nothing reads. Returns how many were replaced."""
     nodes, done = [], 0
     for n in g.node:
-        if (n.op_type == "BatchNormalization" and len(n.output) == 1 and len(n.input) == 5
-                and all(i in inits for i in n.input[1:]) and ranks.get(n.input[0]) == 4):
-            eps = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "epsilon"), 1e-5)
-            scale, bias, mean, var = (numpy_helper.to_array(inits[i]) for i in n.input[1:])
-            if eps == 0 and np.all(scale == 1) and np.all(mean == 0) and np.all(var == 1):
-                name = f"{n.output[0]}_shift"
-                g.initializer.append(numpy_helper.from_array(bias.reshape(1, -1, 1, 1).astype(bias.dtype), name))
-                nodes.append(helper.make_node("Add", [n.input[0], name], list(n.output), name=n.name))
-                done += 1
-                continue
-        nodes.append(n)
+        new = replace(n)
+        if new is None:
+            nodes.append(n)
+        else:
+            nodes.extend(new)
+            done += 1
     if done:
         _replace_nodes(g, nodes)
     return done
