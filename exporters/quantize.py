@@ -153,7 +153,7 @@ def unit_batchnorms_to_adds(model) -> int:
         if not (eps == 0 and np.all(scale == 1) and np.all(mean == 0) and np.all(var == 1)):
             return None
         name = f"{n.output[0]}_shift"
-        g.initializer.append(numpy_helper.from_array(bias.reshape(1, -1, 1, 1).astype(bias.dtype), name))
+        g.initializer.append(numpy_helper.from_array(bias.reshape(1, -1, 1, 1), name))
         return [helper.make_node("Add", [n.input[0], name], list(n.output), name=n.name)]
 
     return _rewrite_nodes(g, replace)

@@ -145,13 +145,12 @@ class Cell(nn.Module):
                 if first_conv is None and op.startswith("nor_conv"):
                     first_conv = len(ys)
                 ys.append(self._edge(i, j, nodes[i], relu, pool))
-            if plan["shift"]:
-                shift = sum(self.ops[f"{i}->{j}"][2](zeros) for i, _ in plan["shift"])
-                if first_conv is not None:
-                    ys[first_conv] = ys[first_conv] + shift
-                    shift = None
+            shift = sum(self.ops[f"{i}->{j}"][2](zeros) for i, _ in plan["shift"]) if plan["shift"] else None
+            if shift is not None and first_conv is not None:
+                ys[first_conv] = ys[first_conv] + shift
+                shift = None
             total = sum(ys[1:], ys[0]) if ys else None
-            if plan["shift"] and shift is not None:  # no convolution among the node's inputs
+            if shift is not None:  # no convolution among the node's inputs to take it
                 total = shift if total is None else add_channel_shift(total, shift, self.c)
             nodes[j] = total
         return nodes[3]
