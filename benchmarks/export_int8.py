@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--data", default="digits", help="digits or cifar10[:PATH]")
     ap.add_argument("--arch-seed", type=int, default=0, help="the architecture: space.sample(seed)")
     ap.add_argument("--arch", default=None, help="an arch as JSON instead of --arch-seed")
+    ap.add_argument("--space-settings", default="{}",
+                    help='changes to the mbv3-32 preset as JSON, e.g. \'{"acts": ["relu", "relu", "relu", "relu", "relu"], '
+                         '"se": [false, false, false, false, false]}\' (MobileNetV3-minimalistic style)')
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--lr", type=float, default=0.05)
@@ -69,7 +72,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    space = get_space("mbv3-32")
+    space = get_space("mbv3-32", **json.loads(args.space_settings))
     arch = space.parse(args.arch) if args.arch else space.sample(args.arch_seed)
     ds = load_dataset(args.data, image_size=32, train_limit=args.train_limit)
     model = space.build(arch, num_classes=ds.num_classes)
@@ -104,7 +107,7 @@ def main() -> None:
     by_batch = {b: paired_ratios(fp32, int8, (b, *space.input_shape), args.repeats, b) for b in batches}
     paired = by_batch[batches[0]]
     summary = {
-        "data": ds.spec, "arch_id": arch.id, "arch": arch.to_dict(), "params": r["params"],
+        "data": ds.spec, "space_settings": json.loads(args.space_settings), "arch_id": arch.id, "arch": arch.to_dict(), "params": r["params"],
         "training": {"epochs": args.epochs, "train_images": len(ds.train_y), "steps": steps, "lr": args.lr,
                      "batch": 64, "seconds": train_s},
         "fp32": {k: r["fp32"].get(k) for k in ("size_bytes", "top1", "latency_ms")},
