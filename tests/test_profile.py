@@ -173,6 +173,10 @@ def test_eager_torch_pairs_with_the_spaces_reference_block(tmp_path):
     # eager torch: one session unless the caller chose otherwise
     assert with_backend_pairing(Protocol(), torch_cpu).sessions == 1
     assert with_backend_pairing(Protocol(sessions=3), torch_cpu).sessions == 3
+    # and more calls per measurement than ONNX Runtime (its calls jitter more), unless chosen
+    longer = with_backend_pairing(Protocol(), torch_cpu)
+    assert longer.max_repeats > Protocol().max_repeats and longer.min_repeats > Protocol().min_repeats
+    assert with_backend_pairing(Protocol(max_repeats=10, min_repeats=5), torch_cpu).max_repeats == 10
 
     out = tmp_path / "t.json"
     table = profile(space, torch_cpu, out, n_calibrate=4, n_validate=2, protocol=FAST)
