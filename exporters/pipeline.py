@@ -196,16 +196,16 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         if chooser is None:  # nothing to choose on: the range a tie would keep
             bits = bits[:1]
         compared = []
-        for method in methods:
-            for b in bits:
-                say(f"INT8 calibration: {method}, {b}-bit weights")
-                q = quantize_int8(fp32, calib, QuantizeOptions(method=method, reduce_range=b == 7))
-                row: dict[str, Any] = {"method": method, "weight_bits": b, "size_bytes": len(q)}
-                if chooser is not None:
-                    row["val_top1"] = top1(q, *chooser)
-                if test is not None:
-                    row["test_top1"] = top1(q, *test)
-                compared.append((row, q))
+        variants = [(method, b) for method in methods for b in bits]
+        for k, (method, b) in enumerate(variants, 1):
+            say(f"INT8 calibration, trying {k}/{len(variants)}: {method}, {b}-bit weights")
+            q = quantize_int8(fp32, calib, QuantizeOptions(method=method, reduce_range=b == 7))
+            row: dict[str, Any] = {"method": method, "weight_bits": b, "size_bytes": len(q)}
+            if chooser is not None:
+                row["val_top1"] = top1(q, *chooser)
+            if test is not None:
+                row["test_top1"] = top1(q, *test)
+            compared.append((row, q))
         # chosen on val only (test stays for the report); ties keep the first: MinMax before the
         # others; 8-bit weights before 7-bit where this CPU multiplies 8-bit pairs exactly (VNNI,
         # AMX, ARM dot product), else 7-bit (exact on every x86 CPU) first
