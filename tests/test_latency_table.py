@@ -213,3 +213,70 @@ def test_grouped_calibration_fits_per_block_times():
     assert plain["op_block_ms"] == {}
     pred_plain = np.array([predict_from_costs(c, plain, 0.02) for c in costs])
     assert np.max(np.abs(pred_plain / np.array(measured) - 1)) > 0.05
+
+
+def _act_networks(act_ms_per_mb: float, seed: int = 0):
+    """Networks of two op kinds whose measured time depends on activation MB as given."""
+    rng = np.random.default_rng(seed)
+    costs, counts, acts, measured = [], [], [], []
+    for _ in range(30):
+        n_a, n_b = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+        c = {"a": 0.05 * n_a, "b": 0.03 * n_b}
+        act = float(rng.uniform(1.0, 8.0))
+        costs.append(c)
+        counts.append({"a": n_a, "b": n_b})
+        acts.append(act)
+        measured.append(0.1 + 0.9 * (c["a"] + c["b"]) + act_ms_per_mb * act)
+    return costs, counts, acts, measured
+
+
+def test_calibration_keeps_an_activation_term_only_where_it_predicts_better():
+    costs, counts, acts, measured = _act_networks(0.05)
+    fit = fit_grouped_calibration(costs, measured, 0.02, counts=counts, act_mb=acts)
+    assert fit["act_term"]["kept"] and fit["ms_per_act_mb"] == pytest.approx(0.05, rel=0.1)
+    assert fit["act_term"]["loo_mape_with"] < fit["act_term"]["loo_mape_without"]
+    pred = np.array([predict_from_costs(c, fit, 0.02, n, a) for c, n, a in zip(costs, counts, acts)])
+    assert np.max(np.abs(pred / np.array(measured) - 1)) < 0.01
+    # times that do not depend on activation traffic: the term is dropped (zero)
+    costs, counts, acts, measured = _act_networks(0.0)
+    fit = fit_grouped_calibration(costs, measured, 0.02, counts=counts, act_mb=acts)
+    assert not fit["act_term"]["kept"] and fit["ms_per_act_mb"] == 0.0
+    # a negative time per MB (faster with more traffic) is never kept
+    costs, counts, acts, measured = _act_networks(-0.01)
+    fit = fit_grouped_calibration(costs, measured, 0.02, counts=counts, act_mb=acts)
+    assert fit["act_term"]["fitted_ms_per_mb"] < 0 and fit["ms_per_act_mb"] == 0.0
+    # without activation data the fit is the one it always was
+    assert "ms_per_act_mb" not in fit_grouped_calibration(costs, measured, 0.02, counts=counts)
+
+
+def test_predictor_adds_each_blocks_activation_time(tmp_path):
+    space = tiny_mbconv()
+    t = synthetic_table(space)
+    for i, e in enumerate(t.entries.values()):
+        e.act_mb = 0.1 * (i % 5)
+    arch = space.sample(0)
+    before = LatencyPredictor(t, space).predict(arch)
+    t.calibration = {**t.calibration, "ms_per_act_mb": 0.2}
+    t.save(tmp_path / "t.json")
+    again = load_table(tmp_path / "t.json")
+    assert [e.act_mb for e in again.entries.values()] == [e.act_mb for e in t.entries.values()]
+    pred = LatencyPredictor(again, space)
+    extra = 0.2 * sum(t.entries[b.key].act_mb for b in space.latency_terms(arch))
+    assert pred.predict(arch) == pytest.approx(before + extra)
+    archs = [space.sample(s) for s in range(20)]
+    assert np.array_equal(pred.predict_many(archs), np.array([pred.predict(a) for a in archs]))
+    # a bad value is a schema error
+    d = again.to_dict()
+    d["entries"][0]["act_mb"] = "big"
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    with pytest.raises(UserError, match="act_mb"):
+        load_table(tmp_path / "bad.json")
+
+
+def test_activation_mb_counts_what_the_convolutions_write():
+    import torch
+
+    from hwnas.latency.backends import activation_mb
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1, stride=2))
+    assert activation_mb(m, (3, 16, 16)) == pytest.approx((8 * 16 * 16 + 4 * 8 * 8) * 4 / 1e6)

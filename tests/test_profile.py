@@ -27,6 +27,7 @@ def test_real_profile_of_a_tiny_space(tmp_path, backend):
     loaded = load_table(out)
     assert set(loaded.entries) == {b.key for b in space.all_latency_terms()}
     assert all(e.latency_ms > 0 and e.count > 0 for e in loaded.entries.values())
+    assert all(e.act_mb > 0 for e in loaded.entries.values())  # activation traffic recorded per block
     v = loaded.validation
     assert v["n"] == 4 and 0 <= v["within_10pct"] <= 1 and -1 <= v["kendall_tau"] <= 1
     assert {n["id"] for n in v["networks"]}.isdisjoint({n["id"] for n in loaded.calibration["networks"]})
@@ -121,6 +122,7 @@ def test_bundle_runs_without_torch(tmp_path):
     assert "torch" not in r.stderr.lower() or "not installed" not in r.stderr
     table = load_table(out)
     assert set(table.entries) == {b["key"] for b in manifest["blocks"]}
+    assert all(table.entries[b["key"]].act_mb == b["act_mb"] > 0 for b in manifest["blocks"])
     assert table.validation["n"] == 3
     assert LatencyPredictor(table, space).predict(space.sample(1)) > 0
     # the standalone runner (numpy + onnxruntime only) writes the same format

@@ -101,6 +101,29 @@ def prepare_for_timing(module, input_shape: Sequence[int], seed: int = 0):
 TORCH_CPU_PROTOCOL = {"sessions": 1, "min_repeats": 64, "max_repeats": 300, "max_seconds": 1.0, "rel_tol": 0.003}
 
 
+def activation_mb(module, input_shape: Sequence[int]) -> float:
+    """Megabytes the convolutions of ``module`` write in one forward pass on one float32 input
+    of ``input_shape``: its activation traffic. A block timed alone keeps its activations in
+    the caches from call to call; inside a network they meet the other blocks' data, and eager
+    torch on a 2-core Xeon ran slower than its blocks add up in proportion to this traffic
+    (BENCHMARKS.md). The calibration may fit a time per megabyte from it."""
+    import torch
+
+    total = [0]
+
+    def count(_m, _i, out) -> None:
+        total[0] += out.numel()
+
+    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            module.eval()(torch.zeros((1, *input_shape)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0] * 4 / 1e6
+
+
 class TorchCPU(Backend):
     def __init__(self, threads: int = 1, batch: int = 1, provider: str | None = None, clock: str = "auto") -> None:
         if provider:

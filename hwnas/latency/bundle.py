@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_bytes, atomic_write_json
-from hwnas.latency.backends import export_onnx_bytes, prepare_for_timing
+from hwnas.latency.backends import activation_mb, export_onnx_bytes, prepare_for_timing
 from hwnas.latency.bundle_runner import BUNDLE_SCHEMA, BUNDLE_VERSION
 from hwnas.latency.profiler import overhead_module, sample_networks, space_header
 
@@ -66,6 +66,7 @@ def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int
         for i, b in enumerate(blocks):
             manifest["blocks"].append({
                 "key": b.key, "op": b.op, "input_shape": list(b.input_shape), "params": dict(b.params),
+                "act_mb": activation_mb(space.build_block(b), b.input_shape),
                 "file": emit(space.build_block(b), b.input_shape, f"blocks/{i:04d}.onnx"),
             })
         for kind, archs in (("calibration", calib), ("validation", valid)):

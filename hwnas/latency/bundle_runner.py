@@ -63,7 +63,8 @@ def run_bundle(bundle: str | Path, out: str | Path, *, provider: str = "CPUExecu
     tasks = [Task("overhead", "overhead", runner(manifest["overhead"], manifest["overhead"]["input_shape"]))]
     for b in manifest["blocks"]:
         tasks.append(Task("block", b["key"], runner(b, [batch, *b["input_shape"]]),
-                          {"op": b["op"], "input_shape": b["input_shape"], "params": b.get("params", {})}))
+                          {"op": b["op"], "input_shape": b["input_shape"], "params": b.get("params", {}),
+                           "act_mb": b.get("act_mb")}))
     net_shape = [batch, *manifest["overhead"]["input_shape"][1:]]
     nets = {kind: [Task(kind, n["id"], runner(n, net_shape), {"arch": n["arch"], "terms": n["terms"]})
                    for n in manifest[kind]] for kind in ("calibration", "validation")}

@@ -67,11 +67,14 @@ def count_by_op(ops: Iterable[str]) -> dict[str, int]:
 def fit_grouped_calibration(costs: Sequence[Mapping[str, float]], measured_ms: Sequence[float],
                             overhead_ms: float, ridge: float = RIDGE,
                             counts: Sequence[Mapping[str, int]] | None = None,
-                            count_ridge: float = COUNT_RIDGE) -> dict:
+                            count_ridge: float = COUNT_RIDGE, act_mb: Sequence[float] | None = None) -> dict:
     """Fit ``measured = scale*overhead + sum_g (scale_g * cost_g + ms_g * n_g) + offset`` (module doc).
 
     ``counts`` (blocks per op kind and network) adds the per-block terms ``ms_g`` for the op
-    kinds whose count varies across the calibration networks; without it they are all zero."""
+    kinds whose count varies across the calibration networks; without it they are all zero.
+    ``act_mb`` (each network's activation megabytes, the sum of its blocks') offers one more
+    term, ``ms_per_act_mb``: kept only when it is positive and lowers the leave-one-out error
+    over the calibration networks, else zero (``act_term`` records the comparison)."""
     y = np.asarray(measured_ms, dtype=float)
     raw = np.array([overhead_ms + sum(c.values()) for c in costs])
     scale, offset = fit_linear(raw, y)
@@ -82,25 +85,56 @@ def fit_grouped_calibration(costs: Sequence[Mapping[str, float]], measured_ms: S
     N = np.array([[n.get(op, 0) for op in ops] for n in counts], dtype=float) if counts else np.zeros((len(y), 0))
     varying = [i for i in range(N.shape[1]) if np.ptp(N[:, i]) > 0]
     N = N[:, varying]
-    # unknowns: one scale per op kind, one per-block time per varying op kind, then the offset;
-    # the overhead term uses the common scale; rows weighted by 1/measured so that the fit
-    # minimises relative error, as fit_linear does. Scales are pulled towards the common scale,
-    # per-block times towards zero.
-    wts = 1.0 / np.maximum(y, 1e-12)
-    A = np.c_[X, N, np.ones(len(y))] * wts[:, None]
-    b = (y - scale * overhead_ms) * wts
-    norms = np.maximum((A[:, :-1] ** 2).sum(axis=0), 1e-12)
-    lam = np.r_[ridge * norms[:len(ops)], count_ridge * norms[len(ops):]]
-    A_aug = np.r_[A, np.c_[np.diag(np.sqrt(lam)), np.zeros(len(lam))]]
-    b_aug = np.r_[b, np.sqrt(lam[:len(ops)]) * scale, np.zeros(len(varying))]
-    w, *_ = np.linalg.lstsq(A_aug, b_aug, rcond=None)
-    op_scales = {op: float(max(s, 0.0)) for op, s in zip(ops, w[:len(ops)])}
-    op_block_ms = {ops[i]: float(v) for i, v in zip(varying, w[len(ops):-1])}
-    return {"scale": scale, "offset_ms": float(w[-1]), "op_scales": op_scales, "op_block_ms": op_block_ms}
+    act = None if act_mb is None else np.asarray(act_mb, dtype=float)[:, None]
+
+    def solve(rows: np.ndarray, with_act: bool) -> np.ndarray:
+        # unknowns: one scale per op kind, one per-block time per varying op kind, [the time per
+        # activation MB,] then the offset; the overhead term uses the common scale; rows weighted
+        # by 1/measured so that the fit minimises relative error, as fit_linear does. Scales are
+        # pulled towards the common scale, per-block times towards zero.
+        cols = [X[rows], N[rows]] + ([act[rows]] if with_act else [])
+        wts = 1.0 / np.maximum(y[rows], 1e-12)
+        A = np.c_[tuple(cols) + (np.ones(len(rows)),)] * wts[:, None]
+        b = (y[rows] - scale * overhead_ms) * wts
+        norms = np.maximum((A[:, :len(ops) + N.shape[1]] ** 2).sum(axis=0), 1e-12)
+        lam = np.r_[ridge * norms[:len(ops)], count_ridge * norms[len(ops):]]
+        pad = A.shape[1] - len(lam)  # the activation term and the offset are not pulled
+        A_aug = np.r_[A, np.c_[np.diag(np.sqrt(lam)), np.zeros((len(lam), pad))]]
+        b_aug = np.r_[b, np.sqrt(lam[:len(ops)]) * scale, np.zeros(N.shape[1])]
+        return np.linalg.lstsq(A_aug, b_aug, rcond=None)[0]
+
+    def design(with_act: bool) -> np.ndarray:
+        return np.c_[tuple([X, N] + ([act] if with_act else [])) + (np.ones(len(y)),)]
+
+    def loo_error(with_act: bool) -> float:
+        D, errs = design(with_act), []
+        for i in range(len(y)):
+            w = solve(np.flatnonzero(np.arange(len(y)) != i), with_act)
+            errs.append(abs(scale * overhead_ms + D[i] @ w - y[i]) / y[i])
+        return float(np.mean(errs))
+
+    all_rows = np.arange(len(y))
+    w = solve(all_rows, False)
+    act_term = None
+    if act is not None and len(y) >= 8 and np.ptp(act) > 0:
+        w_act = solve(all_rows, True)
+        without, with_ = loo_error(False), loo_error(True)
+        kept = bool(w_act[-2] > 0 and with_ < without)
+        act_term = {"kept": kept, "loo_mape_without": without, "loo_mape_with": with_,
+                    "fitted_ms_per_mb": float(w_act[-2])}
+        if kept:
+            w = w_act
+    op_scales = {op: float(max(v, 0.0)) for op, v in zip(ops, w[:len(ops)])}
+    op_block_ms = {ops[i]: float(v) for i, v in zip(varying, w[len(ops):len(ops) + len(varying)])}
+    fit = {"scale": scale, "offset_ms": float(w[-1]), "op_scales": op_scales, "op_block_ms": op_block_ms}
+    if act_term is not None:
+        fit["ms_per_act_mb"] = float(w[-2]) if act_term["kept"] else 0.0
+        fit["act_term"] = act_term
+    return fit
 
 
 def predict_from_costs(costs: Mapping[str, float], calibration: Mapping, overhead_ms: float,
-                       counts: Mapping[str, int] | None = None) -> float:
+                       counts: Mapping[str, int] | None = None, act_mb: float | None = None) -> float:
     scale = float(calibration["scale"])
     op_scales = calibration.get("op_scales") or {}
     block_ms = calibration.get("op_block_ms") or {}
@@ -109,7 +143,7 @@ def predict_from_costs(costs: Mapping[str, float], calibration: Mapping, overhea
         total += float(op_scales.get(op, scale)) * c
     for op, n in (counts or {}).items():
         total += float(block_ms.get(op, 0.0)) * n
-    return total
+    return total + float(calibration.get("ms_per_act_mb") or 0.0) * float(act_mb or 0.0)
 
 
 class LatencyPredictor:
@@ -131,9 +165,11 @@ class LatencyPredictor:
         scale = float(table.calibration["scale"])
         op_scales = table.calibration.get("op_scales") or {}
         block_ms = table.calibration.get("op_block_ms") or {}
-        # per-term cost: call overhead removed, its op kind's scale applied, its per-block time added
+        act = float(table.calibration.get("ms_per_act_mb") or 0.0)
+        # per-term cost: call overhead removed, its op kind's scale applied, its per-block time and
+        # its activation traffic's time added
         self._cost = {k: max(e.latency_ms - self.overhead, 0.0) * float(op_scales.get(e.op, scale))
-                      + float(block_ms.get(e.op, 0.0)) for k, e in table.entries.items()}
+                      + float(block_ms.get(e.op, 0.0)) + act * float(e.act_mb or 0.0) for k, e in table.entries.items()}
         self._base = scale * self.overhead + float(table.calibration["offset_ms"])
 
     def term_cost(self, key: str) -> float:

@@ -91,8 +91,11 @@ def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed
     """
     import random
 
+    from hwnas.latency.backends import activation_mb
+
     blocks = [Task("block", b.key, (lambda b=b: backend.sessions(space.build_block(b), b.input_shape)),
-                   {"op": b.op, "input_shape": list(b.input_shape), "params": dict(b.params)})
+                   {"op": b.op, "input_shape": list(b.input_shape), "params": dict(b.params),
+                    "act_mb": activation_mb(space.build_block(b), b.input_shape)})
               for b in space.all_latency_terms()]
     random.Random(seed).shuffle(blocks)
     calib, valid = sample_networks(space, n_calibrate, n_validate, seed)

@@ -141,13 +141,17 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
         entries[t.key] = TableEntry(key=t.key, op=t.info["op"], input_shape=list(t.info["input_shape"]),
                                     params=dict(t.info.get("params", {})), latency_ms=r["latency_ms"],
                                     median_ms=r["median_ms"], iqr_ms=r["iqr_ms"], count=r["count"], noisy=r["noisy"],
-                                    session_spread=r.get("session_spread", 0.0))
+                                    session_spread=r.get("session_spread", 0.0), act_mb=t.info.get("act_mb"))
 
     def raw(t: Task) -> float:
         return raw_from_terms((entries[k].latency_ms for k in t.info["terms"]), overhead)
 
     def costs(t: Task) -> dict[str, float]:
         return cost_by_op(((entries[k].op, entries[k].latency_ms) for k in t.info["terms"]), overhead)
+
+    def act(t: Task) -> float | None:
+        mbs = [entries[k].act_mb for k in t.info["terms"]]
+        return None if any(v is None for v in mbs) else float(sum(mbs))
 
     def network_rows(kind: str) -> list[dict]:
         rows = []
@@ -157,17 +161,19 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
                 rows.append({"id": t.key, "arch": t.info["arch"], "measured_ms": r["latency_ms"],
                              "median_ms": r["median_ms"], "iqr_ms": r["iqr_ms"],
                              "session_spread": r.get("session_spread", 0.0), "raw_ms": raw(t), "costs": costs(t),
-                             "counts": count_by_op(entries[k].op for k in t.info["terms"])})
+                             "counts": count_by_op(entries[k].op for k in t.info["terms"]), "act_mb": act(t)})
         return rows
 
     calib = network_rows("calibration")
     if len(calib) < 2:
         raise UserError("calibration needs at least 2 networks; raise --calibrate")
+    acts = [c["act_mb"] for c in calib]
     fit = fit_grouped_calibration([c["costs"] for c in calib], [c["measured_ms"] for c in calib], overhead,
-                                  counts=[c["counts"] for c in calib])
+                                  counts=[c["counts"] for c in calib],
+                                  act_mb=None if any(a is None for a in acts) else acts)
     valid = network_rows("validation")
     for row in calib + valid:
-        row["predicted_ms"] = predict_from_costs(row.pop("costs"), fit, overhead, row.pop("counts"))
+        row["predicted_ms"] = predict_from_costs(row.pop("costs"), fit, overhead, row.pop("counts"), row["act_mb"])
     if valid:
         validation: dict[str, Any] = fidelity([v["predicted_ms"] for v in valid], [v["measured_ms"] for v in valid])
         validation["measurement_spread"] = float(np.median([v["iqr_ms"] / v["median_ms"] for v in valid]))

@@ -29,11 +29,17 @@ class TableEntry:
     count: int
     noisy: bool = False
     session_spread: float = 0.0
+    # megabytes the block's convolutions write for one image (its activation traffic); None in
+    # tables built before it was recorded
+    act_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "op": self.op, "input_shape": self.input_shape, "params": self.params,
-                "latency_ms": self.latency_ms, "median_ms": self.median_ms, "iqr_ms": self.iqr_ms,
-                "count": self.count, "noisy": self.noisy, "session_spread": self.session_spread}
+        d = {"key": self.key, "op": self.op, "input_shape": self.input_shape, "params": self.params,
+             "latency_ms": self.latency_ms, "median_ms": self.median_ms, "iqr_ms": self.iqr_ms,
+             "count": self.count, "noisy": self.noisy, "session_spread": self.session_spread}
+        if self.act_mb is not None:
+            d["act_mb"] = self.act_mb
+        return d
 
 
 @dataclass
@@ -91,6 +97,15 @@ def _require(d: dict, key: str, types: type | tuple[type, ...], where: str, path
     return v
 
 
+def _optional_number(d: dict, key: str, where: str, path: str) -> float | None:
+    if d.get(key) is None:
+        return None
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise UserError(f"latency table {path!r} is malformed: {where}{key} must be a number >= 0; rebuild it with `hwnas profile`")
+    return float(v)
+
+
 def table_from_dict(d: Any, path: str = "<table>") -> LatencyTable:
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise UserError(f"{path!r} is not an hwnas latency table (no \"schema\": \"{SCHEMA}\"); make one with `hwnas profile`")
@@ -131,6 +146,7 @@ def table_from_dict(d: Any, path: str = "<table>") -> LatencyTable:
             iqr_ms=float(_require(e, "iqr_ms", num, where, path)),
             count=int(_require(e, "count", int, where, path)),
             noisy=bool(e.get("noisy", False)),
+            act_mb=_optional_number(e, "act_mb", where, path),
         )
     if not entries:
         raise UserError(f"latency table {path!r} has no entries; rebuild it with `hwnas profile`")
