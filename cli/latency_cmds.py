@@ -53,6 +53,16 @@ def print_validation(table, path: str) -> None:
         t.add_row("scale per block kind", ", ".join(f"{op} x{s:.2f}" for op, s in sorted(cal["op_scales"].items())))
     if cal.get("op_block_ms"):
         t.add_row("time per block", ", ".join(f"{op} {ms * 1e3:+.1f} us" for op, ms in sorted(cal["op_block_ms"].items())))
+    act = cal.get("act_term") or {}
+    if "loo_mape_with" in act:
+        loo = f"leave-one-out {act['loo_mape_without']:.1%} -> {act['loo_mape_with']:.1%}"
+        if act["kept"]:
+            shown = f"{cal['ms_per_act_mb'] * 1e3:.1f} us ({loo})"
+        elif act["fitted_ms_per_mb"] <= 0:
+            shown = f"not used (fitted {act['fitted_ms_per_mb'] * 1e3:.1f} us)"
+        else:
+            shown = f"not used ({loo})"
+        t.add_row("time per MB of activations", shown)
     if v.get("n"):
         t.add_row("validation networks", str(v["n"]))
         t.add_row("within ±5%", f"{v['within_5pct']:.0%}")

@@ -104,3 +104,17 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, tiny_table, args, ne
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
     assert "Traceback" not in err
     assert set(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
+
+
+def test_profile_output_says_whether_the_activation_term_is_used(capsys, tiny_table):
+    from hwnas.cli.latency_cmds import print_validation
+    from hwnas.latency import load_table
+
+    table = load_table(tiny_table)
+    table.calibration = {**table.calibration, "ms_per_act_mb": 0.0706,
+                         "act_term": {"kept": True, "loo_mape_without": 0.030, "loo_mape_with": 0.025, "fitted_ms_per_mb": 0.0706}}
+    print_validation(table, "t.json")
+    assert "70.6 us (leave-one-out 3.0% -> 2.5%)" in capsys.readouterr().out
+    table.calibration["act_term"] = {"kept": False, "loo_mape_without": 0.026, "loo_mape_with": 0.025, "fitted_ms_per_mb": -0.14}
+    print_validation(table, "t.json")
+    assert "not used (fitted -140.0 us)" in capsys.readouterr().out
