@@ -64,10 +64,11 @@ def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int
             "validation": [],
         }
         for i, b in enumerate(blocks):
+            module = space.build_block(b)
             manifest["blocks"].append({
                 "key": b.key, "op": b.op, "input_shape": list(b.input_shape), "params": dict(b.params),
-                "act_mb": activation_mb(space.build_block(b), b.input_shape),
-                "file": emit(space.build_block(b), b.input_shape, f"blocks/{i:04d}.onnx"),
+                "act_mb": activation_mb(module, b.input_shape),
+                "file": emit(module, b.input_shape, f"blocks/{i:04d}.onnx"),
             })
         for kind, archs in (("calibration", calib), ("validation", valid)):
             for i, a in enumerate(archs):

@@ -85,38 +85,35 @@ def fit_grouped_calibration(costs: Sequence[Mapping[str, float]], measured_ms: S
     N = np.array([[n.get(op, 0) for op in ops] for n in counts], dtype=float) if counts else np.zeros((len(y), 0))
     varying = [i for i in range(N.shape[1]) if np.ptp(N[:, i]) > 0]
     N = N[:, varying]
-    act = None if act_mb is None else np.asarray(act_mb, dtype=float)[:, None]
+    ones = np.ones((len(y), 1))
+    # design matrices without and with the activation column: one scale per op kind, one
+    # per-block time per varying op kind, [the time per activation MB,] then the offset
+    designs = {False: np.c_[X, N, ones]}
+    if act_mb is not None:
+        designs[True] = np.c_[X, N, np.asarray(act_mb, dtype=float)[:, None], ones]
 
     def solve(rows: np.ndarray, with_act: bool) -> np.ndarray:
-        # unknowns: one scale per op kind, one per-block time per varying op kind, [the time per
-        # activation MB,] then the offset; the overhead term uses the common scale; rows weighted
-        # by 1/measured so that the fit minimises relative error, as fit_linear does. Scales are
-        # pulled towards the common scale, per-block times towards zero.
-        cols = [X[rows], N[rows]] + ([act[rows]] if with_act else [])
+        # the overhead term uses the common scale; rows weighted by 1/measured so that the fit
+        # minimises relative error, as fit_linear does. Scales are pulled towards the common
+        # scale, per-block times towards zero; the activation term and the offset are not pulled.
         wts = 1.0 / np.maximum(y[rows], 1e-12)
-        A = np.c_[tuple(cols) + (np.ones(len(rows)),)] * wts[:, None]
+        A = designs[with_act][rows] * wts[:, None]
         b = (y[rows] - scale * overhead_ms) * wts
         norms = np.maximum((A[:, :len(ops) + N.shape[1]] ** 2).sum(axis=0), 1e-12)
         lam = np.r_[ridge * norms[:len(ops)], count_ridge * norms[len(ops):]]
-        pad = A.shape[1] - len(lam)  # the activation term and the offset are not pulled
-        A_aug = np.r_[A, np.c_[np.diag(np.sqrt(lam)), np.zeros((len(lam), pad))]]
+        A_aug = np.r_[A, np.c_[np.diag(np.sqrt(lam)), np.zeros((len(lam), A.shape[1] - len(lam)))]]
         b_aug = np.r_[b, np.sqrt(lam[:len(ops)]) * scale, np.zeros(N.shape[1])]
         return np.linalg.lstsq(A_aug, b_aug, rcond=None)[0]
 
-    def design(with_act: bool) -> np.ndarray:
-        return np.c_[tuple([X, N] + ([act] if with_act else [])) + (np.ones(len(y)),)]
-
     def loo_error(with_act: bool) -> float:
-        D, errs = design(with_act), []
-        for i in range(len(y)):
-            w = solve(np.flatnonzero(np.arange(len(y)) != i), with_act)
-            errs.append(abs(scale * overhead_ms + D[i] @ w - y[i]) / y[i])
-        return float(np.mean(errs))
+        D, every = designs[with_act], np.arange(len(y))
+        return float(np.mean([abs(scale * overhead_ms + D[i] @ solve(every[every != i], with_act) - y[i]) / y[i]
+                              for i in every]))
 
     all_rows = np.arange(len(y))
     w = solve(all_rows, False)
     act_term = None
-    if act is not None and len(y) >= 8 and np.ptp(act) > 0:
+    if act_mb is not None and len(y) >= 8 and np.ptp(act_mb) > 0:
         w_act = solve(all_rows, True)
         without, with_ = loo_error(False), loo_error(True)
         kept = bool(w_act[-2] > 0 and with_ < without)
