@@ -26,14 +26,21 @@ def progress_bars() -> Iterator:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     bars: dict[str, int] = {}
-    with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=err, transient=False) as progress:
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in bars:
-                bars[phase] = progress.add_task(PHASE_LABELS.get(phase, phase), total=total)
-            progress.update(bars[phase], completed=done, total=total)
+    progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=err, transient=False)
 
+    def update(phase: str, done: int, total: int) -> None:
+        if not bars:  # shown from the first step on: input refused before any work leaves no blank line
+            progress.start()
+        if phase not in bars:
+            bars[phase] = progress.add_task(PHASE_LABELS.get(phase, phase), total=total)
+        progress.update(bars[phase], completed=done, total=total)
+
+    try:
         yield update
+    finally:
+        if bars:
+            progress.stop()
 
 
 def print_validation(table, path: str) -> None:
