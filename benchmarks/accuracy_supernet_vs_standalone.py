@@ -48,7 +48,8 @@ def main() -> None:
 
     from hwnas.accuracy import get_evaluator
     from hwnas.accuracy.predictor import kendall_tau
-    from hwnas.accuracy.standalone import StandaloneConfig, train_standalone
+    from hwnas.accuracy.standalone import train_standalone
+    from hwnas.accuracy.training import TrainRecipe
     from hwnas.accuracy.supernet_train import SupernetTrainConfig, data_for, train_supernet
     from hwnas.space import get_space
 
@@ -70,7 +71,7 @@ def main() -> None:
         if a not in archs:
             archs.append(a)
     ds = data_for(space, cfg)
-    scfg = StandaloneConfig(epochs=args.standalone_epochs or args.epochs, batch_size=args.batch_size, lr=args.lr,
+    scfg = TrainRecipe(epochs=args.standalone_epochs or args.epochs, batch_size=args.batch_size, lr=args.lr,
                             seed=args.seed, device="cpu")
     if args.standalone_only:
         i, k = (int(v) for v in args.standalone_only.split("/"))

@@ -1,21 +1,40 @@
-"""``train[:EPOCHS]``: each arch trained from scratch (small spaces, and checking the supernet)."""
+"""``train[:EPOCHS]``: each arch trained from scratch on the shared loop (small spaces, checking
+the supernet, ground truth for the proxies and the few-shot predictor).
+
+Results are cached per (space, arch, data, split, recipe) in JSON lines under the cache
+directory: training is the expensive evaluator, and a benchmark rerun or a resumed search
+should not pay twice.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import time
 from typing import Any, Sequence
 
 from hwnas.accuracy import EVALUATORS, Evaluator
-from hwnas.accuracy.standalone import StandaloneConfig, train_standalone
+from hwnas.accuracy.standalone import train_standalone
+from hwnas.accuracy.training import TrainRecipe
 from hwnas.data import load_dataset
+from hwnas.data.cache import cache_dir
 from hwnas.errors import UserError
+from hwnas.fileio import Journal, read_journal
 from hwnas.space import Arch, SearchSpace
 
+# recipe fields that change what is learned (threads, device and compilation do not, beyond noise)
+_RESULT_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "label_smoothing", "optimizer",
+                  "warmup_epochs", "seed", "max_steps")
 
-@EVALUATORS.register("train", "each arch trained from scratch for E epochs: train[:E] (options data=, seed=)")
+
+@EVALUATORS.register("train", "each arch trained from scratch for E epochs on the shared loop: train:E "
+                              "(options data=, seed=, train_limit=)")
 class TrainEvaluator(Evaluator):
     def __init__(self, arg: str, space: SearchSpace, data: str = "digits", epochs: int | None = None, seed: int = 0,
                  batch_size: int = 64, lr: float = 0.05, device: str = "auto", split: str = "val",
-                 train_limit: int | None = None, val_limit: int | None = None, progress: bool = False, **_: Any) -> None:
+                 train_limit: int | None = None, val_limit: int | None = None, progress: bool = False,
+                 threads: int | None = None, cache: bool = True, recipe: TrainRecipe | None = None, **_: Any) -> None:
         if arg:
             try:
                 epochs = int(arg)
@@ -24,14 +43,43 @@ class TrainEvaluator(Evaluator):
         epochs = 10 if epochs is None else epochs
         self.spec = f"train:{epochs}"
         self.space = space
-        self.cfg = StandaloneConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        if recipe is None:
+            recipe = TrainRecipe(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, threads=threads)
+        else:
+            recipe = dataclasses.replace(recipe, epochs=epochs)
+        self.cfg = recipe
         self.cfg.check()
+        if split not in ("val", "test"):
+            raise UserError(f"the train evaluator measures val or test, not {split!r}")
         self.data_spec, self.split, self.progress = data, split, progress
         self.ds = load_dataset(data, image_size=space.input_shape[-1], train_limit=train_limit, val_limit=val_limit)
+        self.seconds_per_arch: list[float] = []
+        self._cache: dict[str, float] = {}
+        self._journal: Journal | None = None
+        if cache:
+            blob = json.dumps({"space": space.config_hash(), "data": self.ds.describe(), "split": split,
+                               "recipe": {k: getattr(recipe, k) for k in _RESULT_FIELDS}}, sort_keys=True)
+            folder = cache_dir() / "evals"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"train-{space.name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}.jsonl"
+            for rec in read_journal(path)[0]:
+                if isinstance(rec.get("id"), str) and isinstance(rec.get("accuracy"), (int, float)):
+                    self._cache[rec["id"]] = float(rec["accuracy"])
+            self._journal = Journal(path)
 
     def evaluate(self, archs: Sequence[Arch]) -> list[float]:
-        return [train_standalone(self.space, self.space.parse(a), self.ds, self.cfg, self.progress, self.split)
-                for a in archs]
+        out = []
+        for a in archs:
+            arch = self.space.parse(a)
+            if arch.id not in self._cache:
+                t0 = time.perf_counter()
+                acc = train_standalone(self.space, arch, self.ds, self.cfg, self.progress, self.split)
+                self.seconds_per_arch.append(time.perf_counter() - t0)
+                self._cache[arch.id] = acc
+                if self._journal is not None:
+                    self._journal.append({"id": arch.id, "accuracy": acc})
+            out.append(self._cache[arch.id])
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "data": self.data_spec, "split": self.split, "seed": self.cfg.seed,
