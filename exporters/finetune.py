@@ -1,4 +1,5 @@
-"""Fine-tuning after extraction or pruning, with optional knowledge distillation.
+"""Fine-tuning after extraction or pruning, with optional knowledge distillation, on the shared
+training loop (``hwnas.accuracy.training``).
 
 The student learns from the labels and, when a teacher is given, from the teacher's softened
 outputs (Hinton et al.): a supernet's largest subnet, or the model before pruning, knows more
@@ -8,13 +9,14 @@ about the data than the hard labels say.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from hwnas.accuracy.runtime import cosine_lr
+from hwnas.accuracy.training import (CallableBatches, ResidentImages, TrainRecipe, distillation_step,
+                                     cross_entropy_step, make_optimizer, prepare_model, train, use_threads)
+from hwnas.accuracy.runtime import Runtime
 from hwnas.errors import UserError
 
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]  # epoch -> (inputs, labels)
@@ -30,59 +32,76 @@ class FinetuneConfig:
     kd_temperature: float = 2.0
     max_steps: int | None = None  # stop early (tests, demos)
     seed: int = 0
+    threads: int | None = None  # CPU threads (None: all cores)
 
     def check(self) -> None:
         if self.epochs < 0:
             raise UserError(f"--finetune-epochs must be 0 or more, got {self.epochs}")
 
 
-def dataset_batches(ds, batch_size: int = 64, seed: int = 0) -> Batches:
-    """Augmented, shuffled training batches of an hwnas ``Dataset``, a new order each epoch."""
+class DatasetBatches:
+    """Augmented, shuffled training batches of an hwnas ``Dataset``, a new order each epoch.
 
-    def epoch(e: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return ds.batches("train", batch_size, shuffle=True, augment=True, seed=seed * 1000 + e, drop_last=True)
+    Callable as ``epoch -> iterable of (x, y)`` like any ``Batches``; ``finetune`` recognises it
+    and trains from the data resident in the loop's fast layout instead."""
 
-    return epoch
+    def __init__(self, ds: Any, batch_size: int = 64, seed: int = 0) -> None:
+        self.ds, self.batch_size, self.seed = ds, batch_size, seed
+        self._resident: ResidentImages | None = None
+
+    def resident(self, channels_last: bool = True) -> ResidentImages:
+        if self._resident is None or self._resident.channels_last != channels_last:
+            self._resident = ResidentImages(self.ds, "train", "cpu", channels_last)
+        return self._resident
+
+    def __call__(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.resident(False).epoch(self.seed, epoch, self.batch_size)
+
+
+def dataset_batches(ds: Any, batch_size: int = 64, seed: int = 0) -> DatasetBatches:
+    return DatasetBatches(ds, batch_size, seed)
 
 
 def finetune(model: nn.Module, batches: Batches, cfg: FinetuneConfig, teacher: nn.Module | None = None,
              on_step: Callable[[int, float], None] | None = None) -> int:
-    """Train ``model`` in place; returns the number of steps taken."""
+    """Train ``model`` in place (on the device it is on); returns the number of steps taken."""
     cfg.check()
     if cfg.epochs == 0:
         return 0
     torch.manual_seed(cfg.seed)
-    steps_per_epoch = sum(1 for _ in batches(0))
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    if teacher is not None:
-        teacher.eval()
-    model.train()
-    step = 0
-    T = cfg.kd_temperature
-    for e in range(cfg.epochs):
-        for x, y in batches(e):
-            if step >= total:
-                break
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(cfg.lr, step, total)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            if teacher is not None:
-                with torch.no_grad():
-                    soft = F.softmax(teacher(x) / T, dim=1)
-                kd = F.kl_div(F.log_softmax(logits / T, dim=1), soft, reduction="batchmean") * T * T
-                loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * kd
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
+    device = next(model.parameters()).device
+    rt = Runtime(device)
+    seed = batches.seed if isinstance(batches, DatasetBatches) else cfg.seed
+    batch_size = batches.batch_size if isinstance(batches, DatasetBatches) else 1
+    recipe = TrainRecipe(epochs=cfg.epochs, batch_size=batch_size, lr=cfg.lr, momentum=cfg.momentum,
+                         weight_decay=cfg.weight_decay, label_smoothing=0.0, seed=seed, device=str(device),
+                         threads=cfg.threads, compile=False, max_steps=cfg.max_steps)
+    with use_threads(recipe.threads):
+        prepare_model(model, recipe, device)
+        data = (batches.resident(recipe.channels_last) if isinstance(batches, DatasetBatches)
+                else CallableBatches(batches, device, recipe.channels_last))
+        if teacher is not None:
+            prepare_model(teacher, recipe, device)
+            inner = distillation_step(model, teacher, rt, cfg.kd_alpha, cfg.kd_temperature)
+        else:
+            inner = cross_entropy_step(model, rt)
+        last = {"loss": 0.0}
+
+        def step(x: torch.Tensor, y: torch.Tensor, s: int) -> torch.Tensor:
+            loss = inner(x, y, s)
+            last["loss"] = float(loss)
+            return loss
+
+        counted = {"n": 0}
+
+        def after(epoch: int, pos: int) -> None:
+            counted["n"] += 1
             if on_step is not None:
-                on_step(step, float(loss.detach()))
-    model.eval()
-    return step
+                on_step(counted["n"], last["loss"])
+
+        result = train(model, data, recipe, step, make_optimizer(model, recipe), rt, on_step=after)
+    # back to the default layout: pruning and ONNX export expect contiguous weights
+    model.to(memory_format=torch.contiguous_format)
+    if teacher is not None:
+        teacher.to(memory_format=torch.contiguous_format)
+    return result.steps

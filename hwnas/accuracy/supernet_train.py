@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import torch.nn.functional as F
 
 from hwnas.accuracy.checkpoint import check_space, load_checkpoint, save_checkpoint
 from hwnas.accuracy.progress import progress_bar
-from hwnas.accuracy.runtime import Runtime, cosine_lr, init_runtime, step_seed
+from hwnas.accuracy.runtime import Runtime, init_runtime
+from hwnas.accuracy.training import ResidentImages, TrainRecipe, make_optimizer, prepare_model, train, use_threads
 from hwnas.accuracy.supernet import Supernet
 from hwnas.data import Dataset, load_dataset
 from hwnas.errors import UserError
@@ -43,15 +43,21 @@ class SupernetTrainConfig:
     device: str = "auto"
 
     # fields a resumed run may change without changing what is being trained
-    RESUMABLE_CHANGES = ("epochs", "device")
+    threads: int | None = None  # CPU threads (None: all cores)
+    channels_last: bool = True
+
+    RESUMABLE_CHANGES = ("epochs", "device", "threads", "channels_last")
+
+    def recipe(self) -> TrainRecipe:
+        """The shared loop's recipe for these settings (the supernet is never compiled: its
+        graph changes with every subnet)."""
+        return TrainRecipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+                           weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
+                           warmup_epochs=self.warmup_epochs, seed=self.seed, device=self.device, threads=self.threads,
+                           channels_last=self.channels_last, compile=False)
 
     def check(self) -> None:
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
+        self.recipe().check()
 
 
 @dataclass
@@ -67,14 +73,6 @@ def data_for(space: SearchSpace, cfg: SupernetTrainConfig, download: bool = Fals
 
 def sandwich(space: SearchSpace, rng: random.Random, num_random: int) -> list:
     return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(num_random)]
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    # no weight decay on BN, biases and kernel transforms: it only pulls them off their identity/init
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() == 4 or (p.dim() == 2 and "transforms" not in name) else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def train_supernet(space: SearchSpace, cfg: SupernetTrainConfig, out: str | Path, *, resume: bool = False,
@@ -111,9 +109,18 @@ def _train(space: SearchSpace, cfg: SupernetTrainConfig, out: Path, rt: Runtime,
 
     torch.manual_seed(cfg.seed)
     ds = dataset if dataset is not None else data_for(space, cfg, download)
-    model = Supernet(space, kernel_transform=cfg.kernel_transform, num_classes=ds.num_classes).to(rt.device)
-    opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    steps_per_epoch = max(1, len(ds.train_y) // cfg.batch_size)  # drop_last: equal-sized steps
+    recipe = cfg.recipe()
+    with use_threads(recipe.threads):
+        return _loop(space, cfg, recipe, out, rt, state, ds, progress, stop_after_steps)
+
+
+def _loop(space: SearchSpace, cfg: SupernetTrainConfig, recipe: TrainRecipe, out: Path, rt: Runtime, state: Any,
+          ds: Dataset, progress: bool, stop_after_steps: int | None) -> TrainResult:
+    model = Supernet(space, kernel_transform=cfg.kernel_transform, num_classes=ds.num_classes)
+    prepare_model(model, recipe, rt.device)
+    opt = make_optimizer(model, recipe)
+    data = ResidentImages(ds, "train", rt.device, recipe.channels_last)
+    steps_per_epoch = data.steps_per_epoch(cfg.batch_size)
     epoch, step0, history = 0, 0, []
     if state is not None:
         meta, model_sd, opt_sd = state
@@ -122,8 +129,6 @@ def _train(space: SearchSpace, cfg: SupernetTrainConfig, out: Path, rt: Runtime,
             opt.load_state_dict(opt_sd)
         epoch, step0, history = int(meta["epoch"]), int(meta["step"]), list(meta.get("history", []))
     total = cfg.epochs * steps_per_epoch
-    warmup = cfg.warmup_epochs * steps_per_epoch
-    local_batch = max(1, cfg.batch_size // rt.world)
 
     def meta_now(ep: int, st: int) -> dict[str, Any]:
         return {
@@ -137,65 +142,56 @@ def _train(space: SearchSpace, cfg: SupernetTrainConfig, out: Path, rt: Runtime,
     def save(ep: int, st: int) -> None:
         in_sync = rt.replicas_identical(model)
         if rt.is_main:
-            sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_checkpoint(out, {**meta_now(ep, st), "replicas_identical": in_sync}, sd, _cpu_state(opt.state_dict()))
         rt.barrier()
 
-    params = [p for p in model.parameters()]
-    steps_done = 0
-    model.train()
+    def sandwich_step(x: torch.Tensor, y: torch.Tensor, s: int) -> torch.Tensor:
+        teacher, first = None, None
+        for arch in sandwich(space, random.Random(s), cfg.num_random):
+            model.set_active(arch)
+            with rt.autocast():
+                logits = model(x).float()
+            if teacher is None:
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                teacher = logits.detach().softmax(-1)
+                first = loss.detach()
+            else:  # in-place distillation: smaller subnets learn the largest's soft labels
+                loss = -(teacher * logits.log_softmax(-1)).sum(-1).mean()
+            loss.backward()
+        return first
+
+    params = list(model.parameters())
+    where = {"epoch": epoch, "step": step0, "done": 0}
+
+    def on_epoch_start(ep: int, first_step: int) -> None:
+        where["epoch"], where["step"] = ep, first_step
+        if first_step == 0 and ep > 0 and cfg.sort_channels:
+            model.sort_channels(opt)
+
+    def on_step(ep: int, pos: int) -> None:
+        where["epoch"], where["step"] = ep, pos
+        where["done"] += 1
+        if stop_after_steps is not None and where["done"] >= stop_after_steps:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(ep_done: int, record: dict[str, Any]) -> None:
+        history.append(record)
+        save(ep_done, 0)
+
     with progress_bar(progress and rt.is_main) as bar:
-        pos = step0
         task = bar.add_task("supernet", total=total, completed=epoch * steps_per_epoch + step0, info="")
         try:
-            while epoch < cfg.epochs:
-                order = torch.randperm(len(ds.train_y), generator=torch.Generator().manual_seed(step_seed(cfg.seed, epoch, -1)))
-                if step0 == 0 and epoch > 0 and cfg.sort_channels:
-                    model.sort_channels(opt)
-                loss_sum, seen, t0 = 0.0, 0, time.perf_counter()
-                pos = step0
-                for step in range(step0, steps_per_epoch):
-                    s = step_seed(cfg.seed, epoch, step)
-                    idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size][rt.rank::rt.world][:local_batch]
-                    x = ds.prepare(ds.train_x[idx], augment=True, generator=torch.Generator().manual_seed(s))
-                    x, y = x.to(rt.device, non_blocking=True), ds.train_y[idx].to(rt.device, non_blocking=True)
-                    torch.manual_seed(s)  # dropout
-                    lr = cosine_lr(cfg.lr, epoch * steps_per_epoch + step, total, warmup)
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                    opt.zero_grad(set_to_none=True)
-                    teacher = None
-                    for i, arch in enumerate(sandwich(space, random.Random(s), cfg.num_random)):
-                        model.set_active(arch)
-                        with rt.autocast():
-                            logits = model(x).float()
-                        if teacher is None:
-                            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                            teacher = logits.detach().softmax(-1)
-                            loss_sum += float(loss.detach())
-                        else:  # in-place distillation: smaller subnets learn the largest's soft labels
-                            loss = -(teacher * logits.log_softmax(-1)).sum(-1).mean()
-                        loss.backward()
-                        seen += len(y)
-                    rt.average_gradients(params)
-                    opt.step()
-                    steps_done += 1
-                    rate = seen * rt.world / max(1e-9, time.perf_counter() - t0)
-                    bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss_sum / (step - step0 + 1):.3f} "
-                                                     f"{rate:.0f} img/s")
-                    pos = step + 1
-                    if stop_after_steps is not None and steps_done >= stop_after_steps:
-                        raise KeyboardInterrupt
-                history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, steps_per_epoch - step0),
-                                "images_per_s": seen * rt.world / max(1e-9, time.perf_counter() - t0), "lr": lr})
-                epoch, step0 = epoch + 1, 0
-                save(epoch, 0)
+            train(model, data, recipe, sandwich_step, opt, rt, start_epoch=epoch, start_step=step0,
+                  on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end,
+                  after_backward=lambda: rt.average_gradients(params), on_step=on_step, bar=bar, task=task)
         except KeyboardInterrupt:
             # leave a checkpoint at the last finished step: --resume replays from there exactly
-            if epoch < cfg.epochs:
-                save(epoch + 1, 0) if pos >= steps_per_epoch else save(epoch, pos)
+            ep, pos = where["epoch"], where["step"]
+            if ep < cfg.epochs:
+                save(ep + 1, 0) if pos >= steps_per_epoch else save(ep, pos)
             raise
-    meta, _, _ = load_checkpoint(out) if rt.is_main else (meta_now(epoch, 0), None, None)
+    meta, _, _ = load_checkpoint(out) if rt.is_main else (meta_now(cfg.epochs, 0), None, None)
     return TrainResult(out, meta)
 
 
