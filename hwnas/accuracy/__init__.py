@@ -24,10 +24,12 @@ class Evaluator(ABC):
 
     spec: str
     space: SearchSpace
+    # False for scores that only rank archs (zero-cost proxies): they are not fractions
+    estimates_accuracy: bool = True
 
     @abstractmethod
     def evaluate(self, archs: Sequence[Arch]) -> list[float]:
-        """Accuracies of ``archs``, in order."""
+        """Accuracies of ``archs`` in order (for ranking-only evaluators: their scores)."""
 
     def describe(self) -> dict[str, Any]:
         """What identifies this evaluator's results (written into run configs, checked on resume)."""
@@ -63,3 +65,4 @@ register_evaluator_module("table", "hwnas.accuracy.table")
 register_evaluator_module("supernet", "hwnas.accuracy.supernet_evaluator")
 register_evaluator_module("train", "hwnas.accuracy.train_evaluator")
 register_evaluator_module("predictor", "hwnas.accuracy.predictor")
+register_evaluator_module("zc", "hwnas.accuracy.zc_evaluator")
