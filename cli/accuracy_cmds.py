@@ -35,10 +35,29 @@ def _print_results(rows: list[dict], as_json: bool, title: str) -> None:
 
     t = Table(title=title)
     t.add_column("id")
-    t.add_column("accuracy", justify="right")
+    key = "accuracy" if rows and "accuracy" in rows[0] else "score"
+    t.add_column(key, justify="right")
     for r in rows:
-        t.add_row(r["id"], f"{100 * r['accuracy']:.2f}%")
+        t.add_row(r["id"], f"{100 * r['accuracy']:.2f}%" if key == "accuracy" else f"{r['score']:.6g}")
     out.print(t)
+
+
+def _evaluator_space(spec: str, name: Optional[str], settings: Optional[str]):
+    """``--space`` (with settings), or the space a checkpoint or predictor file was made for."""
+    kind, _, arg = spec.partition(":")
+    if name is not None:
+        return _space(name, settings)
+    if kind == "supernet" and arg:
+        from hwnas.accuracy.checkpoint import load_checkpoint
+        from hwnas.space import space_from_config
+
+        meta, _, _ = load_checkpoint(arg)
+        return space_from_config(meta["space"], meta["space_config"])
+    if kind == "predictor" and arg:
+        from hwnas.accuracy.predictor import predictor_space
+
+        return predictor_space(arg)
+    raise UserError(f"--space is needed with evaluator {spec!r} (hwnas list spaces)")
 
 
 def register(app: typer.Typer) -> None:
@@ -83,28 +102,48 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate_cmd(
-        supernet: Path = typer.Option(..., "--supernet", help="checkpoint from `hwnas train-supernet`"),
         arch: str = typer.Option(..., "--arch", help="arch file: one JSON object per line ('-' for stdin)"),
-        data: Optional[str] = typer.Option(None, "--data", help="default: the data the supernet was trained on"),
-        bn_images: int = typer.Option(500, "--bn-images", help="training images for BatchNorm recalibration"),
-        split: str = typer.Option("val", "--split", help="val (search) or test (final reports)"),
-        threads: Optional[int] = typer.Option(None, "--threads"),
-        as_json: bool = typer.Option(False, "--json", help="one JSON line per arch"),
+        evaluator: Optional[str] = typer.Option(None, "--evaluator", help="any evaluator (hwnas list evaluators): "
+                                                "supernet:CKPT, train:E, table:CSV#COL, predictor:FILE, zc:NAME"),
+        supernet: Optional[Path] = typer.Option(None, "--supernet", help="shorthand for --evaluator supernet:CKPT"),
+        space: Optional[str] = typer.Option(None, "--space", help="search space; default: the one a checkpoint or predictor names"),
+        space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config"),
+        data: Optional[str] = typer.Option(None, "--data", help="dataset for zc: and train: (default digits); supernet: defaults to its own"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="seed of zc: (image batch, initial weights) and train:"),
+        split: Optional[str] = typer.Option(None, "--split", help="val (search) or test (final reports), for supernet: and train:"),
+        bn_images: Optional[int] = typer.Option(None, "--bn-images", help="supernet: training images for BatchNorm recalibration (500)"),
+        train_limit: Optional[int] = typer.Option(None, "--train-limit", help="train: train on this many images (seeded subset)"),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: all cores)"),
+        as_json: bool = typer.Option(False, "--json", help="one JSON line per arch: id, accuracy (and score for proxies)"),
     ) -> None:
-        """Accuracy of each arch read from a supernet (extract, recalibrate BN, measure)."""
+        """Score each arch with any evaluator: accuracy where it estimates one, a proxy's score otherwise."""
         from hwnas.accuracy import get_evaluator
-        from hwnas.accuracy.checkpoint import load_checkpoint
-        from hwnas.space import space_from_config
 
         _threads(threads)
-        if split not in ("val", "test"):
+        if supernet is not None:
+            if evaluator is not None:
+                raise UserError("give --evaluator or its shorthand --supernet, not both")
+            evaluator = f"supernet:{supernet}"
+        if evaluator is None:
+            raise UserError("say which evaluator: --evaluator SPEC (hwnas list evaluators) or --supernet CKPT")
+        if split is not None and split not in ("val", "test"):
             raise UserError(f"--split must be val or test, got {split!r}")
-        meta, _, _ = load_checkpoint(supernet)
-        sp = space_from_config(meta["space"], meta["space_config"])
+        sp = _evaluator_space(evaluator, space, space_settings)
         archs = read_archs(arch, sp)
-        ev = get_evaluator(f"supernet:{supernet}", sp, data=data, bn_images=bn_images, split=split)
-        accs = ev.evaluate(archs)
-        _print_results([{"id": a.id, "accuracy": acc} for a, acc in zip(archs, accs)], as_json, f"supernet {supernet}")
+        options = {k: v for k, v in {"data": data, "seed": seed, "split": split, "bn_images": bn_images,
+                                     "train_limit": train_limit}.items() if v is not None}
+        if evaluator.startswith("train:"):
+            options["progress"] = not as_json
+        ev = get_evaluator(evaluator, sp, **options)
+        rows = []
+        for a in archs:  # print as each finishes: training and proxies take seconds each
+            value = ev.evaluate([a])[0]
+            row = {"id": a.id, "accuracy": value} if ev.estimates_accuracy else {"id": a.id, "score": value}
+            rows.append(row)
+            if as_json:
+                out.print(json.dumps(row), markup=False)
+        if not as_json:
+            _print_results(rows, False, f"{ev.spec} on {sp.name}")
 
     @app.command("train")
     def train_cmd(

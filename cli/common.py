@@ -44,9 +44,16 @@ def read_archs(path: str, space: "SearchSpace") -> list["Arch"]:
         text = sys.stdin.read()
     else:
         p = Path(path)
-        if not p.is_file():
-            raise UserError(f"arch file {path!r} does not exist")
-        text = p.read_text(encoding="utf-8")
+        if not p.exists():
+            raise UserError(f"arch file {path!r} does not exist; write one JSON object per line, as `hwnas sample` does")
+        if p.is_dir():
+            raise UserError(f"arch file {path!r} is a folder; pass a file with one JSON object per line")
+        try:  # not only regular files: /dev/stdin, a named pipe
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"arch file {path!r} is not UTF-8 text; write one JSON object per line") from None
+        except OSError as e:
+            raise UserError(f"cannot read arch file {path!r}: {e.strerror}") from None
     archs = []
     for lineno, line in enumerate(text.splitlines(), 1):
         s = line.strip()
