@@ -177,38 +177,81 @@ def register(app: typer.Typer) -> None:
         if not as_json:
             _print_results(rows, False, f"trained {epochs} epochs on {data}")
 
-    predictor = typer.Typer(help="Accuracy predictor fitted on supernet evaluations.", no_args_is_help=True)
+    predictor = typer.Typer(help="Accuracy predictors: few-shot trees on zero-cost proxies, or an MLP on supernet accuracies.",
+                            no_args_is_help=True)
     app.add_typer(predictor, name="predictor")
 
     @predictor.command("fit")
     def predictor_fit_cmd(
-        supernet: Path = typer.Option(..., "--supernet"),
-        n: int = typer.Option(200, "--n", help="archs to sample and evaluate"),
-        out_path: Path = typer.Option(..., "--out", help="predictor file to write"),
-        seed: int = typer.Option(0, "--seed"),
-        epochs: int = typer.Option(500, "--epochs", help="MLP training epochs"),
-        force: bool = typer.Option(False, "--force"),
-        threads: Optional[int] = typer.Option(None, "--threads"),
-        as_json: bool = typer.Option(False, "--json"),
+        out_path: Path = typer.Option(..., "--out", help="predictor file to write (use it as --evaluator predictor:FILE)"),
+        truth: Optional[str] = typer.Option(None, "--truth", help="where the N known accuracies come from: "
+                                            "table:CSV#COL, train:E or supernet:CKPT"),
+        supernet: Optional[Path] = typer.Option(None, "--supernet", help="shorthand for --truth supernet:CKPT --kind mlp"),
+        kind: Optional[str] = typer.Option(None, "--kind", help="fewshot (trees on proxies; default with --truth) "
+                                           "or mlp (OFA-style MLP on the genome; default with --supernet)"),
+        space: Optional[str] = typer.Option(None, "--space", help="search space; default: the checkpoint's with supernet:"),
+        space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config"),
+        n: int = typer.Option(100, "--n", help="archs with known accuracy to fit on"),
+        proxies: Optional[str] = typer.Option(None, "--proxies", help="fewshot: comma-separated proxies "
+                                              "(default: all of hwnas list proxies)"),
+        features: str = typer.Option("proxies", "--features", help="fewshot inputs: proxies, genome (the space's "
+                                     "genome_features) or both"),
+        data: str = typer.Option("digits", "--data", help="fewshot: dataset whose images the proxies see (and train: trains on)"),
+        holdout: int = typer.Option(200, "--holdout", help="fewshot with a table truth: archs outside the N to report held-out tau on"),
+        seed: int = typer.Option(0, "--seed", help="seed of the sample, the proxies' batch and weights, and the fit"),
+        epochs: int = typer.Option(500, "--epochs", help="mlp: training epochs"),
+        force: bool = typer.Option(False, "--force", help="overwrite an existing --out"),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: all cores)"),
+        as_json: bool = typer.Option(False, "--json", help="print the fit report as one JSON line"),
+        no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
     ) -> None:
-        """Evaluate N sampled archs on the supernet, fit an MLP, report held-out rank correlation."""
+        """Fit an accuracy predictor on N archs of known accuracy and report its held-out Kendall tau."""
         from dataclasses import asdict
 
         from hwnas.accuracy import get_evaluator
-        from hwnas.accuracy.checkpoint import load_checkpoint
-        from hwnas.accuracy.predictor import fit_predictor
         from hwnas.fileio import check_output_path
-        from hwnas.space import space_from_config
 
         _threads(threads)
+        if supernet is not None:
+            if truth is not None:
+                raise UserError("give --truth or its shorthand --supernet, not both")
+            truth = f"supernet:{supernet}"
+        if truth is None:
+            raise UserError("say where the known accuracies come from: --truth table:CSV#COL|train:E|supernet:CKPT")
+        kind = kind or ("mlp" if supernet is not None else "fewshot")
+        if kind not in ("fewshot", "mlp"):
+            raise UserError(f"--kind must be fewshot or mlp, got {kind!r}")
         check_output_path(out_path, force=force, what="predictor")
-        meta, _, _ = load_checkpoint(supernet)
-        sp = space_from_config(meta["space"], meta["space_config"])
-        ev = get_evaluator(f"supernet:{supernet}", sp)
-        pred, report, _ = fit_predictor(sp, ev, n, seed=seed, epochs=epochs)
+        sp = _evaluator_space(truth, space, space_settings)
+        if kind == "mlp":
+            from hwnas.accuracy.predictor import fit_predictor
+
+            ev = get_evaluator(truth, sp)
+            pred, report, _ = fit_predictor(sp, ev, n, seed=seed, epochs=epochs)
+            pred.save(out_path)
+            if as_json:
+                out.print(json.dumps({"kind": "mlp", **asdict(report)}), markup=False)
+            else:
+                out.print(f"wrote {out_path}: held-out Kendall tau {report.kendall_tau:.3f}, Spearman {report.spearman:.3f}, "
+                          f"RMSE {100 * report.rmse:.2f} points ({report.n_train} train / {report.n_test} held out)")
+            return
+        from hwnas.accuracy.fewshot import DEFAULT_PROXIES, FewShotPredictor, check_features, fit_fewshot
+        from hwnas.accuracy.progress import progress_bar
+
+        names = tuple(p.strip() for p in proxies.split(",") if p.strip()) if proxies else DEFAULT_PROXIES
+        check_features(features)
+        FewShotPredictor(sp, names, features)  # unknown proxies fail before any data is read
+        options = {"data": data, "seed": seed} if truth.startswith("train:") else {}
+        ev = get_evaluator(truth, sp, **options)
+        with progress_bar(not no_progress) as bar:
+            task = bar.add_task("predictor fit", total=None, info="")
+            pred, report, _ = fit_fewshot(sp, ev, n, names, features, data=data, seed=seed, holdout=holdout,
+                                          on_arch=lambda done, total: bar.update(task, completed=done, total=total, info=""))
         pred.save(out_path)
         if as_json:
-            out.print(json.dumps(asdict(report)), markup=False)
-        else:
-            out.print(f"wrote {out_path}: held-out Kendall tau {report.kendall_tau:.3f}, Spearman {report.spearman:.3f}, "
-                      f"RMSE {100 * report.rmse:.2f} points ({report.n_train} train / {report.n_test} held out)")
+            out.print(json.dumps({"kind": "fewshot", **asdict(report)}), markup=False)
+            return
+        held = (f"; held-out Kendall tau {report.holdout_kendall_tau:.3f}, Spearman {report.holdout_spearman:.3f} "
+                f"on {report.n_holdout} other archs") if report.n_holdout else ""
+        out.print(f"wrote {out_path}: out-of-fold Kendall tau {report.cv_kendall_tau:.3f} over the {report.n_train} "
+                  f"fitted archs{held}", markup=False)

@@ -1,5 +1,6 @@
 """Accuracy predictor: an MLP (OFA's 3 x 400) over a one-hot arch encoding, fitted on supernet
-evaluations, and the ``predictor:FILE`` evaluator that reads it.
+evaluations, and the ``predictor:FILE`` evaluator that reads it or a few-shot predictor
+(``hwnas.accuracy.fewshot``).
 
 Saved as one ``torch.save`` file holding a state dict and a JSON header (space, config hash,
 layer sizes, target scaling, held-out figures); loaded with ``weights_only=True``.
@@ -182,27 +183,57 @@ class AccuracyPredictor:
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace | None = None) -> "AccuracyPredictor":
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"predictor {str(p)!r} does not exist; build one with `hwnas predictor fit`")
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-            header = json.loads(obj["header"]) if isinstance(obj, dict) and obj.get("format") == FORMAT else None
-        except Exception:
-            header = None
-        if header is None:
-            raise UserError(f"{str(p)!r} is not an hwnas accuracy predictor or is corrupt; rebuild it with `hwnas predictor fit`")
-        if space is None:
-            from hwnas.space import space_from_config
-
-            space = space_from_config(header["space"], header["space_config"])
-        if header["space"] != space.name or header["config_hash"] != space.config_hash():
-            raise UserError(f"predictor {str(p)!r} was fitted for space {header['space']!r} (config {header['config_hash']}), "
-                            f"not {space.name!r} (config {space.config_hash()})")
-        pred = cls(space, header["hidden"])
-        pred.net.load_state_dict(obj["state_dict"])
-        pred.y_mean, pred.y_std, pred.fit_report = header["y_mean"], header["y_std"], header.get("fit", {})
+        pred = load_predictor(path, space)
+        if not isinstance(pred, cls):
+            raise UserError(f"{str(path)!r} is a few-shot predictor, not an MLP one; read it with load_predictor")
         return pred
+
+
+def _read_predictor_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The saved object and its JSON header, for either format; one clear error otherwise."""
+    from hwnas.accuracy.fewshot import FORMAT as FEWSHOT_FORMAT
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"predictor {str(p)!r} does not exist; build one with `hwnas predictor fit`")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+        ok = isinstance(obj, dict) and obj.get("format") in (FORMAT, FEWSHOT_FORMAT)
+        header = json.loads(obj["header"]) if ok else None
+    except Exception:
+        header = None
+    if header is None:
+        raise UserError(f"{str(p)!r} is not an hwnas accuracy predictor or is corrupt; rebuild it with `hwnas predictor fit`")
+    return obj, header
+
+
+def predictor_space(path: str | Path) -> SearchSpace:
+    """The search space (with its settings) a predictor file was fitted for."""
+    from hwnas.space import space_from_config
+
+    _, header = _read_predictor_file(path)
+    return space_from_config(header["space"], header["space_config"])
+
+
+def load_predictor(path: str | Path, space: SearchSpace | None = None) -> Any:
+    """An ``AccuracyPredictor`` (MLP on the genome) or a ``FewShotPredictor`` (trees on proxies),
+    whichever the file holds; refuses a file fitted for another space or other settings."""
+    from hwnas.accuracy.fewshot import FORMAT as FEWSHOT_FORMAT, FewShotPredictor
+
+    obj, header = _read_predictor_file(path)
+    if space is None:
+        from hwnas.space import space_from_config
+
+        space = space_from_config(header["space"], header["space_config"])
+    if header["space"] != space.name or header["config_hash"] != space.config_hash():
+        raise UserError(f"predictor {str(path)!r} was fitted for space {header['space']!r} (config {header['config_hash']}), "
+                        f"not {space.name!r} (config {space.config_hash()}); fit one for this space with `hwnas predictor fit`")
+    if obj["format"] == FEWSHOT_FORMAT:
+        return FewShotPredictor.from_saved(obj, header, space)
+    pred = AccuracyPredictor(space, header["hidden"])
+    pred.net.load_state_dict(obj["state_dict"])
+    pred.y_mean, pred.y_std, pred.fit_report = header["y_mean"], header["y_std"], header.get("fit", {})
+    return pred
 
 
 def sample_and_split(space: SearchSpace, n: int, seed: int = 0,
@@ -244,14 +275,19 @@ def fit_predictor(space: SearchSpace, evaluator: Evaluator, n: int, seed: int = 
     return pred, report, records
 
 
-@EVALUATORS.register("predictor", "accuracy from a fitted predictor: predictor:FILE (from `hwnas predictor fit`)")
+@EVALUATORS.register("predictor", "accuracy from a fitted predictor: predictor:FILE (`hwnas predictor fit`: "
+                                  "few-shot trees on proxies, or an MLP on supernet accuracies)")
 class PredictorEvaluator(Evaluator):
-    def __init__(self, arg: str, space: SearchSpace, **_: Any) -> None:
+    def __init__(self, arg: str, space: SearchSpace, data: str | None = None, **_: Any) -> None:
         if not arg:
             raise UserError("the predictor evaluator needs a file: predictor:PATH (from `hwnas predictor fit`)")
         self.spec = f"predictor:{arg}"
         self.space = space
-        self.pred = AccuracyPredictor.load(arg, space)
+        self.pred = load_predictor(arg, space)
+        fitted_on = getattr(self.pred, "data", None)
+        if data is not None and fitted_on is not None and data != fitted_on:
+            raise UserError(f"predictor {arg!r} computes its proxies on {fitted_on!r}, not {data!r}; "
+                            "drop --data or fit a predictor on that data")
 
     def evaluate(self, archs: Sequence[Arch]) -> list[float]:
         return self.pred.predict([self.space.parse(a) for a in archs])
