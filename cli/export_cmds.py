@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         budget_ms: Optional[float] = typer.Option(None, "--budget-ms", help="latency budget override (default: the run's)"),
         scratch_epochs: int = typer.Option(10, "--scratch-epochs", help="epochs when the run has no supernet weights"),
         opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", help="seed of fine-tuning (or training from scratch) and of the calibration images"),
         allow_over_budget: bool = typer.Option(False, "--allow-over-budget", help="exit 0 even when the measured latency misses the budget"),
         force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
     ) -> None:
@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(6, "--epochs", help="supernet training epochs"),
         evals: int = typer.Option(40, "--evals", help="candidates the search evaluates"),
         prune: Optional[float] = typer.Option(None, "--prune", help="also prune this fraction of channels"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", help="seed of every stage: sampled networks, training, search"),
         force: bool = typer.Option(False, "--force", help="redo the demo in an existing folder"),
     ) -> None:
         """The whole pipeline on the embedded digits data: profile, supernet, search, INT8 export (minutes, CPU)."""

@@ -20,6 +20,35 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click.exceptions import ClickException as _ClickException
 from hwnas.errors import UserError
 
+
+def _flags_without_metavar() -> None:
+    """Show boolean flags as ``--resume``, not ``--resume <bool>``.
+
+    Typer's plain help skips the value type of a flag, but its rich help (used whenever rich is
+    installed, as here) prints ``display_type_rich()`` for every option; since typer vendors
+    click and names types ``<bool>``, the old skip of click's ``BOOLEAN`` metavar no longer
+    matches. Returning no type for flags restores the plain form; older typers lack the method
+    and skip ``BOOLEAN`` themselves.
+    """
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_hwnas_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        if getattr(self, "is_flag", False) or getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._hwnas_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_metavar()
+
 app = typer.Typer(
     name="hwnas",
     help="Hardware-aware neural architecture search: profile a device, search under a latency budget, export INT8 ONNX.",
@@ -62,16 +91,19 @@ def list_cmd(
 
         rows = available_backends()
     elif what == ListWhat.strategies:
-        from hwnas.search import STRATEGIES
+        from hwnas.search import STRATEGIES, list_strategies
 
-        rows = [{"name": n, "description": STRATEGIES.help(n)} for n in STRATEGIES.names()]
+        rows = [{"name": n, "description": STRATEGIES.help(n)} for n in list_strategies()]
     elif what == ListWhat.evaluators:
-        from hwnas.accuracy import list_evaluators
+        from hwnas.accuracy import describe_evaluators
 
-        rows = [{"name": n, "usage": f"{n}:ARG"} for n in list_evaluators()]
+        rows = [{"name": n, "description": d} for n, d in describe_evaluators().items()]
     if as_json:
         for r in rows:
             out.print(json.dumps(r), markup=False)
+        return
+    if not rows:
+        err.print(f"no {what.value} are registered", markup=False)
         return
     table = Table(title=what.value)
     for key in rows[0]:

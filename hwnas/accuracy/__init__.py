@@ -60,7 +60,15 @@ def list_evaluators() -> list[str]:
     return sorted(set(EVALUATORS.names()) | set(_EVALUATOR_MODULES))
 
 
-__all__ = ["EVALUATORS", "Evaluator", "get_evaluator", "list_evaluators", "register_evaluator_module"]
+def describe_evaluators() -> dict[str, str]:
+    """Each evaluator kind with its one-line help; imports every kind's module (torch with it)."""
+    for module in _EVALUATOR_MODULES.values():
+        importlib.import_module(module)
+    return {kind: EVALUATORS.help(kind) for kind in list_evaluators()}
+
+
+__all__ = ["EVALUATORS", "Evaluator", "describe_evaluators", "get_evaluator", "list_evaluators",
+           "register_evaluator_module"]
 register_evaluator_module("table", "hwnas.accuracy.table")
 register_evaluator_module("supernet", "hwnas.accuracy.supernet_evaluator")
 register_evaluator_module("train", "hwnas.accuracy.train_evaluator")
