@@ -118,6 +118,15 @@ class ExportResult:
         return self.report.get("meets_budget")
 
 
+def check_outputs(out: str | Path, quantize: str, force: bool) -> ExportPaths:
+    """The files an export to ``out`` writes, refused when one exists (without ``force``) or its
+    folder is missing."""
+    paths = ExportPaths.for_output(out, quantize == "int8")
+    for p in paths.all():
+        check_output_path(p, force, "export output")
+    return paths
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32)
 
@@ -133,9 +142,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     opts.check()
     say = log or (lambda s: None)
     quantized = opts.quantize == "int8"
-    paths = ExportPaths.for_output(out, quantized)
-    for p in paths.all():  # refuse before any work, not after minutes of it
-        check_output_path(p, opts.force, "export output")
+    paths = check_outputs(out, opts.quantize, opts.force)  # refuse before any work, not after minutes of it
     if len(data.calibration) == 0:
         raise UserError("export needs real calibration images (at least one)")
     t_start = time.perf_counter()

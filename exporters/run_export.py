@@ -83,6 +83,21 @@ def pick_arch(run: RunInfo, which: str) -> dict[str, Any]:
     raise UserError(f"arch {which!r} is not in run {str(run.folder)!r}; use best or one of its ids (e.g. {ids})")
 
 
+def run_file(run: RunInfo, key: str, what: str) -> Path:
+    """The file the run's ``key`` (profile or evaluator) spec names, wherever the run is read from."""
+    from hwnas.search.paths import locate, spec_path
+
+    d = run.config[key]
+    recorded = spec_path(str(d.get("spec", "")))
+    typed = spec_path(str(d["typed"])) if isinstance(d.get("typed"), str) else None
+    path = locate(recorded, run.folder, typed)
+    if not path.is_file():
+        shown = typed if typed and typed != recorded else recorded
+        raise UserError(f"the run's {what} {shown!r} is missing (looked for {recorded!r} and beside the run folder "
+                        f"{str(run.folder)!r}); put it back or rerun the search")
+    return path
+
+
 def _space(run: RunInfo):
     from hwnas.space import get_space
 
@@ -102,13 +117,14 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
     from hwnas.accuracy.subnet_eval import recalibrate_bn
     from hwnas.exporters.finetune import FinetuneConfig, dataset_batches, finetune
     from hwnas.exporters.measure import LatencySetup
-    from hwnas.exporters.pipeline import ExportData, ExportOptions, export
+    from hwnas.exporters.pipeline import ExportData, ExportOptions, check_outputs, export
     from hwnas.exporters.prune import check_ratio
 
     cfg = cfg or RunExportConfig()
     say = log or (lambda s: None)
     if cfg.prune is not None:
         check_ratio(cfg.prune)
+    check_outputs(out, cfg.quantize, cfg.force)  # before minutes of loading and fine-tuning
     run = read_run(folder)
     rec = pick_arch(run, cfg.arch)
     space = _space(run)
@@ -125,7 +141,7 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         from hwnas.accuracy.supernet_train import load_supernet
         from hwnas.data import load_dataset
 
-        ckpt = spec.split(":", 1)[1]
+        ckpt = str(run_file(run, "evaluator", "supernet checkpoint"))
         supernet, meta = load_supernet(ckpt, space)
         train = meta["train"]
         ds = load_dataset(cfg.data or ev.get("data") or train["data"], image_size=space.input_shape[-1],
@@ -189,9 +205,8 @@ def _profile(run: RunInfo, space, arch):
                                   f"the budget cannot be checked by measurement here; latencies are ORT CPU on this machine")
     from hwnas.latency import LatencyPredictor, load_table
 
-    if not Path(spec).is_file():
-        raise UserError(f"the run's latency profile {spec!r} is missing; the budget is checked on that profile's backend")
-    table = load_table(spec)
+    path = run_file(run, "profile", "latency profile")
+    table = load_table(path)
     predicted = float(LatencyPredictor(table, space).predict(arch))
     return table, predicted, LatencySetup.from_table(table), ""
 

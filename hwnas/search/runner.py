@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -26,6 +27,7 @@ from hwnas.errors import UserError
 from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json, atomic_write_text, read_journal
 from hwnas.search.loop import drive
 from hwnas.search.pareto import non_dominated_mask
+from hwnas.search.paths import resolve_evaluator_spec, resolve_profile_spec
 from hwnas.search.problem import KNOWN_OBJECTIVES, Genome, Problem, Values
 from hwnas.search.strategy import make_strategy
 
@@ -99,13 +101,16 @@ class _Setup:
 
         _check_config(cfg)
         self.cfg = cfg
+        # paths as absolute as they are when the run is written: the run folder is read from elsewhere
+        self.profile_spec = resolve_profile_spec(cfg.profile)
+        self.evaluator_spec = resolve_evaluator_spec(cfg.evaluator)
         self.space = get_space(cfg.space, **cfg.space_settings)
         shared_table = self._shared_table(cfg)
-        self.latency = get_latency_model(cfg.profile, self.space, table=shared_table)
-        options = {"table": shared_table} if shared_table is not None and cfg.evaluator.startswith("table:") else {}
-        self.evaluator = get_evaluator(cfg.evaluator, self.space, **options)
+        self.latency = get_latency_model(self.profile_spec, self.space, table=shared_table)
         self.costs = CostModel(self.space)
-        self._check_budgets()
+        self._check_budgets()  # before the evaluator, which may load a dataset or a supernet for minutes
+        options = {"table": shared_table} if shared_table is not None and cfg.evaluator.startswith("table:") else {}
+        self.evaluator = get_evaluator(self.evaluator_spec, self.space, **options)
         self._lat: dict[Genome, float] = {}
         self._canon: dict[Genome, Genome] = {}
         self.problem = Problem(
@@ -185,8 +190,8 @@ class _Setup:
         return {
             "format": FORMAT_VERSION,
             "space": {"name": self.space.name, "config_hash": self.space.config_hash(), "settings": cfg.space_settings},
-            "profile": self.latency.describe(),
-            "evaluator": self.evaluator.describe(),
+            "profile": {**self.latency.describe(), "typed": cfg.profile},
+            "evaluator": {**self.evaluator.describe(), "typed": cfg.evaluator},
             "strategy": self.strategy.describe(),
             "budget_evals": cfg.budget_evals,
             "seed": cfg.seed,
@@ -196,10 +201,23 @@ class _Setup:
 
 
 def _identity(d: Any) -> Any:
-    """What must match on resume: a file's hash stands for it, whatever path reached it."""
+    """What must match on resume: a file's hash stands for it, whatever path reached it, and
+    the path as typed does not count (it depends on where the command was typed)."""
     if isinstance(d, dict):
-        return {k: _identity(v) for k, v in d.items() if not (k == "spec" and "sha256" in d)}
+        hashed = any("sha256" in k for k in d)
+        return {k: _identity(v) for k, v in d.items() if k != "typed" and not (k == "spec" and hashed)}
     return d
+
+
+def _as_written_now(stored: dict) -> dict:
+    """Older run folders recorded specs as typed (relative to where the search ran, which is
+    where a resume runs): resolve them as a new run would."""
+    out = dict(stored)
+    for key, resolve in (("profile", resolve_profile_spec), ("evaluator", resolve_evaluator_spec)):
+        d = out.get(key)
+        if isinstance(d, dict) and "typed" not in d and isinstance(d.get("spec"), str):
+            out[key] = {**d, "spec": resolve(d["spec"])}
+    return out
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -240,8 +258,14 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
             raise UserError(f"--out {str(out)!r} exists and is not a folder; choose another path")
         if any(out.iterdir()) and not force:
             raise UserError(f"run folder {str(out)!r} already exists; pass --resume to continue it or --force to overwrite it")
-    elif not out.parent.is_dir():
-        raise UserError(f"folder {str(out.parent)!r} does not exist; create it first or choose another --out")
+    else:  # the run folder is the command's own: missing folders above it are created too
+        ancestor = out.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise UserError(f"--out {str(out)!r} lies under {str(ancestor)!r}, which is not a folder; choose another --out")
+        if not os.access(ancestor, os.W_OK):
+            raise UserError(f"cannot create run folder {str(out)!r}: {str(ancestor)!r} is not writable; choose another --out")
 
 
 def run(
@@ -270,7 +294,7 @@ def run(
     if out_path is not None and resume:
         replay, notes = _load_for_resume(out_path, described)
     elif out_path is not None:
-        out_path.mkdir(exist_ok=True)
+        out_path.mkdir(parents=True, exist_ok=True)
         for name in RUN_FILES:
             (out_path / name).unlink(missing_ok=True)
         atomic_write_json(out_path / CONFIG_FILE, described)
@@ -323,6 +347,8 @@ def _load_for_resume(out: Path, described: dict) -> tuple[list[dict], list[str]]
     from hwnas.fileio import read_json
 
     stored = read_json(out / CONFIG_FILE, "run config")
+    if isinstance(stored, dict):
+        stored = _as_written_now(stored)
     diffs = _differences(_identity(stored), _identity(json_roundtrip(described)))
     if diffs:
         raise UserError(f"cannot resume {str(out)!r}: its journal comes from a different configuration ({'; '.join(diffs[:4])}); "
