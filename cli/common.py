@@ -21,6 +21,17 @@ def fail(message: str) -> "NoReturn":  # type: ignore[name-defined]
     raise UserError(message)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the line that says what was kept and how to continue (already printed)."""
+
+
+def interrupted(how_to_continue: str) -> "NoReturn":  # type: ignore[name-defined]
+    """Say on stderr what a Ctrl-C left and how to go on, as every long command does, and end
+    with the interrupt's exit code (130)."""
+    err.print(f"interrupted; {how_to_continue}", markup=False)
+    raise Interrupted()
+
+
 def parse_space_settings(text: "str | None") -> dict:
     """``--space-settings``: a JSON object of space config fields ({} when not given)."""
     import json

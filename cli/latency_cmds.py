@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 
 import typer
 
-from hwnas.cli.common import err, out, read_archs
+from hwnas.cli.common import err, interrupted, out, read_archs
 from hwnas.errors import UserError
 
 PHASE_LABELS = {"overhead": "call overhead", "block": "blocks", "network": "whole networks", "export": "export ONNX",
@@ -41,6 +41,21 @@ def progress_bars() -> Iterator:
     finally:
         if bars:
             progress.stop()
+
+
+def kept_text(out_path: str) -> str:
+    """What an interrupted profile kept, and how to go on: only what is true of the journal."""
+    from hwnas.latency.profiling import kept_measurements, partial_path
+
+    n = kept_measurements(out_path)
+    journal = partial_path(out_path)
+    if n is None:
+        return "nothing was measured or kept; run the command again to start over"
+    if n == 0:
+        return (f"nothing was measured yet; {journal} records the settings: run the same command again to start, "
+                f"or add --force to start over with other settings")
+    return (f"{n} measurement(s) are kept in {journal}: run the same command again to resume "
+            f"(other settings need --force, which starts over)")
 
 
 def print_validation(table, path: str) -> None:
@@ -129,7 +144,6 @@ def register(app: typer.Typer) -> None:
             raise UserError("hwnas profile needs --space and --out (or a subcommand: bundle, run-bundle)")
         from hwnas.latency.backends import get_backend
         from hwnas.latency.profiler import profile
-        from hwnas.latency.profiling import partial_path
         from hwnas.space import get_space
 
         sp = get_space(space)
@@ -139,8 +153,7 @@ def register(app: typer.Typer) -> None:
                 table = profile(sp, be, out_path, n_calibrate=calibrate, n_validate=validate, seed=seed, force=force,
                                 on_progress=update)
         except KeyboardInterrupt:
-            raise UserError(f"interrupted; measurements so far are kept in {partial_path(out_path)}: "
-                            f"run the same command again to resume") from None
+            interrupted(kept_text(out_path))
         print_validation(table, out_path)
 
     @profile_app.command("bundle")
@@ -179,7 +192,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Time a bundle on this device with onnxruntime only (no torch) and write the table."""
         from hwnas.latency.bundle_runner import run_bundle
-        from hwnas.latency.profiling import partial_path
 
         if clock not in ("auto", "wall", "thread"):
             raise UserError(f"unknown clock {clock!r}; choose auto, wall or thread")
@@ -188,8 +200,7 @@ def register(app: typer.Typer) -> None:
                 table = run_bundle(bundle, out_path, provider=provider, threads=threads, clock=clock, force=force,
                                    on_progress=update)
         except KeyboardInterrupt:
-            raise UserError(f"interrupted; measurements so far are kept in {partial_path(out_path)}: "
-                            f"run the same command again to resume") from None
+            interrupted(kept_text(out_path))
         print_validation(table, out_path)
 
     app.add_typer(profile_app, name="profile")

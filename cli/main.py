@@ -12,7 +12,7 @@ from enum import Enum
 
 import typer
 
-from hwnas.cli.common import err, out
+from hwnas.cli.common import Interrupted, err, out
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _ClickException
@@ -141,8 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         err.print(f"error: {e}", markup=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
+    except KeyboardInterrupt as e:
+        if not isinstance(e, Interrupted):  # an Interrupted one has said what it left
+            err.print("interrupted", markup=False)
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)

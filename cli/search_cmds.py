@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from hwnas.cli.common import err, out, parse_space_settings
+from hwnas.cli.common import err, interrupted, out, parse_space_settings
 
 
 def _parse_objectives(text: str) -> tuple[str, ...]:
@@ -80,6 +80,11 @@ def search_cmd(
 
     try:
         result = run(cfg, out=out_dir, resume=resume, force=force, progress=on_progress)
+    except KeyboardInterrupt:
+        if started:
+            bar.stop()
+            started = False
+        interrupted(_kept_text(out_dir))
     finally:
         if started:
             bar.stop()
@@ -88,6 +93,21 @@ def search_cmd(
     if result.stopped_early:
         err.print(f"note: stopped after {len(result.records)} evaluations: {result.stopped_early}", markup=False)
     _print_summary(result, cfg)
+
+
+def _kept_text(out_dir: str) -> str:
+    """What an interrupted search left in its run folder, and how to go on."""
+    from pathlib import Path
+
+    from hwnas.fileio import read_journal
+    from hwnas.search.runner import CONFIG_FILE, JOURNAL_FILE
+
+    folder = Path(out_dir)
+    if not (folder / CONFIG_FILE).is_file():
+        return f"the search had not started; nothing was written to {out_dir}"
+    n = len(read_journal(folder / JOURNAL_FILE)[0])
+    return (f"{n} evaluated candidate(s) are kept in {folder / JOURNAL_FILE}; continue with --resume "
+            f"(the same command with --resume added)")
 
 
 def _print_summary(result, cfg) -> None:

@@ -9,7 +9,7 @@ from hwnas.errors import UserError
 from hwnas.fileio import check_output_path
 from hwnas.latency.backends import Backend
 from hwnas.latency.fingerprint import device_fingerprint
-from hwnas.latency.profiling import ProgressFn, Task, interleave_networks, partial_path, profile_tasks
+from hwnas.latency.profiling import ProgressFn, Task, interleave_networks, open_partial, partial_path, profile_tasks
 from hwnas.latency.protocol import Protocol
 from hwnas.latency.table import LatencyTable
 
@@ -132,9 +132,11 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None
               "calibrate": n_calibrate, "validate": n_validate, "seed": seed, "paired": paired}
     if reference is not None and "block" in reference.info:
         header["reference"] = reference.key  # absent for a reference network, as in older journals
+    # other settings than an unfinished run's are refused now, not after building every block
+    open_partial(partial_path(out), header, fresh=force)
     tasks = build_tasks(space, backend, n_calibrate, n_validate, seed)
     table = profile_tasks(tasks, header=header, space=space_header(space), backend=backend.describe(),
-                          fingerprint=fingerprint, protocol=protocol, out=out, fresh=force, on_progress=on_progress,
+                          fingerprint=fingerprint, protocol=protocol, out=out, fresh=False, on_progress=on_progress,
                           reference=reference)
     table.save(out)
     partial_path(out).unlink(missing_ok=True)

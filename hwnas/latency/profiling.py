@@ -59,6 +59,26 @@ def _load_partial(path: Path, header: dict, fresh: bool) -> dict[tuple[str, str]
     return done
 
 
+def open_partial(path: Path, header: dict, fresh: bool = False) -> dict[tuple[str, str], dict]:
+    """The measurements an unfinished run with these settings kept (an unfinished run with other
+    settings is refused); a new journal gets the settings first thing, before anything is
+    measured, so that a run interrupted at any point refuses other settings the next time."""
+    done = _load_partial(path, header, fresh)
+    if not path.exists() or path.stat().st_size == 0:
+        with Journal(path) as journal:
+            journal.append({"header": header})
+    return done
+
+
+def kept_measurements(out: str | Path) -> int | None:
+    """How many measurements the unfinished run of ``out`` kept; None when it kept no journal."""
+    path = partial_path(out)
+    if not path.is_file():
+        return None
+    records, _ = read_journal(path)
+    return sum(1 for r in records if "kind" in r and "key" in r)
+
+
 def run_tasks(tasks: list[Task], header: dict, protocol: Protocol, journal_path: Path, fresh: bool = False,
               on_progress: ProgressFn | None = None, reference: Task | None = None) -> dict[tuple[str, str], dict]:
     """Measure every task not already in the journal; returns all results keyed by (kind, key).
@@ -66,17 +86,14 @@ def run_tasks(tasks: list[Task], header: dict, protocol: Protocol, journal_path:
     With a ``reference`` task, every call of every task is paired with a call of that one
     reference session (see ``measure_sessions``).
     """
-    done = _load_partial(journal_path, header, fresh)
+    done = open_partial(journal_path, header, fresh)
     ref_runner = None
     if reference is not None and any((t.kind, t.key) not in done for t in tasks):
         ref_runner = fastest_session(reference.prepare(), protocol)
-    new_journal = not journal_path.exists() or journal_path.stat().st_size == 0
     phases = ["overhead", "block", "network"]
     totals = {p: sum(1 for t in tasks if _phase(t.kind) == p) for p in phases}
     counts = {p: sum(1 for t in tasks if _phase(t.kind) == p and (t.kind, t.key) in done) for p in phases}
     with Journal(journal_path) as journal:
-        if new_journal:
-            journal.append({"header": header})
         for t in tasks:
             ph = _phase(t.kind)
             if on_progress:
