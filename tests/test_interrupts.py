@@ -39,6 +39,10 @@ def test_ctrl_c_before_the_first_measurement_says_so_and_other_settings_are_refu
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted; nothing was measured yet")
     assert partial_path(out).is_file() and str(partial_path(out)) in lines[0]
+    def no_work(*a, **k):
+        raise AssertionError("blocks were built before other settings were refused")
+
+    monkeypatch.setattr(profiler, "build_tasks", no_work)
     code, _, err = cli(capsys, *_profile_args(out, "--seed", "1"))
     assert code == 2 and "other settings" in err and "seed" in err and len(err.strip().splitlines()) == 1
 
