@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, TextIO
 
 import typer
 
@@ -15,6 +16,44 @@ def _threads() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@contextmanager
+def export_progress(stream: TextIO | None = None) -> Iterator[tuple[Callable[[str], None], Callable[[int, float], None]]]:
+    """(log, on_step) for the export's stages and training steps: a spinner on a terminal;
+    otherwise plain lines (``hwnas.accuracy.progress.PlainLines``) that a log file or a pipe
+    shows as they happen: each stage as it starts, training steps every 10 s."""
+    from hwnas.accuracy.progress import PlainLines
+
+    stream = stream or sys.stderr
+    if stream is sys.stderr and err.is_terminal:
+        with err.status("exporting") as status:
+            current = {"text": "exporting"}
+
+            def log(text: str) -> None:
+                current["text"] = text
+                status.update(text)
+
+            def on_step(step: int, loss: float) -> None:
+                status.update(f"{current['text']} (step {step}, loss {loss:.3f})")
+
+            yield log, on_step
+        return
+    stages = PlainLines(stream, every=0.0)  # every stage line is printed
+    stage = stages.add_task("export")
+    steps = PlainLines(stream)
+    step_task: dict[str, int] = {}
+
+    def plain_log(text: str) -> None:
+        stages.update(stage, advance=1, stage=text)
+        step_task.clear()  # a stage that trains counts its own steps
+
+    def plain_step(step: int, loss: float) -> None:
+        if "task" not in step_task:
+            step_task["task"] = steps.add_task("  training step")
+        steps.update(step_task["task"], completed=step, loss=f"loss {loss:.3f}")
+
+    yield plain_log, plain_step
 
 
 def _print_report(r: dict) -> None:
@@ -99,8 +138,8 @@ def register(app: typer.Typer) -> None:
         cfg = RunExportConfig(arch=arch, finetune_epochs=finetune_epochs, prune=prune, quantize=quantize,
                               calibration=calibration, int8_weights=int8_weights, calibration_images=calibration_images, data=data,
                               budget_ms=budget_ms, scratch_epochs=scratch_epochs, opset=opset, seed=seed, force=force)
-        with err.status("exporting") as status:
-            res = export_run(run_dir, out_path, cfg, log=lambda s: status.update(s))
+        with export_progress() as (log, on_step):
+            res = export_run(run_dir, out_path, cfg, log=log, on_step=on_step)
         _print_report(res.report)
         if res.report.get("meets_budget") is False:
             if allow_over_budget:

@@ -132,11 +132,13 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportOptions | None = None,
-           teacher: nn.Module | None = None, log: Log | None = None) -> ExportResult:
+           teacher: nn.Module | None = None, log: Log | None = None,
+           on_step: Callable[[int, float], None] | None = None) -> ExportResult:
     """Prune, fine-tune, export, quantize and measure ``model``; write the files; return the report.
 
     ``model`` is not modified (a copy is pruned). ``teacher`` (default: the unpruned model when
-    pruning) guides fine-tuning by distillation.
+    pruning) guides fine-tuning by distillation. ``log`` hears each stage as it starts,
+    ``on_step(step, loss)`` each fine-tuning step.
     """
     opts = options or ExportOptions()
     opts.check()
@@ -178,7 +180,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         teacher = guide
     if opts.finetune.epochs > 0 and data.train is not None:
         say(f"fine-tuning {opts.finetune.epochs} epoch(s)" + (" with distillation" if teacher is not None else ""))
-        steps = finetune(work, data.train, opts.finetune, teacher)
+        steps = finetune(work, data.train, opts.finetune, teacher, on_step=on_step)
         report["finetune"] = {"epochs": opts.finetune.epochs, "steps": steps, "lr": opts.finetune.lr,
                               "distillation": teacher is not None, "kd_alpha": opts.finetune.kd_alpha,
                               "kd_temperature": opts.finetune.kd_temperature}

@@ -110,8 +110,11 @@ def _space(run: RunInfo):
 
 
 def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None = None,
-               log: Callable[[str], None] | None = None):
-    """Export one arch of a run folder; returns ``hwnas.exporters.pipeline.ExportResult``."""
+               log: Callable[[str], None] | None = None, on_step: Callable[[int, float], None] | None = None):
+    """Export one arch of a run folder; returns ``hwnas.exporters.pipeline.ExportResult``.
+
+    ``log`` hears each stage as it starts; ``on_step(step, loss)`` each training step (training
+    from scratch and fine-tuning)."""
     import torch
 
     from hwnas.accuracy.subnet_eval import recalibrate_bn
@@ -166,7 +169,7 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         _init_weights(model)
         say(f"training {arch.id} from scratch ({cfg.scratch_epochs} epochs): the run has no supernet weights")
         finetune(model, dataset_batches(ds, seed=cfg.seed),
-                 FinetuneConfig(epochs=cfg.scratch_epochs, lr=0.05, seed=cfg.seed, max_steps=cfg.max_steps))
+                 FinetuneConfig(epochs=cfg.scratch_epochs, lr=0.05, seed=cfg.seed, max_steps=cfg.max_steps), on_step=on_step)
         source = {"weights": "trained from scratch", "epochs": cfg.scratch_epochs}
         ft_epochs = cfg.finetune_epochs if cfg.prune is not None else 0
     g = torch.Generator().manual_seed(cfg.seed)
@@ -188,7 +191,7 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         latency=latency_setup or LatencySetup(), protocol=cfg.protocol,
         budget_ms=budget if latency_setup is not None else None, predicted_ms=predicted,
         metadata=metadata, force=cfg.force, **_profile_measure(table, cfg.protocol))
-    result = export(model, data, out, opts, teacher=teacher, log=say)
+    result = export(model, data, out, opts, teacher=teacher, log=say, on_step=on_step)
     if latency_setup is None and budget is not None:
         result.report["budget_note"] = profile_note
     return result

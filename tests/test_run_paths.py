@@ -93,3 +93,17 @@ def test_a_budget_below_the_minimum_is_refused_before_the_evaluator_loads(profil
     with pytest.raises(UserError, match="below the smallest latency"):
         run(cfg, out=tmp_path / "runs" / "low")
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_existing_export_target_is_refused_before_the_run_is_read(tmp_path, monkeypatch):
+    import hwnas.exporters.run_export as run_export
+
+    (tmp_path / "m.onnx").write_bytes(b"kept")
+
+    def no_work(*a, **k):
+        raise AssertionError("the run was read before the existing output was refused")
+
+    monkeypatch.setattr(run_export, "read_run", no_work)
+    with pytest.raises(UserError, match="already exists; pass --force"):
+        run_export.export_run(tmp_path / "run", tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").read_bytes() == b"kept"
