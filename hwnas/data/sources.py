@@ -50,6 +50,17 @@ def _collect(entries: list[tuple[str, str, bytes | Path]], size: int | None, pat
     if not classes:
         raise _folder_layout_error(path)
     index = {c: i for i, c in enumerate(classes)}
+    # one image of each class decodes before all are: a folder of files that only look like
+    # images is refused at once, not after decoding thousands
+    first: dict[str, bytes | Path] = {}
+    for _, cls, data in entries:
+        first.setdefault(cls, data)
+    for cls, data in first.items():
+        try:
+            _decode(data.read_bytes() if isinstance(data, Path) else data, size)
+        except Exception as e:  # PIL raises many types for bad files
+            raise UserError(f"cannot decode an image of class {cls!r} in {path} ({data if isinstance(data, Path) else 'in the archive'}): "
+                            f"{e}; remove or fix it") from None
     out: Arrays = {}
     for split in ("train", "test"):
         items = sorted((e for e in entries if e[0] == split), key=lambda e: (e[1], str(e[2]) if isinstance(e[2], Path) else ""))
@@ -71,6 +82,28 @@ def _collect(entries: list[tuple[str, str, bytes | Path]], size: int | None, pat
     if "train_x" not in out:
         raise _folder_layout_error(path)
     return out, classes
+
+
+def _folder_entries(path: Path) -> list[tuple[str, str, bytes | Path]]:
+    """The images of both layouts, looking only where they can be (``split/class/image`` and
+    ``class/image``): a folder that is not a dataset (a home folder, a repository) is refused in
+    a moment instead of after a walk through all of it."""
+    def images(folder: Path) -> list[Path]:
+        return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+
+    def folders(folder: Path) -> list[Path]:
+        return sorted(d for d in folder.iterdir() if d.is_dir())
+
+    entries: list[tuple[str, str, bytes | Path]] = []
+    try:
+        for top in folders(path):
+            if top.name in ("train", "test"):
+                entries += [(top.name, c.name, f) for c in folders(top) for f in images(c)]
+            else:
+                entries += [("train", top.name, f) for f in images(top)]
+    except PermissionError as e:
+        raise UserError(f"cannot read {e.filename}: permission denied; point at a folder you can read") from None
+    return entries
 
 
 def _split_and_class(parts: tuple[str, ...]) -> tuple[str, str] | None:
@@ -110,11 +143,7 @@ def read_image_tree(path: Path, size: int | None) -> tuple[Arrays, list[str]]:
             raise UserError(f"{path} is not a readable tar archive ({e}); pass a folder or a .tar.gz") from None
         entries.sort(key=lambda e: (e[0], e[1]))
     elif path.is_dir():
-        for f in sorted(path.rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                sc = _split_and_class(f.relative_to(path).parts)
-                if sc is not None:
-                    entries.append((sc[0], sc[1], f))
+        entries = _folder_entries(path)
     else:
         raise UserError(f"dataset path {str(path)!r} does not exist")
     arrays, classes = _collect(entries, size, path)
