@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hwnas.errors import UserError
+from hwnas.fileio import make_parents
 
 DEMO_SPACE = "mbv3-32"
 DEMO_SETTINGS: dict[str, Any] = {
@@ -85,11 +86,10 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
     folder = Path(cfg.out)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--out {str(folder)!r} is a file; give a folder")
-    if not folder.parent.is_dir():
-        raise UserError(f"folder {str(folder.parent)!r} does not exist; create it first")
     model_path = folder / "model.onnx"
     if model_path.exists() and not cfg.force:
         raise UserError(f"{str(model_path)!r} exists; pass --force to redo the demo there, or choose another --out")
+    make_parents(folder, "demo folder")  # the demo's folder is its own: missing folders above it are made too
     folder.mkdir(exist_ok=True)
     space = get_space(DEMO_SPACE, **cfg.space_settings)
     stages: dict[str, float] = {}

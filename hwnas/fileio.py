@@ -24,6 +24,35 @@ def check_output_path(path: str | os.PathLike, force: bool = False, what: str = 
     return p
 
 
+def make_parents(path: str | os.PathLike, what: str = "output folder") -> list[Path]:
+    """Create the missing folders above ``path``, for outputs that are folders the command owns
+    (``--out runs/x`` before ``runs/`` exists); refused when a path above is a file or cannot be
+    written. Returns the folders it created, outermost first, for ``remove_folders`` on failure."""
+    p = Path(path)
+    missing: list[Path] = []
+    ancestor = p.parent if str(p.parent) else Path(".")
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{what} {str(p)!r} lies under {str(ancestor)!r}, which is not a folder; choose another path")
+    if not os.access(ancestor, os.W_OK):
+        raise UserError(f"cannot create {what} {str(p)!r}: {str(ancestor)!r} is not writable; choose another path")
+    missing.reverse()
+    for d in missing:
+        d.mkdir(exist_ok=True)
+    return missing
+
+
+def remove_folders(folders: list[Path]) -> None:
+    """Remove the folders ``make_parents`` created, where they are still empty."""
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temp file in the same folder and rename, so readers never see a partial file."""
     p = Path(path)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from hwnas.errors import UserError
-from hwnas.fileio import atomic_write_bytes, atomic_write_json
+from hwnas.fileio import atomic_write_bytes, atomic_write_json, make_parents, remove_folders
 from hwnas.latency.backends import activation_mb, export_onnx_bytes, prepare_for_timing
 from hwnas.latency.bundle_runner import BUNDLE_SCHEMA, BUNDLE_VERSION
 from hwnas.latency.profiler import overhead_module, sample_networks, space_header
@@ -24,13 +24,16 @@ def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int
     """Write the bundle into ``out_dir`` (built in a temp folder beside it, then renamed)."""
     out = Path(out_dir)
     parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"output folder {str(parent)!r} does not exist; create it first or choose another path")
     if out.exists() and not force:
         raise UserError(f"bundle folder {str(out)!r} already exists; pass --force to replace it")
     if batch < 1:
         raise UserError(f"--batch must be a positive integer, got {batch}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    created = make_parents(out, "bundle folder")  # the bundle is a folder the command owns
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except BaseException:
+        remove_folders(created)
+        raise
     try:
         (tmp / "blocks").mkdir()
         (tmp / "networks").mkdir()
@@ -82,5 +85,6 @@ def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_folders(created)
         raise
     return out
