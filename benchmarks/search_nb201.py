@@ -24,6 +24,17 @@ Tuning uses other devices and seeds than the reported table, e.g.
 ``--devices gold_6240,samsung_a50,silver_4210r,titan_rtx_1 --seed-start 100 --seeds 10
 --checkpoints 300 --option evolution.population=20``.
 
+With ``--estimator`` the search sees only what a user without a GPU has: a zero-cost proxy of
+the untrained cell on real CIFAR-10 images (``zc:NAME``, ``zc:ensemble``) or the few-shot
+predictor fitted on N cells of known accuracy (``predictor:N``, trees on the proxies, the N
+drawn per seed). The cell it returns, its best by that estimate, is then scored by the table's
+true ``c10_test``: ``regret`` is the true optimum under the budget minus that cell's true
+accuracy, and ``regret_oracle`` what picking the truly best of the evaluated cells would give.
+Proxies are cached under the hwnas cache directory (a rerun pays only for new cells)::
+
+    python benchmarks/search_nb201.py --estimator zc:ensemble --strategies evolution --seeds 3 \
+        --checkpoints 100,300 --json benchmarks/results/search_nb201_zc.json
+
 The data file is ``$HWNAS_SHARED_DATA/nb201/nb201_acc_latency.csv`` (``HWNAS_SHARED_DATA``
 defaults to ``../shared/data`` relative to the repository root) or ``--csv PATH``.
 """
@@ -109,8 +120,70 @@ def make_task(b: Bench, device: str, pct: int) -> Task:
     return Task(device, pct, T, feas, float(b.acc[feas].max()), front)
 
 
+class CpuEstimator:
+    """What the search sees instead of the table: a proxy score, or a few-shot prediction, by
+    genome code; scores are mapped into (0, 1] (the geometric mean of the proxies' rank fractions
+    among the reference sample), so the strategies see an accuracy-like objective."""
+
+    def __init__(self, spec: str, b: Bench, data: str = "cifar10", proxy_seed: int = 0, batch: int = 64,
+                 predictor_proxies: str | None = None) -> None:
+        from hwnas.accuracy.fewshot import DEFAULT_PROXIES
+        from hwnas.accuracy.proxy_ensemble import ENSEMBLE_NAME, ENSEMBLE_PROXIES, reference_sample
+        from hwnas.accuracy.zc_evaluator import ProxyScorer, proxy_names
+
+        kind, _, arg = spec.partition(":")
+        self.space, self.b, self.spec = get_space("nb201"), b, spec
+        if kind == "zc":
+            if arg not in proxy_names():
+                raise SystemExit(f"error: unknown proxy {arg!r}; choose one of {', '.join(proxy_names())}")
+            self.names = tuple(ENSEMBLE_PROXIES) if arg == ENSEMBLE_NAME else (arg,)
+            self.n_fit = 0
+        elif kind == "predictor":
+            try:
+                self.n_fit = int(arg)
+            except ValueError:
+                raise SystemExit(f"error: predictor:N wants a number of cells, got {arg!r}") from None
+            self.names = tuple(predictor_proxies.split(",")) if predictor_proxies else DEFAULT_PROXIES
+        else:
+            raise SystemExit(f"error: --estimator takes zc:NAME or predictor:N, got {spec!r}")
+        self.scorer = ProxyScorer(self.space, data, proxy_seed, batch)
+        self.reference = self.scorer.values(reference_sample(self.space), self.names)
+        self.forest = None
+        self.memo: dict[int, float] = {}
+
+    def arch(self, code: int):
+        digits = [(code // 5 ** k) % 5 for k in range(5, -1, -1)]
+        return self.space.decode(digits)
+
+    def features(self, code: int) -> np.ndarray:
+        from hwnas.accuracy.proxy_ensemble import log_ranks
+
+        return log_ranks(self.scorer.values([self.arch(code)], self.names), self.reference)[0]
+
+    def for_seed(self, seed: int) -> None:
+        """The predictor of one search seed: fitted on ``n_fit`` cells drawn with that seed."""
+        if not self.n_fit:
+            return
+        from hwnas.accuracy.fewshot import FewShotPredictor
+
+        codes = np.random.default_rng(10_000 + seed).choice(len(self.b.acc), self.n_fit, replace=False)
+        x = np.array([self.features(int(c)) for c in codes])
+        self.forest = FewShotPredictor._trees(x, self.b.acc[codes] / 100.0, seed)
+        self.memo = {}
+
+    def __call__(self, code: int) -> float:
+        if code not in self.memo:
+            f = self.features(code)
+            self.memo[code] = float(self.forest.predict(f[None])[0]) if self.forest is not None else float(np.exp(f.mean()))
+        return self.memo[code]
+
+
+_ESTIMATOR: "CpuEstimator | None" = None
+
+
 def run_one(b: Bench, task: Task, strategy: str, seed: int, evals: int, **options) -> tuple[np.ndarray, np.ndarray]:
-    """(accuracies, latencies) of the evaluated candidates, in order."""
+    """(accuracies, latencies) of the evaluated candidates, in order: true accuracies, or with an
+    estimator, (estimated, true) stacked as a 2 x n array."""
     weights = len(OPS) ** np.arange(5, -1, -1)
     feas, acc, lat = task.feasible, b.acc, b.lat[task.device]
 
@@ -122,13 +195,20 @@ def run_one(b: Bench, task: Task, strategy: str, seed: int, evals: int, **option
                       features=get_space("nb201").genome_features)
     st = make_strategy(strategy, problem, seed, evals, **options)
 
+    est = _ESTIMATOR
+    if est is not None:
+        est.for_seed(seed)
+
     def evaluate(g):
         c = code(g)
-        return {"accuracy": acc[c] / 100.0, "latency_ms": lat[c]}
+        seen = est(c) if est is not None else acc[c] / 100.0
+        return {"accuracy": seen, "latency_ms": lat[c], "code": c}
 
     res = drive(st, evaluate, evals)
-    a = np.array([v["accuracy"] * 100.0 for v in res.values])
+    a = np.array([acc[v["code"]] for v in res.values])
     l = np.array([v["latency_ms"] for v in res.values])
+    if est is not None:
+        return np.stack([np.array([v["accuracy"] for v in res.values]), a]), l
     return a, l
 
 
@@ -172,6 +252,13 @@ def seed_scores(task: Task, strategy: str, seed: int, checkpoints: list[int], op
     out = {}
     for c in checkpoints:
         a, l = next(r for cc, r in runs if cc in (c, None))
+        if a.ndim == 2:  # (estimated, true): the search returns its best by the estimate
+            seen, true = a[0, :c], a[1, :c]
+            l = l[:c]
+            picked = float(true[int(np.argmax(seen))])
+            out[c] = (task.best_acc - picked, hv_ratio(task, true, l, None), hv_ratio(task, true, l, 80.0),
+                      task.best_acc - float(true.max()))
+            continue
         a, l = a[:c], l[:c]
         assert np.all(l <= task.budget_ms), "a strategy evaluated an over-budget candidate"
         out[c] = (task.best_acc - float(a.max()), hv_ratio(task, a, l, None), hv_ratio(task, a, l, 80.0))
@@ -196,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="a strategy option other than its default (repeatable)")
     ap.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel")
     ap.add_argument("--json", type=Path, default=None, help="write all results here")
+    ap.add_argument("--estimator", default=None, help="what the search sees instead of the table: zc:NAME "
+                    "(a proxy, or zc:ensemble) or predictor:N (few-shot trees fitted on N cells per seed)")
+    ap.add_argument("--predictor-proxies", default=None, help="with predictor:N, its proxies (comma-separated)")
+    ap.add_argument("--proxy-data", default="cifar10", help="dataset whose images the proxies see")
     args = ap.parse_args(argv)
     path = args.csv or default_csv()
     if not path.is_file():
@@ -207,8 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     options = parse_options(args.option)
     b = load(path, devices)
-    global _BENCH
+    global _BENCH, _ESTIMATOR
     _BENCH = b
+    if args.estimator:
+        if args.workers > 1:
+            print("error: --estimator runs in one process (its proxy cache is a single file); drop --workers", file=sys.stderr)
+            return 2
+        _ESTIMATOR = CpuEstimator(args.estimator, b, args.proxy_data, predictor_proxies=args.predictor_proxies)
     pool = None
     if args.workers > 1:
         import multiprocessing
@@ -221,17 +317,19 @@ def main(argv: list[str] | None = None) -> int:
             task = make_task(b, device, pct)
             for strategy in strategies:
                 t1 = time.perf_counter()
-                per_cp: dict[int, dict[str, list[float]]] = {c: {"regret": [], "hv": [], "hv80": []} for c in checkpoints}
+                keys = ("regret", "hv", "hv80") + (("regret_oracle",) if args.estimator else ())
+                per_cp: dict[int, dict[str, list[float]]] = {c: {k: [] for k in keys} for c in checkpoints}
                 jobs = [(task, strategy, seed, checkpoints, options.get(strategy, {})) for seed in seeds]
                 for scores in (pool.starmap(seed_scores, jobs) if pool else [seed_scores(*j) for j in jobs]):
                     for c in checkpoints:
-                        for k, v in zip(("regret", "hv", "hv80"), scores[c]):
+                        for k, v in zip(keys, scores[c]):
                             per_cp[c][k].append(v)
                 secs = time.perf_counter() - t1
                 for c in checkpoints:
                     row = {"device": device, "percentile": pct, "budget_ms": task.budget_ms, "strategy": strategy,
                            "options": options.get(strategy, {}), "evals": c, "seeds": args.seeds,
-                           "seed_start": args.seed_start, "true_best": task.best_acc, "seconds": secs}
+                           "seed_start": args.seed_start, "true_best": task.best_acc, "seconds": secs,
+                           "estimator": args.estimator or "table"}
                     for k, v in per_cp[c].items():
                         med, q1, q3 = summarize(v)
                         row[k] = {"median": med, "q1": q1, "q3": q3}
@@ -275,6 +373,19 @@ def print_tables(results: list[dict], strategies: list[str], checkpoints: list[i
             cells.append(f"{np.median(v):.3f} (max {np.max(v):.3f})")
         hv = [r["hv"]["median"] for r in results if r["strategy"] == s and r["evals"] == checkpoints[-1]]
         print(f"| {s} | " + " | ".join(cells) + f" | {np.median(hv):.4f} ({np.min(hv):.4f}) |")
+    if any("regret_oracle" in r for r in results):
+        print("\nWith the estimator: median over tasks of the per-task median regret of the cell the search returns "
+              "(its best by the estimate), and of the truly best cell it evaluated (oracle pick):")
+        print("| strategy | estimator | " + " | ".join(f"returned @{c} | oracle @{c}" for c in checkpoints) + " |")
+        print("|---|---|" + "---|---|" * len(checkpoints))
+        for s in strategies:
+            cells = []
+            for c in checkpoints:
+                rows = [r for r in results if r["strategy"] == s and r["evals"] == c]
+                cells += [f"{np.median([r['regret']['median'] for r in rows]):.3f}",
+                          f"{np.median([r['regret_oracle']['median'] for r in rows]):.3f}"]
+            print(f"| {s} | {results[0]['estimator']} | " + " | ".join(cells) + " |")
+        return
     print_targets(results, strategies)
 
 
