@@ -194,7 +194,8 @@ def register(app: typer.Typer) -> None:
         out.print("stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.stages.items())
                   + f"; total {time.perf_counter() - t0:.0f} s", markup=False)
         out.print(f"budget {res.budget_ms:.4f} ms for the INT8 model; INT8 runs at {res.int8_factor:.2f}x FP32 "
-                  f"on this machine at this input size (measured on three archs of the space)", markup=False)
+                  f"on this machine at this input size (measured on three archs of the space), so the search ran "
+                  f"under {res.search_budget_ms:.4f} ms of predicted FP32 latency (the line in pareto.png)", markup=False)
         out.print(f"profile {res.profile}\nsupernet {res.supernet}\nsearch run {res.run} (best.json, pareto.png)\n"
                   f"model {res.model} (report: {res.report['files']['report_md']})", markup=False)
         out.print(f"next: hwnas export {res.run} --prune 0.25 --out {res.folder / 'model-pruned.onnx'}", markup=False)

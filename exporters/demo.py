@@ -59,6 +59,9 @@ class DemoResult:
     int8_factor: float  # INT8 / FP32 latency on this machine, measured on a few archs of the space
     report: dict[str, Any]
     stages: dict[str, float]
+    # the budget the search ran under, on the profile's predicted FP32 latency (pareto.png's line):
+    # the INT8 budget over the INT8 factor, with a margin
+    search_budget_ms: float | None = None
 
 
 Phase = Callable[[str, int, int], None]  # (phase, done, total)
@@ -144,7 +147,7 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
         calibration_images=cfg.calibration_images, budget_ms=budget, max_steps=cfg.finetune_max_steps,
         protocol=cfg.protocol, extra_metadata={"demo_int8_factor": factor}), log=say)
     stages["export"] = time.perf_counter() - t
-    return DemoResult(folder, prof, ckpt, run_dir, model_path, budget, factor, res.report, stages)
+    return DemoResult(folder, prof, ckpt, run_dir, model_path, budget, factor, res.report, stages, search_ms)
 
 
 def int8_factor(space, archs, table, protocol, seed: int = 0) -> float:

@@ -339,7 +339,7 @@ def run(
     result = SearchResult(records, [_summary(r) for r in front], _summary(best_rec) if best_rec else None,
                           out_path, loop.stopped_early, notes, n_replay)
     if out_path is not None:
-        _write_outputs(out_path, result, config)
+        _write_outputs(out_path, result, config, setup.space)
     return result
 
 
@@ -374,12 +374,21 @@ def json_roundtrip(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def _write_outputs(out: Path, result: SearchResult, cfg: SearchConfig) -> None:
+def space_label(space: Any, settings: dict[str, Any]) -> str:
+    """The space as a reader of a plot needs it named: a changed preset is not the preset."""
+    shape = "x".join(str(v) for v in tuple(space.input_shape)[-2:])
+    if not settings:
+        return space.name
+    return f"{space.name} changed by --space-settings ({shape} input, config {space.config_hash()[:8]})"
+
+
+def _write_outputs(out: Path, result: SearchResult, cfg: SearchConfig, space: Any) -> None:
     from hwnas.search.plot import pareto_png
 
     atomic_write_json(out / PARETO_FILE, {"objectives": list(cfg.objectives), "front": result.pareto})
     atomic_write_json(out / BEST_FILE, result.best if result.best is not None else {})
-    title = f"{cfg.space} | {cfg.strategy} | {len(result.records)} evals | {cfg.profile}"
+    title = (f"{space_label(space, cfg.space_settings)}\n{cfg.strategy} | {len(result.records)} evals | "
+             f"latency from {cfg.profile}")
     atomic_write_bytes(out / PLOT_FILE, pareto_png(result.records, result.pareto, cfg.latency_ms, title))
 
 
