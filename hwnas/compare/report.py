@@ -1,0 +1,115 @@
+"""compare.md (the table) and compare.png (accuracy against measured latency)."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def mean_rows(rows: Sequence[dict]) -> list[dict]:
+    """One row per network: numbers averaged over its seeds (``n`` seeds, ``top1_sd`` beside)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["name"]].append(r)
+    out = []
+    for name, rs in groups.items():
+        m = dict(rs[0])
+        for k in ("latency_ms", "top1", "macro_f1", "train_seconds", "int8_latency_ms", "int8_top1"):
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            m[k] = float(np.mean(vals)) if vals else None
+        tops = [r["top1"] for r in rs if r.get("top1") is not None]
+        m["top1_sd"] = float(np.std(tops)) if len(tops) > 1 else None
+        m["n"] = len(rs)
+        out.append(m)
+    return sorted(out, key=lambda r: (r["latency_ms"] is None, r["latency_ms"] or 0.0))
+
+
+def _label(r: dict) -> str:
+    return r["name"] + (" (NAS)" if r.get("found_by_nas") else "")
+
+
+def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: bool = False) -> str:
+    """The table: one line per network and seed, sorted by latency; with several seeds, their means below."""
+    head = ["network", "kind", "top-1 %", "macro-F1", "latency ms", "params", "MFLOPs", "model MB", "train s",
+            "epochs", "seed"]
+    if int8:
+        head[5:5] = ["INT8 top-1 %", "INT8 ms"]
+    lines = [f"# {title}", ""]
+    lines += [f"- {n}" for n in notes]
+    if notes:
+        lines.append("")
+
+    def line(r: dict, seed: str) -> str:
+        cells = [_label(r), r["kind"], _fmt(None if r.get("top1") is None else 100 * r["top1"], ".2f"),
+                 _fmt(r.get("macro_f1"), ".4f"), _fmt(r.get("latency_ms"), ".4g"), _fmt(r.get("params"), ","),
+                 _fmt(None if r.get("flops") is None else r["flops"] / 1e6, ".1f"),
+                 _fmt(None if r.get("model_bytes") is None else r["model_bytes"] / 1e6, ".2f"),
+                 _fmt(r.get("train_seconds"), ".1f"), _fmt(r.get("epochs"), "d"), seed]
+        if int8:
+            cells[5:5] = [_fmt(None if r.get("int8_top1") is None else 100 * r["int8_top1"], ".2f"),
+                          _fmt(r.get("int8_latency_ms"), ".4g")]
+        return "| " + " | ".join(cells) + " |"
+
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ordered = sorted(rows, key=lambda r: (r.get("latency_ms") is None, r.get("latency_ms") or 0.0, r["name"], r["seed"]))
+    lines += [line(r, str(r["seed"])) for r in ordered]
+    means = mean_rows(rows)
+    if any(m["n"] > 1 for m in means):
+        lines += ["", "Mean over seeds (top-1 standard deviation in brackets):", "",
+                  "| " + " | ".join(head[:-1] + ["seeds"]) + " |", "|" + "---|" * len(head)]
+        for m in means:
+            text = line(m, str(m["n"]))
+            if m.get("top1_sd") is not None:
+                top = f"{100 * m['top1']:.2f}"
+                text = text.replace(f"| {top} |", f"| {top} ({100 * m['top1_sd']:.2f}) |", 1)
+            lines.append(text)
+    return "\n".join(lines) + "\n"
+
+
+def figure_png(rows: Sequence[dict], title: str, budgets: Sequence[float] = (), xlabel: str = "latency (ms, measured)",
+               ylabel: str = "top-1 on the test split (%)", fronts: Sequence[Sequence[tuple[float, float]]] = ()) -> bytes:
+    """Accuracy against latency: baselines grey and labelled, found networks red stars, each
+    budget a dashed line; ``fronts`` (latency, accuracy %) drawn faintly under them."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.2, 4.8), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    for k, front in enumerate(fronts):
+        pts = sorted(front)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], ".-", ms=3, lw=0.8, c="#f4a6ad", zorder=1,
+                    label="search's Pareto front" if k == 0 else None)
+    measured = [r for r in rows if r.get("latency_ms") is not None and r.get("top1") is not None]
+    for kind, style in (("baseline", dict(marker="o", s=30, c="#6c7a89")), ("found", dict(marker="*", s=110, c="#d1495b"))):
+        pts = [r for r in measured if r["kind"] == kind]
+        if pts:
+            ax.scatter([r["latency_ms"] for r in pts], [100 * r["top1"] for r in pts], zorder=3,
+                       label="hand-designed" if kind == "baseline" else "found by the search", **style)
+    for m in mean_rows(measured):
+        ax.annotate(_label(m), (m["latency_ms"], 100 * m["top1"]), fontsize=7, xytext=(4, 3), textcoords="offset points",
+                    color="#2e4057" if m["kind"] == "baseline" else "#a4161a")
+    for k, b in enumerate(sorted(set(budgets))):
+        ax.axvline(b, ls="--", c="#2e4057", lw=1, label=f"budget {b:.4g} ms" if k < 3 else None)
+    lats = [r["latency_ms"] for r in measured]
+    if lats and max(lats) / max(1e-12, min(lats)) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.12, y=0.08)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

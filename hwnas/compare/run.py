@@ -1,0 +1,504 @@
+"""``hwnas compare``: hand-designed baselines and found networks trained with one recipe on the
+shared loop, timed end to end on the profile's backend, in one table and one picture.
+
+Every network of a comparison sees the same data split, recipe, epochs and seeds. Each finished
+(network, seed) row is appended to ``compare.journal.jsonl`` in the output folder before the
+next starts (its first line records the settings), so an interrupted comparison continues with
+``resume=True`` and keeps every finished row; ``compare.json``, ``compare.md`` and
+``compare.png`` are written at the end, atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hwnas.errors import UserError
+from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json, atomic_write_text, read_journal
+
+FORMAT = 1
+JOURNAL_FILE = "compare.journal.jsonl"
+JSON_FILE = "compare.json"
+MD_FILE = "compare.md"
+PNG_FILE = "compare.png"
+OUTPUT_FILES = (JSON_FILE, MD_FILE, PNG_FILE)
+ROW_FIELDS = ("name", "kind", "latency_ms", "params", "flops", "model_bytes", "top1", "macro_f1", "train_seconds",
+              "epochs", "seed")
+CALIBRATION_IMAGES = 256  # INT8 calibration: training images, seeded
+
+
+@dataclass
+class CompareConfig:
+    """What ``hwnas compare`` takes (the training comparison)."""
+
+    profile: str  # latency table JSON from `hwnas profile`: its backend times every network
+    data: str = "digits"
+    epochs: int = 10
+    baselines: Sequence[str] = ()
+    runs: Sequence[str] = ()  # search run folders: the best arch of each
+    archs: Sequence[Any] = ()  # archs of `space` (dicts, JSON strings, Arch values)
+    space: str | None = None  # the archs' space; default: the profile's
+    seeds: int = 1
+    int8: bool = False
+    train_limit: int | None = None
+    threads: int | None = None
+    batch_size: int = 64
+    lr: float = 0.05
+    device: str = "auto"
+    max_steps: int | None = None  # cap training steps (tests)
+    protocol: Any = None  # hwnas.latency.protocol.Protocol for the timing; None: the profiler's default
+
+    def check(self) -> None:
+        self.recipe(0).check()
+        if self.seeds < 1:
+            raise UserError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise UserError(f"--train-limit must be at least 1 image, got {self.train_limit}")
+        if not (self.baselines or self.runs or self.archs):
+            raise UserError("nothing to compare: pass --baselines (a list or all), --run DIR or --arch FILE")
+
+    def recipe(self, seed: int):
+        from hwnas.accuracy.training import TrainRecipe
+
+        return TrainRecipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, device=self.device,
+                           threads=self.threads, max_steps=self.max_steps)
+
+
+@dataclass
+class CompareResult:
+    rows: list[dict]
+    out: Path | None
+    resumed_rows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Contender:
+    """One network to train: a baseline of the zoo or an arch a search found."""
+
+    name: str
+    kind: str  # baseline | found
+    build: Callable[[int], Any]  # num_classes -> freshly initialised nn.Module
+    info: dict[str, Any]
+    budget_ms: float | None = None
+
+
+# ---- inputs -------------------------------------------------------------------------------
+def _load_profile(spec: str):
+    from hwnas.latency import load_table
+
+    if spec.startswith("table:"):
+        raise UserError(f"--profile {spec} is a benchmark column, not a backend to time networks on; give a latency "
+                        f"table from `hwnas profile`, or compare on the benchmark with --space nb201 --evaluator table:...")
+    p = Path(spec)
+    if not p.is_file():
+        raise UserError(f"profile {spec!r} does not exist; write one with `hwnas profile` (or use profiles/)")
+    return load_table(p), hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _data_name(spec: str | None) -> str | None:
+    return None if not spec else str(spec).partition(":")[0]
+
+
+def _found_from_run(folder: str, space_name: str, image_size: int, data: str) -> Contender:
+    from hwnas.accuracy.supernet import _init_weights
+    from hwnas.exporters.run_export import read_run
+    from hwnas.space import get_space
+
+    run = read_run(folder)
+    s = run.config["space"]
+    if s.get("name") != space_name:
+        raise UserError(f"run folder {folder!r} was searched in space {s.get('name')!r}, this comparison is in "
+                        f"{space_name!r}; compare runs of one space (pass --space or another profile)")
+    space = get_space(s["name"], **(s.get("settings") or {}))
+    if s.get("config_hash") and space.config_hash() != s["config_hash"]:
+        raise UserError(f"run folder {folder!r} was searched in a {s['name']} configuration this hwnas builds differently; "
+                        f"rerun the search")
+    if space.input_shape[-1] != image_size:
+        raise UserError(f"run folder {folder!r} searched {space.input_shape[-1]} px networks, this comparison trains at "
+                        f"{image_size} px; compare runs of the profile's input size")
+    run_data = run.config["evaluator"].get("data")
+    if run_data and _data_name(run_data) != _data_name(data):
+        raise UserError(f"run folder {folder!r} was searched on data {run_data!r}, this comparison trains on {data!r}; "
+                        f"pass --data {run_data} or a run searched on {data}")
+    arch = space.parse(run.best["arch"])
+    budget = (run.config.get("budgets") or {}).get("latency_ms")
+
+    def build(num_classes: int):
+        model = space.build(arch, num_classes=num_classes)
+        _init_weights(model)  # as stand-alone training of an arch initialises it
+        return model
+
+    name = f"{Path(folder).name}:{arch.id}"
+    return Contender(name, "found", build, {"arch": arch.to_dict(), "arch_id": arch.id, "space": space.name,
+                                            "run": str(Path(folder)), "search_accuracy": run.best.get("accuracy"),
+                                            "predicted_ms": run.best.get("latency_ms")}, budget)
+
+
+def _found_archs(archs: Sequence[Any], space) -> list[Contender]:
+    from hwnas.accuracy.supernet import _init_weights
+
+    out, seen = [], set()
+    for a in archs:
+        arch = space.parse(a)
+        if arch.id in seen:
+            continue
+        seen.add(arch.id)
+
+        def build(num_classes: int, arch=arch):
+            model = space.build(arch, num_classes=num_classes)
+            _init_weights(model)
+            return model
+
+        out.append(Contender(arch.id, "found", build, {"arch": arch.to_dict(), "arch_id": arch.id, "space": space.name}))
+    return out
+
+
+def _baselines(names: Sequence[str], image_size: int) -> list[Contender]:
+    from hwnas.compare.zoo import baseline_info, build_baseline, parse_baselines
+
+    names = parse_baselines(",".join(names)) if names else []
+    out = []
+    for n in names:
+        info = baseline_info(n)
+        out.append(Contender(n, "baseline", lambda k, n=n: build_baseline(n, k, image_size),
+                             {"description": info.description, "found_by_nas": info.found_by_nas}))
+    return out
+
+
+# ---- the backend: can it run a network, and how fast -------------------------------------
+def _op_from_message(msg: str) -> str | None:
+    for pattern in (r"implementation for (\w+)\(", r"op_type[=: ]+'?(\w+)", r"operator '?([\w:.]+)'?", r"node .*?\((\w+)\)"):
+        m = re.search(pattern, msg)
+        if m:
+            return m.group(1)
+    return None
+
+
+class Bench:
+    """Times finished networks on the profile's backend with the profiler's protocol, in the
+    profile's units (ONNX Runtime: the exported file, paired with the profile's reference;
+    eager torch: the module itself)."""
+
+    def __init__(self, table, input_shape: Sequence[int], protocol: Any = None) -> None:
+        from hwnas.exporters.measure import LatencySetup
+        from hwnas.latency.protocol import Protocol
+
+        self.protocol = protocol or Protocol()
+        self.table = table
+        self.input_shape = tuple(input_shape)
+        self.backend = str(table.backend.get("name", ""))
+        self.setup = LatencySetup.from_table(table)
+        self.on_ort = not self.backend.startswith("torch")
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, "provider": self.setup.provider, "threads": self.setup.threads,
+                "batch": self.setup.batch}
+
+    def onnx(self, model, name: str) -> bytes:
+        import torch
+
+        from hwnas.exporters.onnx_io import to_onnx
+
+        model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+        try:
+            return to_onnx(model, torch.zeros(1, *self.input_shape))
+        except UserError as e:
+            raise UserError(f"{name} cannot run on the profile's backend ({self.backend}): {e}") from None
+
+    def check_runs(self, data: bytes, name: str) -> None:
+        """Open a session on the profile's execution provider: the backend names what it cannot run."""
+        from hwnas.latency.ort_runner import make_session
+
+        try:
+            make_session(data, self.setup.provider, self.setup.threads)
+        except Exception as e:  # onnxruntime raises its own exception types, one per failure kind
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            op = _op_from_message(msg)
+            what = f"operator {op}" if op else "an operator"
+            raise UserError(f"the profile's backend ({self.backend}, {self.setup.provider}) cannot run {name}: {what} is "
+                            f"not supported ({msg[:160]}); leave {name} out or use another profile") from None
+
+    def preflight(self, model, name: str) -> None:
+        import torch
+
+        if self.on_ort:
+            self.check_runs(self.onnx(model, name), name)
+            return
+        try:
+            with torch.inference_mode():
+                model.eval()(torch.zeros(1, *self.input_shape))
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"the profile's backend ({self.backend}) cannot run {name}: {msg[:200]}") from None
+
+    def latency(self, model, data: bytes, name: str) -> dict[str, Any]:
+        from hwnas.exporters.measure import latency
+
+        try:
+            if self.on_ort:
+                m = latency(data, self.input_shape, self.setup, self.protocol)
+            else:
+                from hwnas.latency.measure import measure_module_for_table
+
+                m = measure_module_for_table(copy.deepcopy(model), self.table, self.protocol)  # timing resets BN statistics
+        except UserError:
+            raise
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            op = _op_from_message(msg)
+            raise UserError(f"the profile's backend ({self.backend}) failed to run {name}"
+                            f"{f' at operator {op}' if op else ''}: {msg[:160]}") from None
+        return {"latency_ms": float(m["latency_ms"]), "latency_median_ms": float(m["median_ms"]),
+                "latency_iqr_ms": float(m["iqr_ms"])}
+
+    def int8_latency(self, data: bytes, name: str) -> float:
+        from hwnas.exporters.measure import LatencySetup, latency
+
+        setup = self.setup if self.on_ort else LatencySetup.from_table(self.table)
+        self.check_runs(data, f"{name} (INT8)")
+        return float(latency(data, self.input_shape, setup, self.protocol)["latency_ms"])
+
+
+def _costs(model, input_shape: Sequence[int]) -> tuple[int, int]:
+    """Parameters and FLOPs of one image (torch's FlopCounterMode, as the search counts them)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.to("cpu").eval()
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape))
+    return int(params), int(counter.get_total_flops())
+
+
+# ---- the output folder ----------------------------------------------------------------------
+def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+    """Refuse an output folder that cannot be used, before anything is loaded or written."""
+    import os
+
+    if resume and force:
+        raise UserError("--resume and --force exclude each other: resume continues a comparison, force starts it over")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is not a folder; choose another path")
+    journal = out / JOURNAL_FILE
+    if resume:
+        if not journal.is_file():
+            raise UserError(f"nothing to resume in {str(out)!r}: it holds no {JOURNAL_FILE}; run without --resume")
+        return
+    if out.exists() and any(out.iterdir()) and not force:
+        if journal.is_file() or any((out / n).exists() for n in OUTPUT_FILES):
+            raise UserError(f"comparison folder {str(out)!r} already holds results; pass --resume to continue it or "
+                            f"--force to start over")
+    if not out.exists():  # the folder is the command's own: it and missing folders above it are created
+        ancestor = out.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise UserError(f"--out {str(out)!r} lies under {str(ancestor)!r}, which is not a folder; choose another --out")
+        if not os.access(ancestor, os.W_OK):
+            raise UserError(f"cannot create comparison folder {str(out)!r}: {str(ancestor)!r} is not writable; "
+                            f"choose another --out")
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    return [f"{k} was {a.get(k)!r}, now {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _open_journal(out: Path, header: dict, resume: bool) -> tuple[dict[str, dict], list[str]]:
+    """Rows already finished (by key) and notes; a resumed journal must come from the same settings."""
+    import json
+
+    path = out / JOURNAL_FILE
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        for n in OUTPUT_FILES:
+            (out / n).unlink(missing_ok=True)
+        with Journal(path) as j:
+            j.append({"header": header})
+        return {}, []
+    records, dropped = read_journal(path)
+    if not records or "header" not in records[0]:
+        raise UserError(f"{str(path)!r} is not a comparison journal; start over with --force")
+    stored = json.loads(json.dumps(records[0]["header"]))
+    diffs = _differences(stored, json.loads(json.dumps(header)))
+    if diffs:
+        raise UserError(f"cannot resume {str(out)!r}: it was started with other settings ({'; '.join(diffs[:3])}); "
+                        f"rerun with the same options, or use another --out")
+    notes = []
+    if dropped:
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        notes.append(f"{str(path)!r} ended in {dropped} unreadable line(s) (an interrupted write); kept the "
+                     f"{len(records) - 1} finished row(s) before it")
+    done = {r["row"]["key"]: r["row"] for r in records[1:] if isinstance(r.get("row"), dict) and "key" in r["row"]}
+    return done, notes
+
+
+# ---- the comparison -------------------------------------------------------------------------
+def compare(config: CompareConfig | None = None, out: str | Path | None = None, resume: bool = False,
+            force: bool = False, progress: bool = False, **kwargs: Any) -> CompareResult:
+    """Train, score and time every baseline and found network; write the comparison folder.
+
+    ``kwargs`` are ``CompareConfig`` fields when ``config`` is None. With ``out=None`` nothing
+    is written (and nothing can be resumed).
+    """
+    import torch
+
+    from hwnas.accuracy.progress import progress_bar
+    from hwnas.data import load_dataset
+    from hwnas.space import get_space
+
+    cfg = config if config is not None else CompareConfig(**kwargs)
+    if config is not None and kwargs:
+        cfg = dataclasses.replace(config, **kwargs)
+    cfg.check()
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        _prepare_out(out_path, resume, force)
+    table, profile_sha = _load_profile(cfg.profile)
+    space = get_space(cfg.space) if cfg.space else table.get_space()
+    input_shape = tuple(space.input_shape)
+    image_size = int(input_shape[-1])
+    contenders = _baselines(cfg.baselines, image_size)
+    contenders += [_found_from_run(str(r), space.name, image_size, cfg.data) for r in cfg.runs]
+    contenders += _found_archs(cfg.archs, space)
+    names = [c.name for c in contenders]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"{', '.join(dup)} named twice; pass each network once")
+    ds = load_dataset(cfg.data, image_size=image_size, train_limit=cfg.train_limit)
+    bench = Bench(table, input_shape, cfg.protocol)
+    recipe = {k: v for k, v in dataclasses.asdict(cfg.recipe(0)).items() if k not in ("seed", "device", "threads", "compile")}
+    header = {"format": FORMAT, "profile_sha256": profile_sha, "backend": bench.describe(), "space": space.name,
+              "image_size": image_size, "data": ds.describe(), "recipe": recipe, "int8": cfg.int8}
+    jobs = [(c, seed) for seed in range(cfg.seeds) for c in contenders]
+
+    def key(c: Contender, seed: int) -> str:
+        return f"{c.name}#{seed}"
+
+    done: dict[str, dict] = {}
+    notes: list[str] = []
+    if out_path is not None and resume:
+        done, notes = _open_journal(out_path, header, True)
+    todo = [(c, s) for c, s in jobs if key(c, s) not in done]
+    # every network the backend cannot run is refused before hours of training the others
+    checked = set()
+    for c, _ in todo:
+        if c.name not in checked:
+            torch.manual_seed(0)
+            bench.preflight(c.build(ds.num_classes), c.name)
+            checked.add(c.name)
+    if out_path is not None and not resume:
+        _open_journal(out_path, header, False)
+    resumed = sum(1 for c, s in jobs if key(c, s) in done)
+    journal = Journal(out_path / JOURNAL_FILE) if out_path is not None else None
+    rows_by_key = dict(done)
+    try:
+        with progress_bar(progress) as bar:
+            overall = bar.add_task("compare", total=len(jobs), completed=resumed, info=f"{resumed} kept" if resumed else "")
+            task = bar.add_task("train", total=1, info="")
+            trainer = _Trainer(cfg, ds)
+            for k, (c, seed) in enumerate(todo):
+                bar.update(overall, info=f"{c.name} seed {seed}")
+                row = _one_row(c, seed, cfg, ds, bench, trainer, bar, task)
+                row["key"] = key(c, seed)
+                rows_by_key[row["key"]] = row
+                if journal is not None:
+                    journal.append({"row": row})  # flushed before the next network starts
+                bar.update(overall, completed=resumed + k + 1)
+    finally:
+        if journal is not None:
+            journal.close()
+    rows = [rows_by_key[key(c, s)] for c, s in jobs]
+    result = CompareResult(rows, out_path, resumed, notes)
+    if out_path is not None:
+        write_outputs(out_path, rows, header, cfg, [c.budget_ms for c in contenders if c.budget_ms is not None])
+    return result
+
+
+class _Trainer:
+    """The shared training loop with the comparison's one recipe; the training split is made
+    resident once and reused by every network."""
+
+    def __init__(self, cfg: CompareConfig, ds) -> None:
+        from hwnas.accuracy.training import training_runtime
+
+        self.cfg, self.ds = cfg, ds
+        self.rt = training_runtime(cfg.recipe(0))
+        self._data = None
+
+    def __call__(self, model, seed: int, bar, task, label: str):
+        from hwnas.accuracy.training import (ResidentImages, cross_entropy_step, evaluate, make_optimizer,
+                                             maybe_compile, prepare_model, train, use_threads)
+
+        recipe = self.cfg.recipe(seed)
+        with use_threads(recipe.threads):
+            if self._data is None:
+                self._data = ResidentImages(self.ds, "train", self.rt.device, recipe.channels_last)
+            prepare_model(model, recipe, self.rt.device)
+            opt = make_optimizer(model, recipe)
+            step = cross_entropy_step(maybe_compile(model, recipe, self.rt.device), self.rt, recipe.label_smoothing)
+            total = recipe.epochs * self._data.steps_per_epoch(recipe.batch_size)
+            if recipe.max_steps is not None:
+                total = min(total, recipe.max_steps)
+            bar.update(task, description=f"train {label}", total=total, completed=0, info="")
+            result = train(model, self._data, recipe, step, opt, self.rt, bar=bar, task=task)
+            scores = evaluate(model, self.ds, "test", self.rt.device, recipe.channels_last)
+        return result, scores
+
+
+def _one_row(c: Contender, seed: int, cfg: CompareConfig, ds, bench: Bench, trainer: _Trainer, bar, task) -> dict:
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    model = c.build(ds.num_classes)
+    result, scores = trainer(model, seed, bar, task, f"{c.name} seed {seed}")
+    model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+    params, flops = _costs(model, bench.input_shape)
+    bar.update(task, info="measuring latency")
+    data = bench.onnx(model, c.name)
+    row: dict[str, Any] = {"name": c.name, "kind": c.kind, **bench.latency(model, data, c.name), "params": params,
+                           "flops": flops, "model_bytes": len(data), "top1": scores.top1, "macro_f1": scores.macro_f1,
+                           "per_class_f1": scores.per_class_f1, "test_images": scores.n,
+                           "train_seconds": result.seconds, "epochs": cfg.epochs, "steps": result.steps, "seed": seed,
+                           **c.info}
+    if c.budget_ms is not None:
+        row["budget_ms"] = c.budget_ms
+    if cfg.int8:
+        from hwnas.exporters.measure import evaluate as ort_evaluate
+        from hwnas.exporters.quantize import quantize_int8
+
+        bar.update(task, info="quantizing to INT8")
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(ds.train_y), generator=g)[:CALIBRATION_IMAGES]
+        int8 = quantize_int8(data, ds.prepare(ds.train_x[idx]).numpy().astype(np.float32))
+        s8 = ort_evaluate(int8, ds.prepare(ds.test_x).numpy(), ds.test_y.numpy(), ds.classes)
+        row.update({"int8_latency_ms": bench.int8_latency(int8, c.name), "int8_model_bytes": len(int8),
+                    "int8_top1": s8.top1, "int8_macro_f1": s8.macro_f1})
+    return row
+
+
+def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig, budgets: Sequence[float]) -> None:
+    from hwnas.compare.report import figure_png, markdown
+
+    clean = [{k: v for k, v in r.items() if k != "key"} for r in rows]
+    atomic_write_json(out / JSON_FILE, {"format": FORMAT, "profile": str(cfg.profile), **header,
+                                        "budgets_ms": sorted(set(budgets)), "rows": clean})
+    d = header["data"]
+    b = header["backend"]
+    title = (f"{d['spec']} ({d['train']} training images, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}) on {b['backend']} "
+             f"({b['threads']} thread{'s' if b['threads'] != 1 else ''}, batch {b['batch']})")
+    notes = [f"profile `{cfg.profile}`: latency in its units (end to end, the profiler's protocol)",
+             "top-1 and macro-F1 on the test split; every network trained with the same recipe, split and epochs",
+             "(NAS): itself found by a search (MnasNet), not hand-designed"]
+    atomic_write_text(out / MD_FILE, markdown(clean, f"Comparison: {title}", notes, int8=cfg.int8))
+    atomic_write_bytes(out / PNG_FILE, figure_png(clean, title, budgets,
+                                                  xlabel=f"latency (ms on the profile, {b['backend']})"))
