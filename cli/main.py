@@ -68,6 +68,7 @@ class ListWhat(str, Enum):
     backends = "backends"
     strategies = "strategies"
     evaluators = "evaluators"
+    baselines = "baselines"
 
 
 @app.command("list")
@@ -75,7 +76,7 @@ def list_cmd(
     what: ListWhat = typer.Argument(..., help="what to list"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
-    """List the registered spaces, latency backends, search strategies or accuracy evaluators."""
+    """List the registered spaces, latency backends, search strategies, accuracy evaluators or baselines."""
     from rich.table import Table
 
     rows: list[dict] = []
@@ -98,6 +99,10 @@ def list_cmd(
         from hwnas.accuracy import describe_evaluators
 
         rows = [{"name": n, "description": d} for n, d in describe_evaluators().items()]
+    elif what == ListWhat.baselines:
+        from hwnas.compare.zoo import describe_baselines
+
+        rows = describe_baselines()
     if as_json:
         for r in rows:
             out.print(json.dumps(r), markup=False)
@@ -126,6 +131,9 @@ def _register_commands() -> None:
     from hwnas.cli import export_cmds
 
     export_cmds.register(app)
+    from hwnas.cli import compare_cmds
+
+    compare_cmds.register(app)
 
 
 _register_commands()

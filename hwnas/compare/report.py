@@ -58,8 +58,8 @@ def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: 
         return "| " + " | ".join(cells) + " |"
 
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    ordered = sorted(rows, key=lambda r: (r.get("latency_ms") is None, r.get("latency_ms") or 0.0, r["name"], r["seed"]))
-    lines += [line(r, str(r["seed"])) for r in ordered]
+    ordered = sorted(rows, key=lambda r: (r.get("latency_ms") is None, r.get("latency_ms") or 0.0, r["name"], r.get("seed") or 0))
+    lines += [line(r, "-" if r.get("seed") is None else str(r["seed"])) for r in ordered]
     means = mean_rows(rows)
     if any(m["n"] > 1 for m in means):
         lines += ["", "Mean over seeds (top-1 standard deviation in brackets):", "",

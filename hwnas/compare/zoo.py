@@ -116,7 +116,7 @@ def _mobilenet_v2(width: float) -> Callable[[int, int], nn.Module]:
 
 
 for _w, _tag in ((0.35, "0_35"), (0.5, "0_5"), (1.0, "1_0")):
-    register(f"mobilenet_v2_x{_tag}", f"MobileNetV2 (Sandler et al. 2018), width {_w:g}: inverted residuals, "
+    register(f"mobilenet_v2_x{_tag}", f"MobileNetV2 (Sandler et al. 2018), width {_tag.replace('_', '.')}: inverted residuals, "
              "linear bottlenecks")(_mobilenet_v2(_w))
 
 
