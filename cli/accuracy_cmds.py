@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from hwnas.cli.common import err, out, parse_space_settings, read_archs
+from hwnas.cli.common import err, interrupted, out, parse_space_settings, read_archs
 from hwnas.errors import UserError
 
 
@@ -67,10 +67,10 @@ def register(app: typer.Typer) -> None:
         space: str = typer.Option("mbv3-32", "--space", help="MBConv space: mbv3-32 or mbv3-224"),
         space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config"),
         data: str = typer.Option("digits", "--data", help="digits, cifar10[:PATH] or imagefolder:PATH"),
-        epochs: int = typer.Option(10, "--epochs"),
-        seed: int = typer.Option(0, "--seed"),
+        epochs: int = typer.Option(10, "--epochs", help="training epochs (more may be added later with --resume)"),
+        seed: int = typer.Option(0, "--seed", help="seed of the weights, the sampled subnets and the data order"),
         batch_size: int = typer.Option(64, "--batch-size", help="global batch (split across torchrun processes)"),
-        lr: float = typer.Option(0.05, "--lr"),
+        lr: float = typer.Option(0.05, "--lr", help="peak SGD learning rate (cosine schedule)"),
         kernel_transform: bool = typer.Option(False, "--kernel-transform/--center-crop",
                                               help="OFA's learned kernel transform, or a plain centre crop"),
         train_limit: Optional[int] = typer.Option(None, "--train-limit", help="train on this many images (seeded subset)"),
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="continue from --out if it exists"),
         force: bool = typer.Option(False, "--force", help="overwrite an existing --out"),
         download: bool = typer.Option(False, "--download", help="let torchvision download CIFAR-10"),
-        no_progress: bool = typer.Option(False, "--no-progress"),
+        no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar or progress lines"),
     ) -> None:
         """Train a weight-sharing supernet (sandwich rule, in-place distillation). Works under torchrun."""
         from hwnas.accuracy.supernet_train import SupernetTrainConfig, train_supernet
@@ -92,8 +92,7 @@ def register(app: typer.Typer) -> None:
         try:
             result = train_supernet(sp, cfg, out_path, resume=resume, force=force, progress=not no_progress, download=download)
         except KeyboardInterrupt:
-            err.print(f"interrupted; checkpoint saved, continue with --resume --out {out_path}", markup=False)
-            raise
+            interrupted(f"checkpoint saved, continue with --resume --out {out_path}")
         hist = result.meta.get("history", [])
         if hist and os.environ.get("RANK", "0") == "0":
             last = hist[-1]
@@ -148,17 +147,17 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         arch: str = typer.Option(..., "--arch", help="arch file: one JSON object per line ('-' for stdin)"),
-        space: str = typer.Option("mbv3-32", "--space"),
+        space: str = typer.Option("mbv3-32", "--space", help="search space the archs belong to (hwnas list spaces)"),
         space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config"),
-        data: str = typer.Option("digits", "--data"),
-        epochs: int = typer.Option(10, "--epochs"),
-        seed: int = typer.Option(0, "--seed"),
-        batch_size: int = typer.Option(64, "--batch-size"),
-        lr: float = typer.Option(0.05, "--lr"),
-        train_limit: Optional[int] = typer.Option(None, "--train-limit"),
-        val_limit: Optional[int] = typer.Option(None, "--val-limit"),
-        device: str = typer.Option("auto", "--device"),
-        threads: Optional[int] = typer.Option(None, "--threads"),
+        data: str = typer.Option("digits", "--data", help="digits, cifar10[:PATH] or imagefolder:PATH"),
+        epochs: int = typer.Option(10, "--epochs", help="training epochs per arch"),
+        seed: int = typer.Option(0, "--seed", help="seed of the weights and the data order"),
+        batch_size: int = typer.Option(64, "--batch-size", help="images per step"),
+        lr: float = typer.Option(0.05, "--lr", help="peak SGD learning rate (cosine schedule)"),
+        train_limit: Optional[int] = typer.Option(None, "--train-limit", help="train on this many images (seeded subset)"),
+        val_limit: Optional[int] = typer.Option(None, "--val-limit", help="measure on this many val images"),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: all cores)"),
         as_json: bool = typer.Option(False, "--json", help="one JSON line per arch"),
     ) -> None:
         """Train each arch from scratch and report its val accuracy."""

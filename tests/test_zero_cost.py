@@ -261,3 +261,31 @@ def test_channels_last_step_equals_the_plain_one():
             assert torch.allclose(v, states[1][k].contiguous(), atol=1e-5, rtol=1e-4), k
             moved += int(not torch.equal(v, before[k]))
     assert moved > 10  # the step changed the weights, so the comparison means something
+
+
+def test_arch_files_from_devices_folders_and_bad_bytes(space, tmp_path):
+    from hwnas.cli.common import read_archs
+
+    with pytest.raises(UserError, match="holds no archs"):  # /dev/null exists: it is empty, not missing
+        read_archs("/dev/null", space)
+    with pytest.raises(UserError, match="is a folder"):
+        read_archs(str(tmp_path), space)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\xff\xfe\x00not text")
+    with pytest.raises(UserError, match="not UTF-8"):
+        read_archs(str(bad), space)
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    import threading
+
+    def feed():
+        with open(fifo, "w") as f:
+            f.write(space.parse(CONV_CELL).to_json() + "\n")
+
+    t = threading.Thread(target=feed)
+    t.start()
+    got = read_archs(str(fifo), space)
+    t.join()
+    assert [a.id for a in got] == [space.parse(CONV_CELL).id]

@@ -29,7 +29,11 @@ NB201_FILE = Path("nb201") / "nb201_acc_latency.csv"
 
 
 def shared_data_dir() -> Path:
-    return Path(os.environ.get("HWNAS_SHARED_DATA", os.path.join("..", "shared", "data")))
+    """``$HWNAS_SHARED_DATA``, else ``../shared/data`` beside the repository root (the datasets' rule),
+    so ``table:nb201`` means the same file from any working directory."""
+    from hwnas.data.cache import shared_data_dir as data_dir
+
+    return data_dir()
 
 
 def resolve_csv(path: str) -> Path:
