@@ -1,9 +1,13 @@
 """The hand-designed ResNet cell against the cells a search finds, on every device column of
 NAS-Bench-201 (accuracies and latencies from the table; no training).
 
-For each device column ``lat_*`` the library's strategies search (``hwnas.compare.compare_nb201``,
-which runs them through ``hwnas.search.run`` as ``hwnas search`` does) at the ResNet cell's
-latency and at lower budgets; per seed, the candidates are the Pareto fronts of those searches.
+For each device column ``lat_*`` the library's strategies search at the ResNet cell's latency
+and at lower budgets (fractions of it); per seed, the candidates are every cell those searches
+evaluated. The strategies run through the same ask/tell loop and on the same problem as
+``hwnas search`` (genome, feasibility under the budget, canonical genomes, the space's surrogate
+features); only the evaluation is a lookup in the table, loaded once (``hwnas compare --space
+nb201`` runs whole searches instead, a few seconds more each). The figures are computed by
+``hwnas.compare.nb201``'s functions, as ``hwnas compare`` computes them.
 
 - equal latency: the most accurate candidate within the ResNet cell's latency; its gain in
   points of CIFAR-10 test accuracy over the ResNet cell (median over seeds);
@@ -33,7 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hwnas.compare.nb201 import RESNET_CELL, NB201CompareConfig, compare_nb201  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hwnas.accuracy.table import load_csv_table  # noqa: E402
+from hwnas.compare.nb201 import RESNET_CELL, equal_accuracy, equal_latency, optimum  # noqa: E402
+from hwnas.search.loop import drive  # noqa: E402
+from hwnas.search.problem import ACCURACY, LATENCY, Problem  # noqa: E402
+from hwnas.search.strategy import make_strategy  # noqa: E402
+from hwnas.space import get_space  # noqa: E402
 
 
 def default_csv() -> Path:
@@ -45,6 +56,68 @@ def device_columns(path: Path) -> list[str]:
     with open(path, newline="") as f:
         header = next(csv.reader(f))
     return [c[len("lat_"):] for c in header if c.startswith("lat_")]
+
+
+class Table:
+    """The benchmark file once: accuracy (fraction) and every latency column by table row, the
+    row of each canonical genome."""
+
+    def __init__(self, path: Path) -> None:
+        self.space = get_space("nb201")
+        t = load_csv_table(path, self.space)
+        self.table = t
+        self.acc = t.column("c10_test") / 100.0
+        self.ids = [a.id for a in t.archs]
+        self.row = {tuple(self.space.encode(a)): i for i, a in enumerate(t.archs)}
+        self.cards = tuple(len(d.choices) for d in self.space.decisions())
+        self._canon: dict[tuple, tuple] = {}
+
+    def canonical(self, g: tuple) -> tuple:
+        hit = self._canon.get(g)
+        if hit is None:
+            hit = self._canon[g] = tuple(self.space.encode(self.space.decode(g)))
+        return hit
+
+    def record(self, i: int, lat: np.ndarray) -> dict:
+        return {"arch_id": self.ids[i], "top1": float(self.acc[i]), "latency_ms": float(lat[i])}
+
+
+def search(t: Table, lat: np.ndarray, strategy: str, seed: int, budget_ms: float, evals: int) -> list[dict]:
+    """One search under ``budget_ms``: the cells it evaluated, as ``hwnas search`` would have."""
+    problem = Problem(cards=t.cards, objectives=(ACCURACY, LATENCY),
+                      feasible=lambda g: bool(lat[t.row[t.canonical(g)]] <= budget_ms), canonical=t.canonical,
+                      latency_budget=budget_ms, features=t.space.genome_features)
+    st = make_strategy(strategy, problem, seed, evals)
+
+    def evaluate(g):
+        i = t.row[t.canonical(g)]
+        return {"accuracy": float(t.acc[i]), "latency_ms": float(lat[i]), "row": i}
+
+    res = drive(st, evaluate, evals)
+    return [t.record(v["row"], lat) for v in res.values]
+
+
+def compare_device(t: Table, device: str, strategies: list[str], seeds: int, budgets: tuple[float, ...],
+                   evals: int) -> dict:
+    import statistics as st
+
+    lat = t.table.column("lat_" + device)
+    r = t.row[tuple(t.space.encode(t.space.parse(RESNET_CELL)))]
+    ref = t.record(r, lat)
+    usable = [f for f in budgets if f * ref["latency_ms"] >= float(lat.min())]
+    groups, median = {}, {}
+    for s in strategies:
+        per_seed = []
+        for seed in range(seeds):
+            cands = [c for f in usable for c in search(t, lat, s, seed, f * ref["latency_ms"], evals)]
+            per_seed.append({"equal_latency": equal_latency(cands, ref), "equal_accuracy": equal_accuracy(cands, ref)})
+        groups[s] = per_seed
+        gains = [x["equal_latency"]["gain_points"] for x in per_seed if x["equal_latency"]]
+        speeds = [x["equal_accuracy"]["speedup"] for x in per_seed if x["equal_accuracy"]]
+        median[s] = {"gain_points": st.median(gains) if gains else None, "speedup": st.median(speeds) if speeds else None,
+                     "seeds": seeds, "no_cell_as_accurate": seeds - len(speeds)}
+    return {"resnet_cell": ref, "budgets_ms": [f * ref["latency_ms"] for f in usable], "groups": groups,
+            "median": median, "table_optimum": optimum(t.acc, lat, t.ids, ref)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,13 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     strategies = args.strategies.split(",")
     budgets = tuple(float(b) for b in args.budgets.split(","))
     t0 = time.perf_counter()
+    table = Table(path)
     results = []
     for device in devices:
         t1 = time.perf_counter()
-        res = compare_nb201(NB201CompareConfig(profile=f"table:{path}#lat_{device}", evaluator=f"table:{path}#c10_test",
-                                               strategies=strategies, budget_evals=args.evals, seeds=args.seeds,
-                                               budgets=budgets))
-        s = res.summary
+        s = compare_device(table, device, strategies, args.seeds, budgets, args.evals)
         results.append({"device": device, **s, "seconds": time.perf_counter() - t1})
         m = s["median"]
         print(f"{device:18s} " + "  ".join(f"{k}: gain {v['gain_points']:+.2f} speed-up {'-' if v['speedup'] is None else format(v['speedup'], '.2f')}x"

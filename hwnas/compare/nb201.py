@@ -130,21 +130,25 @@ def best_within(candidates: Sequence[dict], budget_ms: float) -> dict | None:
     return max(within, key=lambda c: (c["top1"], -c["latency_ms"])) if within else None
 
 
-def table_optimum(look: _Lookup, ref: dict) -> dict[str, Any]:
-    """The two figures for the whole table: what a perfect search would report."""
-    lat = look.latency.values
-    archs = look.latency.table.archs
-    acc = look.evaluator.accuracy[look.evaluator.table.rows(archs)]  # the accuracy table may order rows otherwise
+def optimum(acc: np.ndarray, lat: np.ndarray, ids: Sequence[str], ref: dict) -> dict[str, Any]:
+    """The two figures over every cell of a table (accuracy fractions, latencies in ms): what a
+    perfect search would report."""
     out: dict[str, Any] = {}
     within = np.flatnonzero(lat <= ref["latency_ms"])
     i = int(within[np.argmax(acc[within])])
-    out["equal_latency"] = {"arch_id": archs[i].id, "top1": float(acc[i]), "latency_ms": float(lat[i]),
+    out["equal_latency"] = {"arch_id": ids[i], "top1": float(acc[i]), "latency_ms": float(lat[i]),
                             "gain_points": 100 * (float(acc[i]) - ref["top1"])}
     good = np.flatnonzero(acc >= ref["top1"])
     j = int(good[np.argmin(lat[good])])
-    out["equal_accuracy"] = {"arch_id": archs[j].id, "top1": float(acc[j]), "latency_ms": float(lat[j]),
+    out["equal_accuracy"] = {"arch_id": ids[j], "top1": float(acc[j]), "latency_ms": float(lat[j]),
                              "speedup": ref["latency_ms"] / float(lat[j])}
     return out
+
+
+def table_optimum(look: _Lookup, ref: dict) -> dict[str, Any]:
+    archs = look.latency.table.archs
+    acc = look.evaluator.accuracy[look.evaluator.table.rows(archs)]  # the accuracy table may order rows otherwise
+    return optimum(acc, look.latency.values, [a.id for a in archs], ref)
 
 
 def _median(vals: list[float]) -> float | None:
