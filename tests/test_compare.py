@@ -1,0 +1,282 @@
+"""hwnas compare: the baseline zoo, the training comparison on digits (files, fields, resume,
+refusals) and the NAS-Bench-201 comparison on a hand-made slice of the table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.compare import build_baseline, describe_baselines, list_baselines, parse_baselines
+from hwnas.compare.zoo import BASELINES, removed_downsamplings
+from hwnas.errors import UserError
+from hwnas.latency.protocol import Protocol
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "profiles" / "mbv3-32_ort-cpu_t1_b1.json"
+FAST = Protocol(warmup=2, warmup_seconds=0.0, round_size=4, min_repeats=8, max_repeats=16, max_seconds=0.02, sessions=1)
+SMALL = ["shufflenet_v2_x0_5", "mobilenet_v2_x0_35"]
+EXPECTED = {"mobilenet_v2_x0_35", "mobilenet_v2_x0_5", "mobilenet_v2_x1_0", "mobilenet_v3_small", "mobilenet_v3_large",
+            "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "mnasnet0_5", "resnet18", "resnet50", "densenet121"}
+
+
+# ---- the zoo --------------------------------------------------------------------------------
+def test_zoo_lists_every_baseline_and_flags_mnasnet():
+    assert set(list_baselines()) == EXPECTED
+    rows = {r["name"]: r for r in describe_baselines()}
+    assert rows["mnasnet0_5"]["found_by_nas"] and not rows["resnet18"]["found_by_nas"]
+    assert all(r["description"] for r in rows.values())
+    assert parse_baselines("all") == list_baselines()
+    assert parse_baselines(" resnet18, mnasnet0_5,resnet18") == ["resnet18", "mnasnet0_5"]
+    with pytest.raises(UserError, match="unknown baseline.*resnet19"):
+        parse_baselines("resnet18,resnet19")
+
+
+def test_stems_downsample_as_cifar_networks_do():
+    assert removed_downsamplings(224) == 0  # the ImageNet network as published: 224 -> 7
+    assert removed_downsamplings(32) == 2  # 32 -> 16 -> 8 -> 4
+    assert removed_downsamplings(8) == 4
+
+
+def _last_feature_px(model, size: int) -> int:
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.shape[-1]))
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return min(s for s in seen if s > 1)  # SE blocks' 1x1 squeezes aside
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_baseline_builds_at_32_and_224_and_runs_in_onnx_runtime(name):
+    from hwnas.exporters.onnx_io import ort_logits, session, to_onnx
+
+    torch.manual_seed(0)
+    model = build_baseline(name, num_classes=7, image_size=32).eval()
+    assert isinstance(model, torch.nn.Module) and model.num_classes == 7
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    assert ref.shape == (1, 7)
+    assert _last_feature_px(model, 32) == 4  # CIFAR-style: never down to 1x1
+    got = ort_logits(session(to_onnx(model, x)), x.numpy())
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-3, atol=1e-4)
+
+    big = build_baseline(name, num_classes=7, image_size=224).eval()
+    with torch.no_grad():
+        assert big(torch.zeros(1, 3, 224, 224)).shape == (1, 7)
+    assert _last_feature_px(big, 224) == 7  # the ImageNet stem at 224 px
+
+
+# ---- the training comparison ------------------------------------------------------------------
+ROW_KEYS = ("name", "kind", "latency_ms", "params", "flops", "model_bytes", "top1", "macro_f1", "train_seconds",
+            "epochs", "seed", "per_class_f1")
+
+
+def _cfg(**kw):
+    from hwnas.compare import CompareConfig
+
+    base = dict(profile=str(PROFILE), data="digits", epochs=1, train_limit=64, batch_size=32, threads=1,
+                device="cpu", protocol=FAST)
+    base.update(kw)
+    return CompareConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A tiny mbv3-32 search on the reference profile (the params proxy as its accuracy)."""
+    from hwnas.search import SearchConfig, run
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    run(SearchConfig(space="mbv3-32", profile=str(PROFILE), evaluator="zc:params", strategy="random", budget_evals=2,
+                     seed=0, latency_ms=10.0), out=out)
+    return out
+
+
+def test_tiny_compare_writes_all_three_files_with_every_field(tmp_path, run_folder):
+    from hwnas.compare import compare
+
+    out = tmp_path / "cmp"
+    res = compare(_cfg(baselines=SMALL, runs=[str(run_folder)]), out=out)
+    assert [r["name"] for r in res.rows][:2] == SMALL
+    found = res.rows[2]
+    assert found["kind"] == "found" and found["name"].startswith("tiny:") and found["budget_ms"] == 10.0
+    best = json.loads((run_folder / "best.json").read_text())
+    assert found["arch_id"] == best["id"]
+    doc = json.loads((out / "compare.json").read_text())
+    assert len(doc["rows"]) == 3 and doc["budgets_ms"] == [10.0]
+    for r in doc["rows"]:
+        for k in ROW_KEYS:
+            assert r.get(k) is not None, (r["name"], k)
+        assert r["latency_ms"] > 0 and r["params"] > 0 and r["flops"] > 0 and r["model_bytes"] > 1000
+        assert 0 <= r["top1"] <= 1 and 0 <= r["macro_f1"] <= 1 and len(r["per_class_f1"]) == 10
+        assert r["epochs"] == 1 and r["seed"] == 0 and r["train_seconds"] > 0
+    assert {r["kind"] for r in doc["rows"]} == {"baseline", "found"}
+    md = (out / "compare.md").read_text()
+    assert all(n in md for n in SMALL) and "| network | kind | top-1 %" in md
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_keeps_finished_rows(tmp_path, monkeypatch):
+    import hwnas.compare.run as cr
+    from hwnas.latency.profiler import reference_arch
+    from hwnas.space import get_space
+
+    arch = reference_arch(get_space("mbv3-32")).to_dict()
+    cfg = _cfg(baselines=["shufflenet_v2_x0_5"], archs=[arch], max_steps=1)
+    out = tmp_path / "cmp"
+    real = cr._one_row
+    calls = []
+
+    def interrupted_after_first(c, *a, **k):
+        calls.append(c.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(c, *a, **k)
+
+    monkeypatch.setattr(cr, "_one_row", interrupted_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        cr.compare(cfg, out=out)
+    journal = (out / cr.JOURNAL_FILE).read_text().splitlines()
+    assert len(journal) == 2 and "shufflenet_v2_x0_5" in journal[1]  # the header and the finished row
+    assert not (out / "compare.json").exists()
+    with pytest.raises(UserError, match="--resume"):
+        cr.compare(cfg, out=out)  # neither overwritten nor mixed without asking
+    with pytest.raises(UserError, match="other settings.*epochs"):
+        cr.compare(_cfg(baselines=["shufflenet_v2_x0_5"], archs=[arch], max_steps=1, epochs=2), out=out, resume=True)
+
+    calls.clear()
+    res = cr.compare(cfg, out=out, resume=True)
+    assert calls == [get_space("mbv3-32").parse(arch).id]  # only the unfinished row was trained
+    assert res.resumed_rows == 1
+    first = json.loads(journal[1])["row"]
+    assert res.rows[0] == first
+    doc = json.loads((out / "compare.json").read_text())
+    assert [r["name"] for r in doc["rows"]] == ["shufflenet_v2_x0_5", calls[0]]
+
+
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, run_folder, monkeypatch):
+    from hwnas.compare import compare
+
+    out = tmp_path / "never"
+    with pytest.raises(UserError, match="unknown baseline"):
+        compare(_cfg(baselines=["resnet19"]), out=out)
+    with pytest.raises(UserError, match="--epochs must be at least 1"):
+        compare(_cfg(baselines=SMALL, epochs=0), out=out)
+    with pytest.raises(UserError, match="nothing to compare"):
+        compare(_cfg(), out=out)
+    for field, value, match in (("space", {"name": "nb201"}, "searched in space 'nb201'"),
+                                ("evaluator", {"spec": "zc:params", "data": "cifar10"}, "searched on data 'cifar10'")):
+        other = tmp_path / f"other-{field}"
+        shutil.copytree(run_folder, other)
+        cfg = json.loads((other / "config.json").read_text())
+        cfg[field] = {**cfg[field], **value}
+        (other / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(UserError, match=match):
+            compare(_cfg(runs=[str(other)]), out=out)
+
+    class Unsupported(torch.nn.Module):  # an operator the ONNX exporter has no mapping for
+        def __init__(self, num_classes):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, num_classes)
+
+        def forward(self, x):
+            return self.fc(torch.special.bessel_j0(x.mean((2, 3))))
+
+    monkeypatch.setitem(BASELINES._factories, "odd_net", lambda k, size: Unsupported(k))
+    monkeypatch.setitem(__import__("hwnas.compare.zoo", fromlist=["_INFO"])._INFO, "odd_net",
+                        __import__("hwnas.compare.zoo", fromlist=["BaselineInfo"]).BaselineInfo("odd_net", "test"))
+    with pytest.raises(UserError, match=r"odd_net cannot run on the profile's backend .*operator.*bessel"):
+        compare(_cfg(baselines=["shufflenet_v2_x0_5", "odd_net"]), out=out)
+    assert not out.exists()
+
+
+def test_cli_refusals_are_one_line_with_exit_code_2(tmp_path, capsys):
+    from hwnas.cli.main import main
+
+    for argv, match in ((["--baselines", "resnet19"], "unknown baseline"), (["--baselines", "resnet18", "--epochs", "0"], "--epochs")):
+        with pytest.raises(SystemExit) as e:
+            main(["compare", "--profile", str(PROFILE), "--out", str(tmp_path / "x"), *argv])
+        assert e.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and match in lines[0]
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["list", "baselines", "--json"])
+    assert e.value.code == 0
+    names = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
+    assert set(names) == EXPECTED
+
+
+# ---- NAS-Bench-201 --------------------------------------------------------------------------
+RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+# cell -> (c10_test %, lat_dev ms): a slice whose answers can be worked out by hand
+SLICE = {
+    RESNET: (90.0, 10.0),
+    "|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|": (91.0, 9.0),  # A
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|": (92.0, 12.0),  # B
+    "|nor_conv_1x1~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|skip_connect~2|": (89.0, 4.0),  # C
+    "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|nor_conv_1x1~2|": (90.5, 6.0),  # D
+    "|skip_connect~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|skip_connect~2|": (80.0, 2.0),  # E
+}
+
+
+@pytest.fixture()
+def nb201_slice(tmp_path):
+    p = tmp_path / "slice.csv"
+    lines = ["arch_str,c10_test,lat_dev"] + [f"{a},{acc},{lat}" for a, (acc, lat) in SLICE.items()]
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_nb201_comparison_on_a_slice_gives_hand_computed_numbers(tmp_path, nb201_slice):
+    from hwnas.compare import compare_nb201
+
+    cells = [a for a in SLICE if a != RESNET]
+    out = tmp_path / "cmp"
+    res = compare_nb201(profile=f"table:{nb201_slice}#lat_dev", evaluator=f"table:{nb201_slice}#c10_test",
+                        archs=cells, budgets=(1.0, 0.5, 0.1), out=out)
+    s = res.summary
+    assert s["resnet_cell"]["top1"] == pytest.approx(0.90) and s["resnet_cell"]["latency_ms"] == 10.0
+    given = s["groups"]["given"]
+    # equal latency: the best within 10 ms is A (91 %, 9 ms): +1 point
+    assert given["equal_latency"]["gain_points"] == pytest.approx(1.0)
+    assert given["equal_latency"]["latency_ms"] == 9.0
+    # equal accuracy: the fastest at least 90 % is D (90.5 %, 6 ms): 10 / 6
+    assert given["equal_accuracy"]["speedup"] == pytest.approx(10 / 6)
+    found = {r["name"]: r for r in res.rows if r["kind"] == "found"}
+    assert found["given@1x"]["top1"] == pytest.approx(0.91) and found["given@0.5x"]["top1"] == pytest.approx(0.89)
+    assert "given@0.1x" not in found and any("below the fastest cell" in n for n in res.notes)  # 1 ms < E's 2 ms
+    assert s["table_optimum"]["equal_latency"]["gain_points"] == pytest.approx(1.0)
+    assert s["table_optimum"]["equal_accuracy"]["speedup"] == pytest.approx(10 / 6)
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["rows"][0]["name"] == "resnet_cell" and doc["rows"][0]["kind"] == "baseline"
+    for r in doc["rows"]:
+        assert all(k in r for k in ROW_KEYS[:-1])
+    assert "+1.00" in (out / "compare.md").read_text() and (out / "compare.png").stat().st_size > 1000
+
+
+def test_nb201_comparison_runs_the_library_search_on_the_table(tmp_path, nb201_csv, capsys):
+    from hwnas.cli.main import main
+
+    out = tmp_path / "cmp"
+    with pytest.raises(SystemExit) as e:
+        main(["compare", "--space", "nb201", "--evaluator", "table:nb201#c10_test", "--profile",
+              f"table:{nb201_csv}#lat_pixel3", "--budget-evals", "20", "--budgets", "1", "--out", str(out)])
+    assert e.value.code == 0
+    doc = json.loads((out / "compare.json").read_text())
+    ref = doc["summary"]["resnet_cell"]
+    found = [r for r in doc["rows"] if r["kind"] == "found"]
+    assert found and all(r["latency_ms"] <= ref["latency_ms"] for r in found)
+    assert doc["summary"]["table_optimum"]["equal_latency"]["gain_points"] >= 0
+    assert "ResNet cell" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["compare", "--space", "nb201", "--profile", f"table:{nb201_csv}#lat_pixel3", "--epochs", "3",
+              "--out", str(tmp_path / "y")])
+    assert e.value.code == 2
