@@ -60,6 +60,7 @@ def test_baseline_builds_at_32_and_224_and_runs_in_onnx_runtime(name):
     torch.manual_seed(0)
     model = build_baseline(name, num_classes=7, image_size=32).eval()
     assert isinstance(model, torch.nn.Module) and model.num_classes == 7
+    assert {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}  # as the found nets
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         ref = model(x)

@@ -138,7 +138,7 @@ def _found_from_run(folder: str, space_name: str, image_size: int, data: str) ->
     name = f"{Path(folder).name}:{arch.id}"
     return Contender(name, "found", build, {"arch": arch.to_dict(), "arch_id": arch.id, "space": space.name,
                                             "run": str(Path(folder)), "search_accuracy": run.best.get("accuracy"),
-                                            "predicted_ms": run.best.get("latency_ms")}, budget)
+                                            "search_latency_ms": run.best.get("latency_ms")}, budget)
 
 
 def _found_archs(archs: Sequence[Any], space) -> list[Contender]:
