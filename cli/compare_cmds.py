@@ -128,16 +128,19 @@ def _nb201(profile, evaluator, space, runs, arch, seeds, strategies, budget_eval
 
 
 def _print_rows(rows, int8: bool) -> None:
+    from rich import box
     from rich.table import Table
 
-    t = Table(title="comparison")
-    cols = ["network", "kind", "top-1 %", "latency ms", "params", "MFLOPs"] + (["INT8 ms"] if int8 else []) + ["seed"]
+    t = Table(title="comparison", box=box.SIMPLE_HEAD)
+    cols = ["network", "kind", "top-1 %", "ms", "M params", "MFLOPs"] + (["INT8 ms"] if int8 else []) + ["seed"]
+    width = max([len(r["name"]) + (6 if r.get("found_by_nas") else 0) for r in rows] + [7])
     for c in cols:
-        t.add_column(c, justify="left" if c in ("network", "kind") else "right")
+        t.add_column(c, justify="left" if c in ("network", "kind") else "right", no_wrap=c == "network",
+                     min_width=width if c == "network" else None)
     for r in sorted(rows, key=lambda r: (r.get("latency_ms") or 0.0, r["name"])):
         cells = [r["name"] + (" (NAS)" if r.get("found_by_nas") else ""), r["kind"],
                  "-" if r.get("top1") is None else f"{100 * r['top1']:.2f}", f"{r['latency_ms']:.4g}",
-                 f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}"]
+                 f"{r['params'] / 1e6:.2f}", f"{r['flops'] / 1e6:.1f}"]
         if int8:
             cells.append("-" if r.get("int8_latency_ms") is None else f"{r['int8_latency_ms']:.4g}")
         cells.append("-" if r.get("seed") is None else str(r["seed"]))
