@@ -131,7 +131,7 @@ def _print_rows(rows, int8: bool) -> None:
     from rich import box
     from rich.table import Table
 
-    t = Table(title="comparison", box=box.SIMPLE_HEAD)
+    t = Table(title="comparison", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     cols = ["network", "kind", "top-1 %", "ms", "M params", "MFLOPs"] + (["INT8 ms"] if int8 else []) + ["seed"]
     width = max([len(r["name"]) + (6 if r.get("found_by_nas") else 0) for r in rows] + [7])
     for c in cols:
