@@ -122,7 +122,8 @@ def load_csv_table(path: str | os.PathLike, space: SearchSpace) -> CsvTable:
     return CsvTable(p, hashlib.sha256(raw).hexdigest(), archs, columns, row_of)
 
 
-@EVALUATORS.register("table")
+@EVALUATORS.register("table", "accuracy looked up in a benchmark CSV: table:CSV#COLUMN (percent in the file), "
+                            "e.g. table:nb201#c10_test")
 class TableEvaluator(Evaluator):
     """Accuracy looked up in a benchmark CSV: table:CSV#COLUMN (percent in the file -> fraction)."""
 

@@ -63,8 +63,12 @@ def _finish(spec: str, arrays: dict[str, np.ndarray], classes: list[str], opts: 
     order = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(opts.split_seed + 1))]
     if opts.train_limit:
         order = order[: opts.train_limit]
-    if opts.val_limit:
-        val = val[: opts.val_limit]
+    if opts.val_limit and opts.val_limit < len(val):
+        # a seeded random subset: the carved indices are sorted, and sources list images class by
+        # class, so the first N would hold only the first few classes
+        pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(opts.split_seed + 2))[: opts.val_limit]
+        val = val[pick].sort().values
+        info = {**(info or {}), "val_subset": "seeded random"}  # results cached under the old rule are not reused
     train_x, train_y = x[order], y[order]
     if mean is None or std is None:  # measured on the training split, recorded for export
         f = train_x.float() / 255.0
