@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import random
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
@@ -226,16 +225,12 @@ def sample_truth(space: SearchSpace, truth: Evaluator, n: int, holdout: int, see
         idx = np.random.default_rng(seed).permutation(len(pool))
         chosen = [pool[i] for i in idx[:n + holdout]]
         return chosen[:n], chosen[n:]
-    rng = random.Random(seed)
-    seen: dict[str, Arch] = {}
-    for _ in range(50 * n):
-        a = space.sample(rng)
-        seen.setdefault(a.id, a)
-        if len(seen) == n:
-            break
-    if len(seen) < n:
-        raise UserError(f"--n {n} is more than the distinct archs space {space.name!r} yields ({len(seen)} found); use a smaller --n")
-    return list(seen.values()), []
+    from hwnas.accuracy.proxy_ensemble import distinct_archs
+
+    archs = distinct_archs(space, n, seed)
+    if len(archs) < n:
+        raise UserError(f"--n {n} is more than the distinct archs space {space.name!r} yields ({len(archs)} found); use a smaller --n")
+    return archs, []
 
 
 def fit_fewshot(space: SearchSpace, truth: Evaluator, n: int, proxies: Sequence[str] = DEFAULT_PROXIES,

@@ -242,14 +242,9 @@ def sample_and_split(space: SearchSpace, n: int, seed: int = 0,
     their indices, and how many of the first in that order are held out."""
     if n < 10:
         raise UserError(f"--n must be at least 10 to hold some archs out, got {n}")
-    rng = random.Random(seed)
-    archs: dict[str, Arch] = {}
-    for _ in range(n * 50):
-        a = space.sample(rng)
-        archs.setdefault(a.id, a)
-        if len(archs) == n:
-            break
-    pool = list(archs.values())
+    from hwnas.accuracy.proxy_ensemble import distinct_archs
+
+    pool = distinct_archs(space, n, seed)
     order = list(range(len(pool)))
     random.Random(seed + 1).shuffle(order)
     return pool, order, max(2, int(round(len(pool) * test_fraction)))
