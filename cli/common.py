@@ -49,8 +49,6 @@ def parse_space_settings(text: "str | None") -> dict:
 
 def read_archs(path: str, space: "SearchSpace") -> list["Arch"]:
     """Read an arch file: one JSON object (or NAS-Bench-201 string) per line; '-' is stdin."""
-    from hwnas.fileio import iter_jsonl_objects
-
     if path == "-":
         text = sys.stdin.read()
     else:

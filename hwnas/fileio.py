@@ -24,10 +24,9 @@ def check_output_path(path: str | os.PathLike, force: bool = False, what: str = 
     return p
 
 
-def make_parents(path: str | os.PathLike, what: str = "output folder") -> list[Path]:
-    """Create the missing folders above ``path``, for outputs that are folders the command owns
-    (``--out runs/x`` before ``runs/`` exists); refused when a path above is a file or cannot be
-    written. Returns the folders it created, outermost first, for ``remove_folders`` on failure."""
+def missing_parents(path: str | os.PathLike, what: str = "output folder") -> list[Path]:
+    """The missing folders above ``path``, outermost first, after checking that they can be
+    created (refused when a path above is a file or cannot be written); nothing is created."""
     p = Path(path)
     missing: list[Path] = []
     ancestor = p.parent if str(p.parent) else Path(".")
@@ -39,6 +38,14 @@ def make_parents(path: str | os.PathLike, what: str = "output folder") -> list[P
     if not os.access(ancestor, os.W_OK):
         raise UserError(f"cannot create {what} {str(p)!r}: {str(ancestor)!r} is not writable; choose another path")
     missing.reverse()
+    return missing
+
+
+def make_parents(path: str | os.PathLike, what: str = "output folder") -> list[Path]:
+    """Create the missing folders above ``path``, for outputs that are folders the command owns
+    (``--out runs/x`` before ``runs/`` exists), as ``missing_parents`` checks them. Returns the
+    folders it created, outermost first, for ``remove_folders`` on failure."""
+    missing = missing_parents(path, what)
     for d in missing:
         d.mkdir(exist_ok=True)
     return missing

@@ -14,7 +14,6 @@ import copy
 import dataclasses
 import hashlib
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -281,7 +280,6 @@ def _costs(model, input_shape: Sequence[int]) -> tuple[int, int]:
 # ---- the output folder ----------------------------------------------------------------------
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     """Refuse an output folder that cannot be used, before anything is loaded or written."""
-    import os
 
     if resume and force:
         raise UserError("--resume and --force exclude each other: resume continues a comparison, force starts it over")
@@ -297,14 +295,9 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
             raise UserError(f"comparison folder {str(out)!r} already holds results; pass --resume to continue it or "
                             f"--force to start over")
     if not out.exists():  # the folder is the command's own: it and missing folders above it are created
-        ancestor = out.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise UserError(f"--out {str(out)!r} lies under {str(ancestor)!r}, which is not a folder; choose another --out")
-        if not os.access(ancestor, os.W_OK):
-            raise UserError(f"cannot create comparison folder {str(out)!r}: {str(ancestor)!r} is not writable; "
-                            f"choose another --out")
+        from hwnas.fileio import missing_parents
+
+        missing_parents(out, "comparison folder")
 
 
 def _differences(a: dict, b: dict) -> list[str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -259,13 +258,9 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
         if any(out.iterdir()) and not force:
             raise UserError(f"run folder {str(out)!r} already exists; pass --resume to continue it or --force to overwrite it")
     else:  # the run folder is the command's own: missing folders above it are created too
-        ancestor = out.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise UserError(f"--out {str(out)!r} lies under {str(ancestor)!r}, which is not a folder; choose another --out")
-        if not os.access(ancestor, os.W_OK):
-            raise UserError(f"cannot create run folder {str(out)!r}: {str(ancestor)!r} is not writable; choose another --out")
+        from hwnas.fileio import missing_parents
+
+        missing_parents(out, "run folder")
 
 
 def run(
