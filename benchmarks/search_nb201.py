@@ -126,7 +126,7 @@ class CpuEstimator:
     among the reference sample), so the strategies see an accuracy-like objective."""
 
     def __init__(self, spec: str, b: Bench, data: str = "cifar10", proxy_seed: int = 0, batch: int = 64,
-                 predictor_proxies: str | None = None) -> None:
+                 predictor_proxies: str | None = None, predictor_features: str = "proxies") -> None:
         from hwnas.accuracy.fewshot import DEFAULT_PROXIES
         from hwnas.accuracy.proxy_ensemble import ENSEMBLE_NAME, ENSEMBLE_PROXIES, reference_sample
         from hwnas.accuracy.zc_evaluator import ProxyScorer, proxy_names
@@ -144,10 +144,13 @@ class CpuEstimator:
             except ValueError:
                 raise SystemExit(f"error: predictor:N wants a number of cells, got {arg!r}") from None
             self.names = tuple(predictor_proxies.split(",")) if predictor_proxies else DEFAULT_PROXIES
+            if predictor_features not in ("proxies", "both"):
+                raise SystemExit(f"error: --predictor-features takes proxies or both, got {predictor_features!r}")
         else:
             raise SystemExit(f"error: --estimator takes zc:NAME or predictor:N, got {spec!r}")
         self.scorer = ProxyScorer(self.space, data, proxy_seed, batch)
         self.reference = self.scorer.values(reference_sample(self.space), self.names)
+        self.with_genome = kind == "predictor" and predictor_features == "both"
         self.forest = None
         self.memo: dict[int, float] = {}
 
@@ -158,7 +161,11 @@ class CpuEstimator:
     def features(self, code: int) -> np.ndarray:
         from hwnas.accuracy.proxy_ensemble import log_ranks
 
-        return log_ranks(self.scorer.values([self.arch(code)], self.names), self.reference)[0]
+        f = log_ranks(self.scorer.values([self.arch(code)], self.names), self.reference)[0]
+        if not self.with_genome:
+            return f
+        digits = np.array([[(code // 5 ** k) % 5 for k in range(5, -1, -1)]])
+        return np.concatenate([f, np.asarray(self.space.genome_features(digits), dtype=np.float64)[0]])
 
     def for_seed(self, seed: int) -> None:
         """The predictor of one search seed: fitted on ``n_fit`` cells drawn with that seed."""
@@ -286,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--estimator", default=None, help="what the search sees instead of the table: zc:NAME "
                     "(a proxy, or zc:ensemble) or predictor:N (few-shot trees fitted on N cells per seed)")
     ap.add_argument("--predictor-proxies", default=None, help="with predictor:N, its proxies (comma-separated)")
+    ap.add_argument("--predictor-features", default="proxies",
+                    help="with predictor:N, proxies (their log ranks) or both (and the genome's features)")
     ap.add_argument("--proxy-data", default="cifar10", help="dataset whose images the proxies see")
     args = ap.parse_args(argv)
     path = args.csv or default_csv()
@@ -304,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers > 1:
             print("error: --estimator runs in one process (its proxy cache is a single file); drop --workers", file=sys.stderr)
             return 2
-        _ESTIMATOR = CpuEstimator(args.estimator, b, args.proxy_data, predictor_proxies=args.predictor_proxies)
+        _ESTIMATOR = CpuEstimator(args.estimator, b, args.proxy_data, predictor_proxies=args.predictor_proxies,
+                                  predictor_features=args.predictor_features)
     pool = None
     if args.workers > 1:
         import multiprocessing
