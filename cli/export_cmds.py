@@ -95,6 +95,11 @@ def _print_report(r: dict) -> None:
                   f"{r['budget_ms']:.4f} ms{pred}", markup=False)
     elif r.get("budget_note"):
         out.print(f"note: {r['budget_note']}", markup=False)
+    if r.get("plain"):
+        out.print("plain timing (fresh process, median / p90 of a plain loop): " + ", ".join(
+            f"{k} {v['median_ms']:.4f} / {v['p90_ms']:.4f} ms" for k, v in r["plain"].items()), markup=False)
+    if r.get("deploy"):
+        out.print(f"deploy: {r['deploy']['file']} ({r['deploy']['why']})", markup=False)
     files = r["files"]
     out.print(f"wrote {files['model']}" + (f", {files['fp32']}" if files.get("fp32") else "") +
               f", {files['report_json']}, {files['report_md']}", markup=False)
@@ -119,6 +124,10 @@ def register(app: typer.Typer) -> None:
         opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
         seed: int = typer.Option(0, "--seed", help="seed of fine-tuning (or training from scratch) and of the calibration images"),
         allow_over_budget: bool = typer.Option(False, "--allow-over-budget", help="exit 0 even when the measured latency misses the budget"),
+        plain: bool = typer.Option(False, "--plain", help="also time the files with a plain loop in a fresh process (as a user "
+                                   "checks a budget) and check the budget on that timing"),
+        check_profile: bool = typer.Option(True, "--check-profile/--no-check-profile", help="quick check of the run's profile "
+                                           "against this machine first (warns past 5% drift)"),
         force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
     ) -> None:
         """Fine-tune, prune, export to ONNX, quantize to INT8 and measure the chosen arch of a search run."""
@@ -137,7 +146,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = RunExportConfig(arch=arch, finetune_epochs=finetune_epochs, prune=prune, quantize=quantize,
                               calibration=calibration, int8_weights=int8_weights, calibration_images=calibration_images, data=data,
-                              budget_ms=budget_ms, scratch_epochs=scratch_epochs, opset=opset, seed=seed, force=force)
+                              budget_ms=budget_ms, scratch_epochs=scratch_epochs, opset=opset, seed=seed, force=force,
+                              plain=plain, check_profile=check_profile)
         with export_progress() as (log, on_step):
             res = export_run(run_dir, out_path, cfg, log=log, on_step=on_step)
         _print_report(res.report)

@@ -17,7 +17,7 @@ from hwnas.cli.common import err, interrupted, out, read_archs
 from hwnas.errors import UserError
 
 PHASE_LABELS = {"overhead": "call overhead", "block": "blocks", "network": "whole networks", "export": "export ONNX",
-                "measure": "measure"}
+                "measure": "measure", "plain": "plain timing"}
 
 
 @contextmanager
@@ -95,6 +95,11 @@ def print_validation(table, path: str) -> None:
         t.add_row("measurement spread (IQR/median)", f"{v['measurement_spread']:.1%}")
         ms = [n["measured_ms"] for n in v["networks"]]
         t.add_row("measured range", f"{min(ms):.3f} - {max(ms):.3f} ms")
+    units = table.extra.get("units") or {}
+    if units.get("latency") == "plain":
+        t.add_row("units", f"plain median (x{units.get('plain_factor', 1.0):.3f} the protocol's estimate)")
+    else:
+        t.add_row("units", "protocol (older tables: fastest session, low percentile)")
     t.add_row("build time", f"{table.build_seconds:.0f} s")
     out.print(t)
 
@@ -203,6 +208,59 @@ def register(app: typer.Typer) -> None:
             interrupted(kept_text(out_path))
         print_validation(table, out_path)
 
+    @profile_app.command("check")
+    def check_cmd(
+        table_path: str = typer.Argument(..., help="latency table to check against this machine"),
+        as_json: bool = typer.Option(False, "--json", help="print the result as one JSON object"),
+        rescale: bool = typer.Option(False, "--rescale", help="write a copy rescaled to this machine (needs --out)"),
+        out_path: Optional[str] = typer.Option(None, "--out", help="where --rescale writes the rescaled table"),
+        networks: int = typer.Option(6, "--networks", help="networks re-timed: the reference and N-1 calibration networks"),
+        force: bool = typer.Option(False, "--force", help="let --out replace an existing file"),
+    ) -> None:
+        """Re-time a table's reference and a few calibration networks plainly: is the table stale here?
+
+        Drift is median(plain time now / table's prediction) - 1: positive when this machine runs
+        slower than the table says. Past 5% the table is stale; --rescale --out NEW writes a copy
+        whose predictions match this machine (an older table is converted to plain units).
+        """
+        from hwnas.fileio import check_output_path
+        from hwnas.latency import load_table
+        from hwnas.latency.units import DRIFT_WARN, check_table, checkable, rescale_table
+
+        if rescale != (out_path is not None):
+            raise UserError("--rescale and --out go together: `hwnas profile check TABLE --rescale --out NEW.json`")
+        if networks < 1:
+            raise UserError(f"--networks must be at least 1, got {networks}")
+        if out_path is not None:
+            if Path(out_path).resolve() == Path(table_path).resolve():
+                raise UserError("--out must name a new file, not the table being checked (it stays as it is)")
+            check_output_path(out_path, force=force, what="table")
+        table = load_table(table_path)
+        checkable(table, table_path, networks)  # refusals before the progress bar
+        with progress_bars() as update:
+            update("plain", 0, 1)
+            result = check_table(table, table_path, n=networks)
+            update("plain", 1, 1)
+        if rescale:
+            factor = 1.0 + result["drift"]
+            rescale_table(table, factor, {"from": Path(table_path).name, "drift": result["drift"]}).save(out_path)
+            result["rescaled"] = {"out": out_path, "factor": factor}
+        if as_json:
+            out.print(json.dumps(result), markup=False)
+            return
+        d = result["drift"]
+        verdict = (f"stale: this machine runs {abs(d):.1%} {'slower' if d > 0 else 'faster'} than the table predicts"
+                   if result["stale"] else f"current: within {DRIFT_WARN:.0%} ({d:+.1%})")
+        out.print(f"{table_path}: {verdict} (median of {len(result['networks'])} networks, plain timing, "
+                  f"spread of the ratios {result['ratio_iqr']:.1%}; table units: {result['units']})", markup=False)
+        for r in result["networks"]:
+            out.print(f"  {r['role']:<12} {r['id']}  predicted {r['predicted_ms']:.4f} ms  plain {r['plain_median_ms']:.4f} ms"
+                      f" (p90 {r['plain_p90_ms']:.4f})  x{r['ratio']:.3f}", markup=False)
+        if rescale:
+            out.print(f"wrote {out_path}: predictions x{1 + d:.3f}", markup=False)
+        elif result["stale"] or result["units"] != "plain":
+            out.print(f"refresh it: hwnas profile check {table_path} --rescale --out NEW.json", markup=False)
+
     app.add_typer(profile_app, name="profile")
 
     @app.command("latency")
@@ -216,12 +274,38 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(1, "--batch", help="batch size"),
         clock: str = typer.Option("auto", "--clock", help="auto, wall or thread"),
         measure_flag: bool = typer.Option(False, "--measure", help="measure end to end instead of predicting"),
+        plain: bool = typer.Option(False, "--plain", help="with --measure: time each arch with a plain loop (fresh "
+                                   "process, warm-up, median and p90 of 300 calls), as a user checks a file"),
         as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
     ) -> None:
-        """Predict archs' latency from a table, or measure them end to end (--measure)."""
+        """Predict archs' latency from a table, or measure them end to end (--measure).
+
+        Predictions and --plain are in plain milliseconds (a plain loop's median); --measure alone
+        uses the profiler's noise-resistant protocol (fastest session, paired), which reads lower.
+        """
         from rich.table import Table
 
-        if measure_flag:
+        if plain and not measure_flag:
+            raise UserError("--plain times archs: use it with --measure (and --space)")
+        if measure_flag and plain:
+            if space is None:
+                raise UserError("--measure needs --space (and optionally --backend, --threads)")
+            from hwnas.latency.backends import get_backend
+            from hwnas.latency.plain import PlainFiles
+            from hwnas.space import get_space
+
+            sp = get_space(space)
+            be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock)
+            archs = read_archs(arch, sp)
+            with progress_bars() as update, PlainFiles() as files:
+                for i, a in enumerate(archs):
+                    be.add_plain(files, sp.build(a), sp.input_shape)
+                    update("export", i + 1, len(archs))
+                update("plain", 0, 1)
+                times = files.run()
+                update("plain", 1, 1)
+            rows = [{"id": a.id, "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"]} for a, t in zip(archs, times)]
+        elif measure_flag:
             if space is None:
                 raise UserError("--measure needs --space (and optionally --backend, --threads)")
             from hwnas.latency.backends import get_backend
@@ -243,7 +327,9 @@ def register(app: typer.Typer) -> None:
             sp = table.get_space()
             if space is not None and space != sp.name:
                 raise UserError(f"table {profile_path!r} is for space {sp.name!r}, not {space!r}")
-            for line in warn_if_other_device(table):
+            from hwnas.latency.units import units_note
+
+            for line in warn_if_other_device(table) + [n for n in [units_note(table, profile_path)] if n]:
                 err.print(f"warning: {line}", markup=False)
             pred = LatencyPredictor(table, sp)
             archs = read_archs(arch, sp)

@@ -72,6 +72,13 @@ class ExportOptions:
     profile_measure: Callable[[nn.Module], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
     profile_backend: str | None = None  # its name, for the report
     parity_images: int = 256
+    # also time the files (and the torch model, on a torch profile) with a plain loop in a fresh
+    # process, as a user checks a budget, and check the budget on that number
+    plain: bool = False
+    # with a latency budget, INT8 is deployed only when it is faster than FP32 and loses at most
+    # this many points of top-1 on the test split
+    int8_tolerance_points: float = 1.0
+    profile_warnings: list[str] = field(default_factory=list)  # what a check of the profile found, for the report
 
     def check(self) -> None:
         if self.prune is not None:
@@ -238,8 +245,14 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         report["fp32"].update(latency(fp32, input_shape, opts.latency, opts.protocol))
         if int8 is not None:
             report["int8"].update(latency(int8, input_shape, opts.latency, opts.protocol))
-    deployed_key = "int8" if int8 is not None else "fp32"
+    if int8 is not None:
+        report["int8_vs_fp32"] = _ratios(report["fp32"], report["int8"])
+        if opts.latency is not None:
+            _pair(report["int8_vs_fp32"], paired_ratio(int8, fp32, input_shape, opts.latency, opts.protocol))
+    deployed_key, why = deploy_choice(report, opts.budget_ms, opts.int8_tolerance_points)
     report["deployed"] = deployed_key
+    report["deploy"] = {"precision": deployed_key, "file": str(paths.model if deployed_key == "int8" or paths.fp32 is None
+                                                               else paths.fp32), "why": why}
     deployed = report[deployed_key]
     if opts.profile_measure is not None:
         say(f"measuring the torch model on the profile's backend ({opts.profile_backend})")
@@ -250,28 +263,37 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     else:
         report["budget_checked_on"] = f"the {deployed_key.upper()} ONNX file in ONNX Runtime"
     if int8 is not None:
-        report["int8_vs_fp32"] = _ratios(report["fp32"], report["int8"])
-        if opts.latency is not None:
-            _pair(report["int8_vs_fp32"], paired_ratio(int8, fp32, input_shape, opts.latency, opts.protocol))
         note = int8_slower_note(report["int8_vs_fp32"], paths.fp32)
-        if note:
+        if note and deployed_key == "int8":
             report["int8_vs_fp32"]["note"] = note
+    if opts.plain and opts.latency is not None:
+        say("timing plainly in a fresh process")
+        report["plain"] = plain_times(fp32, int8, work if opts.profile_measure is not None else None, input_shape,
+                                      opts.latency, opts.profile_backend)
+        deployed = {**deployed, "protocol_latency_ms": deployed.get("latency_ms"),
+                    "latency_ms": report["plain"]["torch" if opts.profile_measure is not None else deployed_key]["median_ms"]}
+        report["budget_checked_on"] += " (plain timing: median of a plain loop in a fresh process)"
     if "unpruned" in report and "latency_ms" in report["unpruned"]:
         report["pruning"]["latency_ratio"] = report["fp32"]["latency_ms"] / report["unpruned"]["latency_ms"]
         _pair(report["pruning"], paired_ratio(fp32, unpruned, input_shape, opts.latency, opts.protocol))
         if "top1" in report["unpruned"] and "top1" in report["fp32"]:
             report["pruning"]["top1_change"] = report["fp32"]["top1"] - report["unpruned"]["top1"]
     report["latency_ms"] = deployed.get("latency_ms")
+    if "protocol_latency_ms" in deployed:
+        report["latency_protocol_ms"] = deployed["protocol_latency_ms"]
     report["meets_budget"] = (None if opts.budget_ms is None or deployed.get("latency_ms") is None
                               else bool(deployed["latency_ms"] <= opts.budget_ms))
     from hwnas import __version__
 
     report["hwnas_version"] = __version__
+    if opts.profile_warnings:
+        report["profile_warnings"] = list(opts.profile_warnings)
     report["seconds"] = time.perf_counter() - t_start
     report["metadata"] = opts.metadata
 
     meta = _model_metadata(report, opts.metadata)
-    files: dict[Path, bytes] = {paths.model: with_metadata(int8 if int8 is not None else fp32, {**meta, "hwnas.precision": deployed_key})}
+    files: dict[Path, bytes] = {paths.model: with_metadata(int8 if int8 is not None else fp32,
+                                                {**meta, "hwnas.precision": "int8" if int8 is not None else "fp32"})}
     if paths.fp32 is not None:
         files[paths.fp32] = with_metadata(fp32, {**meta, "hwnas.precision": "fp32"})
     report["files"] = {"model": str(paths.model), "fp32": str(paths.fp32) if paths.fp32 else None,
@@ -295,6 +317,44 @@ def _ratios(fp32: dict, int8: dict) -> dict[str, float]:
     if "top1" in fp32 and "top1" in int8:
         r["top1_drop_points"] = 100.0 * (fp32["top1"] - int8["top1"])
     return r
+
+
+def deploy_choice(report: dict, budget_ms: float | None, tolerance_points: float = 1.0) -> tuple[str, str]:
+    """Which file to deploy, FP32 or INT8, and why. With a latency budget the faster truth
+    decides: INT8 where it is faster than FP32 (the call-by-call ratio) and within
+    ``tolerance_points`` of its top-1, else FP32. Without a budget, INT8 (the smaller file)."""
+    if "int8" not in report:
+        return "fp32", "not quantized"
+    ratios = report.get("int8_vs_fp32") or {}
+    ratio, drop = ratios.get("latency_ratio"), ratios.get("top1_drop_points")
+    if budget_ms is None or ratio is None:
+        why = "no latency budget: INT8 is the smaller file" if budget_ms is None else "latency not measured: INT8 is the smaller file"
+        return "int8", why
+    if ratio >= 1.0:
+        return "fp32", f"INT8 runs {ratio:.2f}x FP32's time on this backend: FP32 is the faster file"
+    if drop is not None and drop > tolerance_points:
+        return "fp32", f"INT8 is faster (x{ratio:.2f}) but loses {drop:.2f} points of top-1 (tolerance {tolerance_points:g})"
+    kept = f", top-1 within {tolerance_points:g} point(s)" if drop is not None else ""
+    return "int8", f"INT8 is faster (x{ratio:.2f} FP32's time){kept}"
+
+
+def plain_times(fp32: bytes, int8: bytes | None, module: nn.Module | None, input_shape: Sequence[int],
+                setup: LatencySetup, module_backend: str | None = None) -> dict[str, Any]:
+    """Plain timings (median and p90 of a plain loop, fresh process) of the ONNX files in ONNX
+    Runtime with the profile's settings, and of the torch module where the profile is eager torch."""
+    from hwnas.latency.plain import PlainFiles
+
+    shape = (setup.batch, *tuple(input_shape))
+    with PlainFiles() as files:
+        names = ["fp32"] + (["int8"] if int8 is not None else [])
+        for b in [fp32] + ([int8] if int8 is not None else []):
+            files.add_onnx(b, shape, setup.provider, setup.threads)
+        if module is not None:
+            names.append("torch")
+            files.add_torch(copy.deepcopy(module).eval(), shape, setup.threads,
+                            device="cuda" if module_backend == "torch-cuda" else "cpu")
+        times = files.run()
+    return dict(zip(names, times))
 
 
 def int8_slower_note(ratios: dict, fp32_path: Path | None) -> str | None:
@@ -335,4 +395,5 @@ def _model_metadata(report: dict, extra: dict[str, Any]) -> dict[str, Any]:
     meta["hwnas.budget_ms"] = report.get("budget_ms")
     meta["hwnas.meets_budget"] = report.get("meets_budget")
     meta["hwnas.budget_checked_on"] = report.get("budget_checked_on")
+    meta["hwnas.deploy"] = report.get("deploy")
     return meta

@@ -20,6 +20,11 @@ def report_markdown(r: dict[str, Any]) -> str:
                   f"({r.get('budget_checked_on') or r.get('deployed')}) "
                   f"vs budget {r['budget_ms']:.4f} ms" + (f"; the profile predicted {r['predicted_ms']:.4f} ms"
                                                           if r.get("predicted_ms") is not None else "") + ".", ""]
+    if r.get("deploy"):
+        lines += [f"**Deploy**: `{r['deploy']['file']}` ({r['deploy']['why']}).", ""]
+    if r.get("plain"):
+        lines += ["Plain timing (a plain loop in a fresh process, as a user checks a budget; median / p90): " + ", ".join(
+            f"{k} {v['median_ms']:.4f} / {v['p90_ms']:.4f} ms" for k, v in r["plain"].items()) + ".", ""]
     cols = [k for k in ("unpruned", "fp32", "int8") if k in r]
     lines += ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     rows = [("size (bytes)", "size_bytes", "d"), ("latency (ms)", "latency_ms", ".4f"),
@@ -59,7 +64,8 @@ def report_markdown(r: dict[str, Any]) -> str:
     if "latency_setup" in r:
         s = r["latency_setup"]
         lines += [f"Latency: ONNX Runtime {s['provider']}, {s['threads']} thread(s), batch {s['batch']}, {s['clock']} clock, "
-                  f"the profiler's protocol (10th percentile of the fastest of several sessions).", ""]
+                  f"the profiler's protocol (the fastest of several sessions, paired with the profile's reference), in the "
+                  f"profile's units (plain milliseconds for tables that record the conversion).", ""]
     per = {k: r[k].get("per_class") for k in ("fp32", "int8") if k in r and r[k].get("per_class")}
     if per:
         keys = list(per)

@@ -40,6 +40,8 @@ class RunExportConfig:
     max_steps: int | None = None  # cap fine-tuning steps (tests, the demo)
     protocol: Any = None
     extra_metadata: dict[str, Any] = field(default_factory=dict)
+    plain: bool = False  # also time plainly in a fresh process and check the budget on that
+    check_profile: bool = True  # a quick check of the profile against this machine (warns past 5% drift)
 
 
 @dataclass
@@ -133,6 +135,14 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
     space = _space(run)
     arch = space.parse(rec["arch"])
     table, predicted, latency_setup, profile_note = _profile(run, space, arch)
+    profile_warnings: list[str] = []
+    if table is not None and cfg.check_profile:
+        from hwnas.latency.units import drift_warnings
+
+        say("checking the profile against this machine")
+        profile_warnings = drift_warnings(table, str(run_file(run, "profile", "latency profile")))
+        for w in profile_warnings:
+            say(f"warning: {w}")
     budget = cfg.budget_ms if cfg.budget_ms is not None else (run.config.get("budgets") or {}).get("latency_ms")
     if latency_setup is None and budget is not None:
         say(profile_note)
@@ -190,7 +200,8 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         finetune=FinetuneConfig(epochs=ft_epochs, lr=cfg.finetune_lr, seed=cfg.seed, max_steps=cfg.max_steps),
         latency=latency_setup or LatencySetup(), protocol=cfg.protocol,
         budget_ms=budget if latency_setup is not None else None, predicted_ms=predicted,
-        metadata=metadata, force=cfg.force, **_profile_measure(table, cfg.protocol))
+        metadata=metadata, force=cfg.force, plain=cfg.plain, profile_warnings=profile_warnings,
+        **_profile_measure(table, cfg.protocol))
     result = export(model, data, out, opts, teacher=teacher, log=say, on_step=on_step)
     if latency_setup is None and budget is not None:
         result.report["budget_note"] = profile_note
@@ -233,5 +244,5 @@ def budget_message(report: dict) -> str:
 
 
 def summary_json(report: dict) -> str:
-    keys = ("budget_ms", "meets_budget", "latency_ms", "predicted_ms", "deployed", "budget_checked_on")
+    keys = ("budget_ms", "meets_budget", "latency_ms", "predicted_ms", "deployed", "budget_checked_on", "deploy")
     return json.dumps({k: report.get(k) for k in keys})

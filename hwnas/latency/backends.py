@@ -55,6 +55,19 @@ class Backend:
         """One session timing ``module`` (see ``sessions``)."""
         return self.sessions(module, input_shape, seed)()
 
+    def add_plain(self, files, module, input_shape: Sequence[int], calls: int | None = None, seed: int = 0) -> None:
+        """Queue ``module`` in ``files`` (a ``plain.PlainFiles``) for a plain timing on this backend:
+        the same preparation as ``sessions``, timed by a plain loop in a fresh process."""
+        from hwnas.latency.plain import CALLS
+
+        prepared = prepare_for_timing(module, input_shape, seed)
+        shape = (self.batch, *input_shape)
+        if self.name.startswith("torch"):
+            files.add_torch(prepared, shape, self.threads, calls or CALLS, "cuda" if self.name == "torch-cuda" else "cpu")
+        else:
+            files.add_onnx(export_onnx_bytes(prepared, shape), shape, self.provider or "CPUExecutionProvider",
+                           self.threads, calls or CALLS)
+
 
 BACKENDS: Registry[Backend] = Registry("backend")
 

@@ -1,5 +1,8 @@
 """Measure a finished model in the units of a latency table.
 
+Results are in plain milliseconds where the table is (its ``units``: the protocol's estimate
+times the table's ``plain_factor``), so that they compare with its predictions.
+
 A table's entries are times relative to its reference (a network of the space for ONNX
 Runtime, one block of it for eager torch), expressed in milliseconds of that reference at its
 fastest during the table's build. Measuring an exported model the same
@@ -39,11 +42,12 @@ def measure_onnx_for_table(model: bytes | str | os.PathLike, table: LatencyTable
     paired = bool(ref.get("arch")) and bool(ref.get("latency_ms")) and str(b.get("name", "")).startswith("ort")
     if not paired:
         m = measure_sessions(lambda: ort_runner(model, shape, provider, threads, 0, clock), protocol)
-        return {"latency_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "paired": False}
+        return _in_table_units({"latency_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms,
+                                "paired": False}, table)
     backend = get_backend("ort", threads=threads, batch=batch, provider=provider, clock=clock)
     ref_runner = fastest_session(reference_sessions(table, backend), protocol)
     m = measure_sessions(lambda: ort_runner(model, shape, provider, threads, 0, clock), protocol, ref_runner)
-    return _on_table_scale(m, float(ref["latency_ms"]))
+    return _in_table_units(_on_table_scale(m, float(ref["latency_ms"])), table)
 
 
 def measure_module_for_table(module, table: LatencyTable, protocol: Protocol = Protocol()) -> dict[str, Any]:
@@ -69,9 +73,10 @@ def measure_module_for_table(module, table: LatencyTable, protocol: Protocol = P
     ref = table.extra.get("reference") or {}
     if not ref.get("latency_ms") or not (ref.get("arch") or ref.get("block")):
         m = measure_sessions(sessions, protocol)
-        return {"latency_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "paired": False}
+        return _in_table_units({"latency_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms,
+                                "paired": False}, table)
     ref_runner = fastest_session(reference_sessions(table, backend), protocol)
-    return _on_table_scale(measure_sessions(sessions, protocol, ref_runner), float(ref["latency_ms"]))
+    return _in_table_units(_on_table_scale(measure_sessions(sessions, protocol, ref_runner), float(ref["latency_ms"])), table)
 
 
 def reference_sessions(table: LatencyTable, backend):
@@ -99,3 +104,16 @@ def _on_table_scale(m, scale: float) -> dict[str, Any]:
     return {"latency_ms": m.ratio * scale, "median_ms": m.median_ms / m.ref_ms * scale if m.ref_ms else m.median_ms,
             "iqr_ms": m.iqr_ms / m.ref_ms * scale if m.ref_ms else m.iqr_ms, "paired": True,
             "reference_now_ms": m.ref_ms, "reference_table_ms": scale}
+
+
+def _in_table_units(m: dict[str, Any], table: LatencyTable) -> dict[str, Any]:
+    """The protocol's estimate converted to the table's units (plain milliseconds for tables
+    that record the conversion; unchanged for older ones)."""
+    from hwnas.latency.units import latency_units, plain_factor
+
+    f = plain_factor(table)
+    out = dict(m)
+    out["protocol_ms"] = m["latency_ms"]
+    out["latency_ms"] = m["latency_ms"] * f
+    out["units"] = latency_units(table)
+    return out

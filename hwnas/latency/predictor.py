@@ -163,11 +163,16 @@ class LatencyPredictor:
         op_scales = table.calibration.get("op_scales") or {}
         block_ms = table.calibration.get("op_block_ms") or {}
         act = float(table.calibration.get("ms_per_act_mb") or 0.0)
+        # protocol-calibrated milliseconds -> plain ones (1 for tables in the older units)
+        from hwnas.latency.units import plain_factor
+
+        self.units_factor = f = plain_factor(table)
         # per-term cost: call overhead removed, its op kind's scale applied, its per-block time and
         # its activation traffic's time added
-        self._cost = {k: max(e.latency_ms - self.overhead, 0.0) * float(op_scales.get(e.op, scale))
-                      + float(block_ms.get(e.op, 0.0)) + act * float(e.act_mb or 0.0) for k, e in table.entries.items()}
-        self._base = scale * self.overhead + float(table.calibration["offset_ms"])
+        self._cost = {k: f * (max(e.latency_ms - self.overhead, 0.0) * float(op_scales.get(e.op, scale))
+                              + float(block_ms.get(e.op, 0.0)) + act * float(e.act_mb or 0.0))
+                      for k, e in table.entries.items()}
+        self._base = f * (scale * self.overhead + float(table.calibration["offset_ms"]))
 
     def term_cost(self, key: str) -> float:
         try:

@@ -112,8 +112,9 @@ def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed
 
 def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None = None, n_validate: int = 20, seed: int = 0,
             protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None,
-            paired: bool | None = None) -> LatencyTable:
-    """Measure every block of ``space`` on ``backend``, calibrate, validate, write ``out`` atomically.
+            paired: bool | None = None, plain_units_step: bool = True) -> LatencyTable:
+    """Measure every block of ``space`` on ``backend``, calibrate, validate, time the reference and
+    a few calibration networks with a plain loop (the table's ``units``), write ``out`` atomically.
 
     An unfinished run with the same settings resumes from ``out``'s ``.partial.jsonl`` journal.
     """
@@ -138,6 +139,16 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None
     table = profile_tasks(tasks, header=header, space=space_header(space), backend=backend.describe(),
                           fingerprint=fingerprint, protocol=protocol, out=out, fresh=False, on_progress=on_progress,
                           reference=reference)
+    if plain_units_step and paired:
+        # latency_ms means a plain loop's median: time the reference and a few calibration
+        # networks that way and record the conversion (units.py)
+        from hwnas.latency.units import plain_units
+
+        if on_progress:
+            on_progress("plain", 0, 1)
+        table.extra["units"] = plain_units(table)
+        if on_progress:
+            on_progress("plain", 1, 1)
     table.save(out)
     partial_path(out).unlink(missing_ok=True)
     return table
