@@ -17,9 +17,9 @@ def search_cmd(
     space: str = typer.Option(..., "--space", help="search space name (hwnas list spaces)"),
     space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config (recorded in config.json; must match on --resume)"),
     profile: str = typer.Option(..., "--profile", help="latency table JSON from `hwnas profile`, or table:CSV#COLUMN (e.g. table:nb201#lat_pixel3)"),
-    evaluator: str = typer.Option(..., "--evaluator", help="accuracy evaluator KIND:ARG, e.g. table:nb201#c10_test"),
+    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="accuracy evaluator KIND:ARG, e.g. table:nb201#c10_test (gdas/darts: optional, default the supernet's own val accuracy)"),
     out_dir: str = typer.Option(..., "--out", help="run folder to write (config.json, journal.jsonl, pareto.json, best.json, pareto.png)"),
-    strategy: str = typer.Option("evolution", "--strategy", help="random, evolution, nsga2, reinforce or anneal"),
+    strategy: str = typer.Option("evolution", "--strategy", help="random, evolution, nsga2, reinforce, anneal, or the gradient methods gdas and darts"),
     budget_evals: int = typer.Option(100, "--budget-evals", help="number of distinct candidates to evaluate"),
     seed: int = typer.Option(0, "--seed", help="random seed (a run is a deterministic function of it)"),
     latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="latency budget in ms on the profile"),
@@ -30,8 +30,17 @@ def search_cmd(
     sample_size: Optional[int] = typer.Option(None, "--sample-size", help="evolution tournament size"),
     reward: Optional[str] = typer.Option(None, "--reward", help="reinforce reward: soft (ACC*(LAT/T)^-0.07) or hard (w=0 within budget, -1 over)"),
     screen: Optional[int] = typer.Option(None, "--screen", help="evolution / reinforce: own proposals per ask that a surrogate chooses among (default 20; 0 = off)"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its journal"),
+    data: Optional[str] = typer.Option(None, "--data", help="gdas/darts: dataset the supernet trains on (digits, cifar10[:PATH], imagefolder:PATH; default digits)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="gdas/darts: training epochs of the supernet and its architecture (default 10)"),
+    latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: weight of the latency loss lambda * max(0, E[latency] / budget - 1) (default 1)"),
+    arch_lr: Optional[float] = typer.Option(None, "--arch-lr", help="gdas/darts: Adam learning rate of the architecture logits (default 3e-4)"),
+    train_limit: Optional[int] = typer.Option(None, "--train-limit", help="gdas/darts: use only N training images (half train the weights, half the architecture)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="gdas/darts: CPU threads (default all cores)"),
+    device: Optional[str] = typer.Option(None, "--device", help="gdas/darts: auto, cpu, cuda or cuda:N (default auto)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its journal (gdas/darts: from its epoch checkpoint)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
+    check_profile: bool = typer.Option(True, "--check-profile/--no-check-profile", help="quick check of the profile against "
+                                       "this machine first (warns past 5% drift; only where the profile's backend is here)"),
 ) -> None:
     """Search for the most accurate architectures within the budgets; write the run folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -43,18 +52,33 @@ def search_cmd(
         raise UserError("--resume and --force exclude each other: resume continues a run folder, force starts it over")
     if screen is not None and screen < 0:
         raise UserError(f"--screen must be 0 (off) or a positive number of proposals, got {screen}")
-    options = {"population": population, "sample_size": sample_size, "reward": reward, "screen": screen}
+    options = {"population": population, "sample_size": sample_size, "reward": reward, "screen": screen,
+               "data": data, "epochs": epochs, "latency_lambda": latency_lambda, "arch_lr": arch_lr,
+               "train_limit": train_limit, "threads": threads, "device": device}
     options = {k: v for k, v in options.items() if v is not None}
+    from hwnas.search.oneshot.methods import OneShotOptions, is_oneshot, list_methods
     from hwnas.search.strategy import make_strategy  # noqa: F401  (registers the strategies)
     from hwnas.search.strategy import STRATEGIES, list_strategies
 
-    if strategy not in list_strategies():
-        raise UserError(f"unknown strategy {strategy!r}; choose one of: {', '.join(list_strategies())}")
-    accepted = set(STRATEGIES.get(strategy).defaults)
+    if strategy not in list_strategies() and not is_oneshot(strategy):
+        raise UserError(f"unknown strategy {strategy!r}; choose one of: {', '.join(list_strategies() + list_methods())}")
+    if is_oneshot(strategy):
+        import dataclasses
+
+        accepted = {f.name for f in dataclasses.fields(OneShotOptions)}
+    else:
+        accepted = set(STRATEGIES.get(strategy).defaults)
+        if evaluator is None:
+            raise UserError(f"strategy {strategy!r} needs --evaluator (e.g. table:nb201#c10_test, supernet:sn.pt, train:8)")
     rejected = sorted(k for k in options if k not in accepted)
     if rejected:
         flags = ", ".join("--" + k.replace("_", "-") for k in rejected)
         raise UserError(f"strategy {strategy!r} does not take {flags}")
+    if is_oneshot(strategy):
+        return _oneshot(SearchConfig(space=space, profile=profile, evaluator=evaluator or "", strategy=strategy,
+                                     seed=seed, latency_ms=latency_ms, params_max=params_max, flops_max=flops_max,
+                                     objectives=_parse_objectives(objectives), strategy_options=options,
+                                     space_settings=parse_space_settings(space_settings)), out_dir, resume, force, check_profile)
     cfg = SearchConfig(space=space, profile=profile, evaluator=evaluator, strategy=strategy,
                        budget_evals=budget_evals, seed=seed, latency_ms=latency_ms, params_max=params_max,
                        flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options,
@@ -73,6 +97,7 @@ def search_cmd(
     def on_progress(p) -> None:
         nonlocal started
         if not started:  # only once the inputs are validated: errors stay one line
+            _warn_about_profile(profile, check_profile)
             bar.start()
             started = True
         bar.update(task, completed=p.evaluated, best=best_text(p.best),
@@ -93,6 +118,74 @@ def search_cmd(
     if result.stopped_early:
         err.print(f"note: stopped after {len(result.records)} evaluations: {result.stopped_early}", markup=False)
     _print_summary(result, cfg)
+
+
+def _warn_about_profile(profile: str, check_profile: bool) -> None:
+    """The quick drift check of a profile table whose backend is on this machine (warnings only)."""
+    if not check_profile or profile.startswith("table:"):
+        return
+    from hwnas.latency.units import profile_warnings
+
+    for line in profile_warnings(profile):
+        err.print(f"warning: {line}", markup=False)
+
+
+def _oneshot(cfg, out_dir: str, resume: bool, force: bool, check_profile: bool) -> None:
+    """gdas/darts: a progress bar over the training steps, the same summary as every search."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from hwnas.search.oneshot import run_oneshot
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    task = None
+
+    def on_progress(p) -> None:
+        nonlocal task
+        if task is None:  # only once the inputs are validated: errors stay one line
+            _warn_about_profile(cfg.profile, check_profile)
+            bar.start()
+            task = bar.add_task(cfg.strategy, total=p.total_steps, info="")
+        info = [f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}"]
+        if p.expected_ms is not None:
+            info.append(escape(f"E[lat] {p.expected_ms:.4g} ms"))
+        if p.argmax is not None:
+            info.append(f"argmax {p.argmax['id']} {100 * p.argmax['accuracy']:.1f}% @ {p.argmax['latency_ms']:.3g} ms")
+        bar.update(task, completed=p.step, info="  ".join(info))
+
+    try:
+        result = run_oneshot(cfg, out=out_dir, resume=resume, force=force, progress=on_progress)
+    except KeyboardInterrupt:
+        if task is not None:
+            bar.stop()
+            task = None
+        interrupted(_kept_checkpoint_text(out_dir))
+    finally:
+        if task is not None:
+            bar.stop()
+    for note in result.notes:
+        err.print(f"warning: {note}", markup=False)
+    final = result.records[-1]
+    if final.get("repaired_from"):
+        err.print(f"note: the most probable arch {final['repaired_from']} misses the budget; "
+                  f"the most probable arch within it is {final['id']}", markup=False)
+    _print_summary(result, cfg)
+
+
+def _kept_checkpoint_text(out_dir: str) -> str:
+    from pathlib import Path
+
+    from hwnas.search.oneshot.run import CHECKPOINT_FILE
+    from hwnas.search.runner import CONFIG_FILE
+
+    folder = Path(out_dir)
+    if not (folder / CONFIG_FILE).is_file():
+        return f"the search had not started; nothing was written to {out_dir}"
+    if not (folder / CHECKPOINT_FILE).is_file():
+        return f"no epoch had finished; run the same command again (with --force) to start over"
+    return (f"the training state is kept in {folder / CHECKPOINT_FILE}; continue with --resume "
+            f"(the same command with --resume added)")
 
 
 def _kept_text(out_dir: str) -> str:

@@ -132,6 +132,25 @@ def test_profile_check_flags_a_stale_table_and_rescale_restores_it(tables, capsy
     assert abs(json.loads(out)["drift"]) < abs(r["drift"]) / 2
 
 
+def test_search_warns_about_a_stale_table_before_it_starts(tables, capsys):
+    d, plain, _ = tables
+    stale = d / "stale_for_search.json"
+    rescale_table(plain, 1 / 3).save(stale)
+    settings = {"strides": [1, 2], "widths": [[8, 16], [16]], "se": [False, True], "acts": ["relu", "hswish"],
+                "depths": [1, 2], "kernels": [3], "expands": [3], "stem_channels": 8, "head_channels": 32}  # tiny_mbconv
+    base = ["search", "--space", "mbv3-32", "--space-settings", json.dumps(settings), "--profile", str(stale),
+            "--evaluator", "zc:params", "--budget-evals", "2"]
+    code, out, err = run(capsys, *base, "--out", str(d / "run_checked"))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: this machine runs")]
+    assert len(warnings) == 1 and "slower" in warnings[0] and "hwnas profile check" in warnings[0], err
+    code, out, err = run(capsys, *base, "--out", str(d / "run_unchecked"), "--no-check-profile")
+    assert code == 0, err
+    assert "this machine runs" not in err
+    code, out, err = run(capsys, *base[:-2], "--budget-evals", "0", "--out", str(d / "run_bad"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err  # bad input: one line, no check first
+
+
 def test_profile_check_refusals(tables, capsys):
     d, plain, _ = tables
     other = plain.to_dict()

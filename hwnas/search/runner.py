@@ -279,6 +279,12 @@ def run(
         config = SearchConfig(**kwargs)
     elif kwargs:
         config = dataclasses.replace(config, **kwargs)
+    from hwnas.search.oneshot.methods import is_oneshot
+
+    if is_oneshot(config.strategy):  # gradient methods train a supernet instead of asking and telling
+        from hwnas.search.oneshot.run import run_oneshot
+
+        return run_oneshot(config, out=out, resume=resume, force=force, progress=progress)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
         _prepare_out(out_path, resume, force)

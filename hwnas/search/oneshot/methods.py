@@ -1,0 +1,94 @@
+"""The one-shot (gradient) methods by name, their options, and which spaces have a mixed-op form.
+
+Importing this module does not import torch: the CLI and ``hwnas.search.run`` look names up here
+before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hwnas.errors import UserError
+
+METHODS = {
+    "gdas": "GDAS: Gumbel-softmax sample per step, one operation per edge in the forward pass (straight-through)",
+    "darts": "DARTS (first order): softmax mixture of every operation on every edge",
+}
+# spaces whose networks have a mixed-op (supernet) form that gradient methods train
+MIXED_OP_SPACES = ("nb201",)
+
+
+def is_oneshot(name: str) -> bool:
+    return name in METHODS
+
+
+def list_methods() -> list[str]:
+    return sorted(METHODS)
+
+
+@dataclass
+class OneShotOptions:
+    """What a one-shot search trains and how (``SearchConfig.strategy_options``)."""
+
+    epochs: int = 10
+    data: str = "digits"
+    batch_size: int = 64
+    lr: float = 0.025  # network weights: SGD with momentum, cosine schedule (DARTS' recipe)
+    weight_decay: float = 5e-4
+    arch_lr: float = 3e-4  # architecture logits: Adam, betas (0.5, 0.999), as DARTS and GDAS
+    arch_weight_decay: float = 1e-3
+    latency_lambda: float = 1.0  # weight of max(0, E[lat] / budget - 1) in the architecture loss
+    tau_max: float = 10.0  # GDAS: Gumbel-softmax temperature, annealed linearly per epoch
+    tau_min: float = 0.1
+    train_limit: Optional[int] = None  # training images (half train the weights, half the architecture)
+    val_limit: Optional[int] = None
+    # how to run, not what is computed: may differ on --resume
+    device: str = "auto"
+    threads: Optional[int] = None
+
+    RUNTIME = ("device", "threads")
+
+    @classmethod
+    def from_dict(cls, method: str, options: dict[str, Any]) -> "OneShotOptions":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UserError(f"strategy {method!r} has no option(s) {', '.join(unknown)}; its options are: {', '.join(sorted(known))}")
+        opts = cls(**{k: v for k, v in options.items() if v is not None})
+        opts.check()
+        return opts
+
+    def check(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        for name in ("lr", "arch_lr", "tau_max", "tau_min"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise UserError(f"{name} must be a positive number, got {v}")
+        if self.tau_min > self.tau_max:
+            raise UserError(f"tau_min ({self.tau_min}) must not exceed tau_max ({self.tau_max})")
+        for name in ("weight_decay", "arch_weight_decay", "latency_lambda"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise UserError(f"--{name.replace('_', '-')} must be 0 or more, got {v}")
+        if self.train_limit is not None and self.train_limit < 2:
+            raise UserError(f"--train-limit must be at least 2 (half trains the weights, half the architecture), got {self.train_limit}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {self.threads}")
+
+    def identity(self) -> dict[str, Any]:
+        """The options that determine the result (checked on resume)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+
+
+def check_mixed_form(method: str, space: Any) -> None:
+    from hwnas.space import NB201Space
+
+    if not isinstance(space, NB201Space):
+        raise UserError(f"strategy {method!r} trains a mixed-op supernet, which space {space.name!r} does not have; "
+                        f"use it with --space {' or '.join(MIXED_OP_SPACES)}, or pick another --strategy")

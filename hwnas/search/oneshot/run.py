@@ -1,0 +1,470 @@
+"""A one-shot search into a run folder: the supernet and the architecture trained together.
+
+Each step takes the gradient of the architecture loss (cross-entropy on a batch of one half of
+the training split, plus the latency penalty when there is a budget) with respect to the
+architecture logits, and that of the weights' loss (a batch of the other half) with respect to
+the network weights, both at the same point, and applies them together (DARTS' first-order
+update, GDAS' likewise). At
+the end of every epoch the most probable arch (the argmax of every decision) is evaluated and
+appended to the journal, then the epoch checkpoint is written atomically; the final arch, repaired
+into the latency budget where the argmax misses it (the most probable arch within the budget,
+by the search's own latency model), is evaluated and journaled last and is the run's best.
+
+The run folder is a search run folder like any other (``config.json``, ``journal.jsonl``,
+``pareto.json``, ``best.json``, ``pareto.png``), plus ``oneshot.ckpt``. Every step's randomness
+is a function of (seed, epoch, step), so a run resumed from its checkpoint (written every epoch
+and on Ctrl-C) computes what the uninterrupted run computes and ends on the same arch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from hwnas.errors import UserError
+from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json, atomic_write_text, read_journal, read_json
+from hwnas.search.oneshot.methods import OneShotOptions, check_mixed_form
+from hwnas.search.runner import (
+    BEST_FILE, CONFIG_FILE, FORMAT_VERSION, JOURNAL_FILE, PARETO_FILE, PLOT_FILE, SearchConfig, SearchResult,
+    _differences, _front, _identity, _prepare_out, _summary, json_roundtrip, space_label,
+)
+
+CHECKPOINT_FILE = "oneshot.ckpt"
+CHECKPOINT_FORMAT = "hwnas-oneshot/1"
+# the supernet's own estimate of an arch: its val accuracy with the shared weights on that cell
+SUPERNET_ESTIMATE = "oneshot"
+
+
+@dataclass(frozen=True)
+class OneShotProgress:
+    epoch: int  # epochs finished
+    epochs: int
+    step: int  # steps finished in all
+    total_steps: int
+    loss: Optional[float]  # mean weight-step loss of the last finished epoch
+    expected_ms: Optional[float]  # E[lat] under the current probabilities
+    argmax: Optional[dict]  # the last journaled record
+
+
+class _Setup:
+    """Everything of one configuration that can be refused, built before anything is written."""
+
+    def __init__(self, cfg: SearchConfig) -> None:
+        from hwnas.data import load_dataset
+        from hwnas.search.objectives import CostModel, get_latency_model
+        from hwnas.search.paths import resolve_evaluator_spec, resolve_profile_spec
+        from hwnas.space import get_space
+
+        self.cfg = cfg
+        self.opts = OneShotOptions.from_dict(cfg.strategy, dict(cfg.strategy_options))
+        if cfg.params_max is not None or cfg.flops_max is not None:
+            raise UserError(f"strategy {cfg.strategy!r} takes a latency budget only (--latency-ms); drop --params-max/--flops-max")
+        if cfg.latency_ms is not None and not (cfg.latency_ms > 0 and cfg.latency_ms != float("inf")):
+            raise UserError(f"--latency-ms must be a positive number, got {cfg.latency_ms}")
+        if tuple(cfg.objectives) != ("accuracy", "latency_ms"):
+            raise UserError(f"strategy {cfg.strategy!r} reports accuracy and latency_ms; drop --objectives")
+        self.space = get_space(cfg.space, **cfg.space_settings)
+        check_mixed_form(cfg.strategy, self.space)
+        self.profile_spec = resolve_profile_spec(cfg.profile)
+        shared = self._shared_table()
+        self.latency = get_latency_model(self.profile_spec, self.space, table=shared)
+        from hwnas.search.oneshot.latency import ExpectedLatency
+
+        self.expected = ExpectedLatency(self.space, self.latency)  # every cell's latency, once
+        if cfg.latency_ms is not None:
+            cheapest = int(np.argmin(self.expected.latencies))
+            ms, arch = float(self.expected.latencies[cheapest]), self.space.decode(self.expected.genomes[cheapest])
+            if cfg.latency_ms < ms:
+                raise UserError(f"--latency-ms {cfg.latency_ms:g} is below the smallest latency the space reaches on this profile, "
+                                f"{ms:.4g} ms (arch {arch.id}); raise the budget")
+        self.evaluator = None
+        self.evaluator_spec = resolve_evaluator_spec(cfg.evaluator) if cfg.evaluator else ""
+        if cfg.evaluator and cfg.evaluator != SUPERNET_ESTIMATE:
+            from hwnas.accuracy import get_evaluator
+
+            options = {"table": shared} if shared is not None and cfg.evaluator.startswith("table:") else {}
+            self.evaluator = get_evaluator(self.evaluator_spec, self.space, **options)
+        o = self.opts
+        self.ds = load_dataset(o.data, image_size=self.space.input_shape[-1], train_limit=o.train_limit, val_limit=o.val_limit)
+        if len(self.ds.train_y) < 2 * o.batch_size:
+            raise UserError(f"{o.data} has {len(self.ds.train_y)} training images, fewer than two batches of {o.batch_size} "
+                            f"(half train the weights, half the architecture); lower --batch-size or raise --train-limit")
+        self.costs = CostModel(self.space)
+
+    def _shared_table(self) -> Any:
+        cfg = self.cfg
+        if not (cfg.profile.startswith("table:") and cfg.evaluator.startswith("table:")):
+            return None
+        from hwnas.accuracy.table import load_csv_table, resolve_csv, split_spec
+
+        p1, _ = split_spec(cfg.profile[6:], "latency profile table:")
+        p2, _ = split_spec(cfg.evaluator[6:], "table evaluator")
+        if resolve_csv(p1).resolve() != resolve_csv(p2).resolve():
+            return None
+        return load_csv_table(resolve_csv(p1), self.space)
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if self.evaluator is not None:
+            evaluator = {**self.evaluator.describe(), "typed": cfg.evaluator}
+        else:
+            evaluator = {"spec": SUPERNET_ESTIMATE, "typed": cfg.evaluator,
+                         "what": "val accuracy of the arch's path in the trained supernet (BatchNorm recalibrated)"}
+        # export trains the found arch on this data (the supernet's weights are not a space's network)
+        evaluator["data"] = self.opts.data
+        return {
+            "format": FORMAT_VERSION,
+            "space": {"name": self.space.name, "config_hash": self.space.config_hash(), "settings": cfg.space_settings},
+            "profile": {**self.latency.describe(), "typed": cfg.profile},
+            "evaluator": evaluator,
+            "strategy": {"name": cfg.strategy, "kind": "oneshot", **self.opts.identity()},
+            "data": self.ds.describe(),
+            "seed": cfg.seed,
+            "budgets": {"latency_ms": cfg.latency_ms, "params_max": None, "flops_max": None},
+            "objectives": list(cfg.objectives),
+        }
+
+    def record(self, i: int, genome: tuple[int, ...], model: Any, kind: str, epoch: int, extra: dict) -> dict:
+        arch = self.space.decode(list(genome))
+        lat = float(self.latency.predict_many([arch])[0])
+        est = self.supernet_accuracy(model, genome)
+        acc = float(self.evaluator.evaluate([arch])[0]) if self.evaluator is not None else est
+        cost = self.costs(arch)
+        budget = self.cfg.latency_ms
+        return {"i": i, "id": arch.id, "arch": arch.to_dict(), "genome": list(genome), "accuracy": acc,
+                "latency_ms": lat, "params": cost.params, "flops": cost.flops, "model_bytes": cost.model_bytes,
+                "kind": kind, "epoch": epoch, "supernet_accuracy": est,
+                "within_budget": budget is None or lat <= budget, **extra}
+
+    def supernet_accuracy(self, model: Any, genome: tuple[int, ...]) -> float:
+        """The arch's path through a copy of the supernet, BatchNorm statistics re-estimated on
+        fixed training images, scored on val (the copy leaves the training state untouched)."""
+        import torch
+
+        from hwnas.accuracy.subnet_eval import accuracy, recalibrate_bn
+        from hwnas.search.oneshot.nb201_mixed import FixedPath
+
+        device = next(model.parameters()).device
+        path = FixedPath(copy.deepcopy(model), genome).to(device)
+        with torch.no_grad():
+            recalibrate_bn(path, self.ds, device=device)
+            return float(accuracy(path, self.ds, "val", device=device))
+
+
+# ---- checkpoint ---------------------------------------------------------------------------
+def _save_checkpoint(path: Path, meta: dict, tensors: dict) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta), **tensors}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_checkpoint(path: Path) -> tuple[dict, dict]:
+    import torch
+
+    if not path.is_file():
+        raise UserError(f"nothing to resume in {str(path.parent)!r}: it holds no {CHECKPOINT_FILE} (no training step had finished); start over with --force")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("format")
+        meta = json.loads(obj["meta"])
+    except Exception as e:  # truncated, foreign, damaged header: all mean "not a checkpoint we wrote"
+        raise UserError(f"checkpoint {str(path)!r} is corrupt or not an hwnas one-shot checkpoint ({type(e).__name__}); "
+                        f"start over with --force") from None
+    return meta, obj
+
+
+def _cpu(obj: Any) -> Any:
+    import torch
+
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cpu(v) for v in obj]
+    return obj
+
+
+# ---- the run ------------------------------------------------------------------------------
+def run_oneshot(config: SearchConfig, out: str | Path | None = None, resume: bool = False, force: bool = False,
+                progress: Callable[[OneShotProgress], None] | None = None,
+                stop_after_steps: int | None = None) -> SearchResult:
+    """Run (or resume) a one-shot search (see the module docstring); ``stop_after_steps``
+    raises KeyboardInterrupt after that many training steps (tests of Ctrl-C)."""
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        _prepare_out(out_path, resume, force)
+    setup = _Setup(config)  # every input error surfaces here, before anything is written
+    described = setup.describe()
+    state, replay, notes = None, [], []
+    if out_path is not None and resume:
+        state, replay, notes = _load_for_resume(out_path, described)
+    elif out_path is not None:
+        from hwnas.search.runner import RUN_FILES
+
+        out_path.mkdir(parents=True, exist_ok=True)
+        for name in (*RUN_FILES, CHECKPOINT_FILE):
+            (out_path / name).unlink(missing_ok=True)
+        atomic_write_json(out_path / CONFIG_FILE, described)
+    journal = Journal(out_path / JOURNAL_FILE) if out_path is not None else None
+    try:
+        records = _train(setup, out_path, journal, state, replay, progress, stop_after_steps)
+    finally:
+        if journal is not None:
+            journal.close()
+    final = records[-1]
+    # each arch once (its latest record: the final one where it is final), those within the budget
+    latest = {r["id"]: r for r in records}
+    front = _front([r for r in latest.values() if r["within_budget"]], _problem(setup))
+    result = SearchResult(records, [_summary(r) for r in front], _summary(final), out_path, None, notes, len(replay))
+    if out_path is not None:
+        _write_outputs(out_path, result, config, setup)
+    return result
+
+
+def _problem(setup: _Setup) -> Any:
+    from hwnas.search.problem import KNOWN_OBJECTIVES, Problem
+
+    return Problem(cards=setup.expected.cards, objectives=tuple(KNOWN_OBJECTIVES[o] for o in setup.cfg.objectives))
+
+
+def _load_for_resume(out: Path, described: dict) -> tuple[tuple[dict, dict], list[dict], list[str]]:
+    stored = read_json(out / CONFIG_FILE, "run config")
+    diffs = _differences(_identity(stored), _identity(json_roundtrip(described)))
+    if diffs:
+        raise UserError(f"cannot resume {str(out)!r}: it comes from a different configuration ({'; '.join(diffs[:4])}); "
+                        f"rerun with the same options or use a new --out")
+    meta, tensors = _load_checkpoint(out / CHECKPOINT_FILE)
+    records, dropped = read_journal(out / JOURNAL_FILE)
+    notes = []
+    if dropped:
+        notes.append(f"journal {str(out / JOURNAL_FILE)!r} ended in {dropped} unreadable line(s) (an interrupted write); "
+                     f"recovered the {len(records)} valid record(s) before it")
+    # records of epochs after the checkpoint (journaled, then interrupted before the checkpoint
+    # was written) are computed again; a final record stands only if training had finished
+    done = int(meta["epoch"])
+    keep = [r for r in records if r.get("kind") == "argmax" and int(r.get("epoch", 0)) <= done]
+    if meta.get("finished"):
+        keep += [r for r in records if r.get("kind") == "final"][:1]
+    for k, r in enumerate(keep):
+        if r.get("i") != k or "id" not in r or "accuracy" not in r:
+            raise UserError(f"journal {str(out / JOURNAL_FILE)!r} record {k} is not a one-shot search record; start over with --force")
+    if len(keep) != len(records) or dropped:
+        atomic_write_text(out / JOURNAL_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+    return (meta, tensors), keep, notes
+
+
+def _sample(alpha: Any, method: str, tau: float) -> tuple[Any, Optional[list[int]]]:
+    """(weights, chosen op per edge): softmax for DARTS; for GDAS a Gumbel-softmax sample, hard
+    one-hot in the forward pass with the soft sample's gradient (straight-through)."""
+    import torch
+
+    if method == "darts":
+        return alpha.softmax(-1), None
+    while True:  # a Gumbel draw of exactly 0 or 1 gives an infinite logit; draw again (as GDAS does)
+        gumbel = -torch.empty_like(alpha).exponential_().log()
+        logits = (alpha.log_softmax(-1) + gumbel) / tau
+        soft = logits.softmax(-1)
+        if torch.isfinite(soft).all():
+            break
+    index = soft.argmax(-1)
+    hard = torch.zeros_like(soft).scatter_(-1, index[:, None], 1.0)
+    return hard - soft.detach() + soft, index.tolist()
+
+
+def _halves(ds: Any) -> tuple[Any, Any]:
+    """The training split cut in two fixed halves: weights learn on one, the architecture on the other."""
+    n = len(ds.train_y)
+    h = n // 2
+    return (dataclasses.replace(ds, train_x=ds.train_x[:h], train_y=ds.train_y[:h]),
+            dataclasses.replace(ds, train_x=ds.train_x[h:], train_y=ds.train_y[h:]))
+
+
+def _tau(opts: OneShotOptions, epoch: int) -> float:
+    if opts.epochs == 1:
+        return opts.tau_max
+    return opts.tau_max - (opts.tau_max - opts.tau_min) * epoch / (opts.epochs - 1)
+
+
+def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state: Any, replay: list[dict],
+           progress: Optional[Callable[[OneShotProgress], None]], stop_after_steps: Optional[int]) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+
+    from hwnas.accuracy.runtime import Runtime, resolve_device
+    from hwnas.accuracy.training import ResidentImages, TrainRecipe, make_optimizer, prepare_model, train, use_threads
+    from hwnas.search.oneshot.latency import latency_penalty
+    from hwnas.search.oneshot.nb201_mixed import MixedNB201Net
+
+    cfg, opts, space = setup.cfg, setup.opts, setup.space
+    method, budget = cfg.strategy, cfg.latency_ms
+    recipe = TrainRecipe(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, momentum=0.9,
+                         weight_decay=opts.weight_decay, label_smoothing=0.0, seed=cfg.seed, device=opts.device,
+                         threads=opts.threads, channels_last=True, compile=False)
+    recipe.check()
+    rt = Runtime(resolve_device(opts.device))
+    records = list(replay)
+    with use_threads(recipe.threads):
+        torch.manual_seed(cfg.seed)
+        sc = space.config
+        model = MixedNB201Net(sc.channels, sc.cells_per_stage, setup.ds.num_classes)
+        alpha = torch.nn.Parameter(1e-3 * torch.randn(len(setup.expected.cards), max(setup.expected.cards)))
+        prepare_model(model, recipe, rt.device)
+        alpha.data = alpha.data.to(rt.device)
+        opt = make_optimizer(model, recipe)
+        arch_opt = torch.optim.Adam([alpha], lr=opts.arch_lr, betas=(0.5, 0.999), weight_decay=opts.arch_weight_decay)
+        weights_half, arch_half = _halves(setup.ds)
+        data = ResidentImages(weights_half, "train", rt.device, recipe.channels_last)
+        arch_data = ResidentImages(arch_half, "train", rt.device, recipe.channels_last)
+        steps_per_epoch = data.steps_per_epoch(recipe.batch_size)
+        epoch, step0, history = 0, 0, []
+        if state is not None:
+            meta, tensors = state
+            model.load_state_dict(tensors["model"])
+            alpha.data.copy_(tensors["alpha"].to(rt.device))
+            opt.load_state_dict(tensors["optimizer"])
+            arch_opt.load_state_dict(tensors["arch_optimizer"])
+            epoch, step0, history = int(meta["epoch"]), int(meta["step"]), list(meta.get("history", []))
+        total = opts.epochs * steps_per_epoch
+        # the epoch's loss summed here (not by the loop) so that a resumed epoch reports the mean over all its steps
+        loss_sum = float(state[0].get("loss_sum", 0.0)) if state is not None else 0.0
+        where = {"epoch": epoch, "step": step0, "done": 0, "tau": _tau(opts, epoch), "arch": None,
+                 "loss_sum": torch.tensor(loss_sum, device=rt.device), "loss": None}
+        weights_params = [p for p in model.parameters()]
+
+        def expected_ms() -> float:
+            with torch.no_grad():
+                return float(setup.expected(alpha.softmax(-1)))
+
+        def save(ep: int, st: int, finished: bool = False) -> None:
+            if out is None:
+                return
+            meta = {"epoch": ep, "step": st, "loss_sum": float(where["loss_sum"]) if st else 0.0,
+                    "finished": finished, "history": history, "method": method,
+                    "space": space.name, "config_hash": space.config_hash()}
+            sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            _save_checkpoint(out / CHECKPOINT_FILE, meta, {"model": sd, "alpha": alpha.detach().cpu(),
+                                                            "optimizer": _cpu(opt.state_dict()),
+                                                            "arch_optimizer": _cpu(arch_opt.state_dict())})
+
+        def append(rec: dict) -> None:
+            records.append(rec)
+            if journal is not None:
+                journal.append(rec)  # flushed and fsynced before the checkpoint says the epoch is done
+
+        def argmax_record(ep_done: int, extra: dict) -> dict:
+            genome = tuple(int(v) for v in alpha.detach().argmax(-1).cpu())
+            probs = alpha.detach().softmax(-1).cpu()
+            return setup.record(len(records), genome, model, "argmax", ep_done,
+                                {"expected_latency_ms": expected_ms(), "probs": [[round(float(v), 6) for v in row] for row in probs],
+                                 **extra})
+
+        def report(loss: Optional[float]) -> None:
+            if progress is not None:
+                progress(OneShotProgress(where["epoch"], opts.epochs, where["epoch"] * steps_per_epoch + where["step"],
+                                         total, loss, expected_ms(), records[-1] if records else None))
+
+        def on_epoch_start(ep: int, first_step: int) -> None:
+            where["epoch"], where["step"], where["tau"] = ep, first_step, _tau(opts, ep)
+            if first_step == 0:
+                where["loss_sum"] = torch.zeros((), device=rt.device)
+            where["arch"] = arch_data.epoch(cfg.seed + 1, ep, recipe.batch_size, first_step)
+
+        def step(x: Any, y: Any, s: int) -> Any:
+            # both gradients at this step's weights and logits; applied together after it (in
+            # after_backward), so that an interrupt inside the step leaves both untouched
+            xa, ya = next(where["arch"])
+            w, index = _sample(alpha, method, where["tau"])
+            with rt.autocast():
+                logits = model(xa, w, index)
+            arch_loss = F.cross_entropy(logits.float(), ya)
+            if budget is not None and opts.latency_lambda > 0:
+                arch_loss = arch_loss + latency_penalty(setup.expected(alpha.softmax(-1)), budget, opts.latency_lambda).float()
+            (where["alpha_grad"],) = torch.autograd.grad(arch_loss, [alpha])  # leaves the weights' gradients alone
+            w, index = _sample(alpha.detach(), method, where["tau"])
+            with rt.autocast():
+                logits = model(x, w, index)
+            loss = F.cross_entropy(logits.float(), y)
+            loss.backward()
+            where["loss"] = loss.detach()
+            return where["loss"]
+
+        def after_backward() -> None:
+            torch.nn.utils.clip_grad_norm_(weights_params, 5.0)
+            alpha.grad = where["alpha_grad"]
+            arch_opt.step()
+
+        def on_step(ep: int, pos: int) -> None:
+            where["loss_sum"] = where["loss_sum"] + where["loss"]
+            where["epoch"], where["step"] = ep, pos
+            where["done"] += 1
+            if pos % 10 == 0:
+                report(None)
+            if stop_after_steps is not None and where["done"] >= stop_after_steps:
+                raise KeyboardInterrupt
+
+        def on_epoch_end(ep_done: int, rec: dict) -> None:
+            rec = {**rec, "loss": float(where["loss_sum"]) / steps_per_epoch}
+            history.append({k: rec[k] for k in ("epoch", "loss", "lr")})
+            append(argmax_record(ep_done, {"loss": rec["loss"]}))
+            save(ep_done, 0)
+            where["epoch"], where["step"] = ep_done, 0
+            report(rec["loss"])
+
+        # a checkpoint that finished an epoch whose record the journal lacks (interrupted between
+        # the two): the record is the checkpoint's own state, evaluated now
+        if state is not None and epoch > 0 and step0 == 0 and not any(r["epoch"] == epoch for r in records):
+            append(argmax_record(epoch, {"loss": history[-1]["loss"] if history else None}))
+        try:
+            train(model, data, recipe, step, opt, rt, start_epoch=epoch, start_step=step0, on_epoch_start=on_epoch_start,
+                  on_epoch_end=on_epoch_end, after_backward=after_backward, on_step=on_step)
+        except KeyboardInterrupt:
+            # a checkpoint at the last finished step: --resume continues from there exactly
+            # (an epoch whose steps all ran but whose record is not journaled yet counts as done:
+            # resuming journals its record from the checkpoint's state)
+            ep, pos = where["epoch"], where["step"]
+            save(ep + 1, 0) if pos >= steps_per_epoch else save(ep, pos)
+            raise
+        if not any(r["kind"] == "final" for r in records):
+            append(_final_record(setup, alpha, model, len(records), records))
+            save(opts.epochs, 0, finished=True)
+    return records
+
+
+def _final_record(setup: _Setup, alpha: Any, model: Any, i: int, records: list[dict]) -> dict:
+    """The argmax arch, or where it misses the budget the most probable arch within it."""
+    import torch
+
+    budget = setup.cfg.latency_ms
+    log_p = torch.log_softmax(alpha.detach().double(), -1).cpu().numpy()
+    genome = tuple(int(v) for v in log_p.argmax(-1))
+    extra: dict[str, Any] = {"repaired_from": None}
+    if budget is not None and setup.expected.of_genome(genome) > budget:
+        repaired = setup.expected.most_probable_within(log_p, budget)
+        assert repaired is not None  # the budget was checked against the space's minimum
+        extra["repaired_from"] = setup.space.decode(genome).id
+        genome = repaired
+    with torch.no_grad():
+        extra["expected_latency_ms"] = float(setup.expected(alpha.detach().softmax(-1)))
+    extra["probs"] = [[round(float(v), 6) for v in row] for row in alpha.detach().softmax(-1).cpu()]
+    return setup.record(i, genome, model, "final", setup.opts.epochs, extra)
+
+
+def _write_outputs(out: Path, result: SearchResult, cfg: SearchConfig, setup: _Setup) -> None:
+    from hwnas.search.plot import pareto_png
+
+    atomic_write_json(out / PARETO_FILE, {"objectives": list(cfg.objectives), "front": result.pareto})
+    atomic_write_json(out / BEST_FILE, result.best)
+    title = (f"{space_label(setup.space, cfg.space_settings)}\n{cfg.strategy} | {setup.opts.epochs} epochs | "
+             f"latency from {cfg.profile}")
+    atomic_write_bytes(out / PLOT_FILE, pareto_png(result.records, result.pareto, cfg.latency_ms, title))
