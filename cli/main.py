@@ -69,6 +69,8 @@ class ListWhat(str, Enum):
     strategies = "strategies"
     evaluators = "evaluators"
     baselines = "baselines"
+    profiles = "profiles"
+    datasets = "datasets"
 
 
 @app.command("list")
@@ -76,7 +78,7 @@ def list_cmd(
     what: ListWhat = typer.Argument(..., help="what to list"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
-    """List the registered spaces, latency backends, search strategies, accuracy evaluators or baselines."""
+    """List the registered spaces, latency backends, search strategies, accuracy evaluators, baselines, reference profiles or datasets."""
     from rich.table import Table
 
     rows: list[dict] = []
@@ -93,8 +95,11 @@ def list_cmd(
         rows = available_backends()
     elif what == ListWhat.strategies:
         from hwnas.search import STRATEGIES, list_strategies
+        from hwnas.search.oneshot import METHODS, MIXED_OP_SPACES
 
-        rows = [{"name": n, "description": STRATEGIES.help(n)} for n in list_strategies()]
+        rows = [{"name": n, "kind": "ask/tell", "spaces": "all", "description": STRATEGIES.help(n)} for n in list_strategies()]
+        rows += [{"name": n, "kind": "oneshot", "spaces": ", ".join(MIXED_OP_SPACES), "description": d}
+                 for n, d in sorted(METHODS.items())]
     elif what == ListWhat.evaluators:
         from hwnas.accuracy import describe_evaluators
 
@@ -103,6 +108,14 @@ def list_cmd(
         from hwnas.compare.zoo import describe_baselines
 
         rows = describe_baselines()
+    elif what == ListWhat.profiles:
+        from hwnas.latency.reference import describe_profiles
+
+        rows = describe_profiles()
+    elif what == ListWhat.datasets:
+        from hwnas.data import DATASETS, list_datasets
+
+        rows = [{"name": n, "description": DATASETS.help(n)} for n in list_datasets()]
     if as_json:
         for r in rows:
             out.print(json.dumps(r), markup=False)

@@ -1,7 +1,7 @@
 """The latency lookup table (LUT) file: schema, loading with checks, saving atomically.
 
 numpy/stdlib only, so that ``run-bundle`` can write tables on devices without torch.
-See the README's "Latency table format" for the fields.
+See docs/latency.md, "Latency table format (JSON)", for the fields.
 """
 
 from __future__ import annotations
@@ -161,7 +161,11 @@ def table_from_dict(d: Any, path: str = "<table>") -> LatencyTable:
 
 
 def load_table(path: str | Path) -> LatencyTable:
-    p = Path(path)
+    """A table file, or a registered reference table by name (``mbv3-32/ort-cpu``; ``hwnas list profiles``)."""
+    from hwnas.latency.reference import resolve_table_path
+
+    p = resolve_table_path(path)
     if not p.is_file():
-        raise UserError(f"latency table {str(p)!r} does not exist; make one with `hwnas profile` or use one from profiles/")
+        raise UserError(f"latency table {str(p)!r} does not exist; make one with `hwnas profile` or name a reference "
+                        f"table (hwnas list profiles)")
     return table_from_dict(read_json(p, "latency table"), str(p))
