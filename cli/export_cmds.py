@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         int8_weights: str = typer.Option("auto", "--int8-weights", help="INT8 weight range: auto (7-bit and 8-bit compared on val), 7 or 8"),
         calibration_images: int = typer.Option(512, "--calibration-images", help="real training images for INT8 calibration"),
         data: Optional[str] = typer.Option(None, "--data", help="dataset override (needed when the run's evaluator names none)"),
-        budget_ms: Optional[float] = typer.Option(None, "--budget-ms", help="latency budget override (default: the run's)"),
+        budget_ms: Optional[float] = typer.Option(None, "--latency-ms", "--budget-ms", help="latency budget in ms, as hwnas search takes it (default: the run's); --budget-ms is its older name"),
         scratch_epochs: int = typer.Option(10, "--scratch-epochs", help="epochs when the run has no supernet weights"),
         opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
         seed: int = typer.Option(0, "--seed", help="seed of fine-tuning (or training from scratch) and of the calibration images"),

@@ -52,7 +52,7 @@ def test_export_run_folder_and_budget_miss(run_dir, tmp_path):
     r = json.loads((tmp_path / "m.report.json").read_text())
     assert r["meets_budget"] is True and r["budget_ms"] == 1000.0 and r["predicted_ms"] > 0
     assert r["metadata"]["arch_id"] and r["metadata"]["preprocessing"]["input_size"] == 8
-    over = _hwnas("export", str(run_dir), "--out", str(tmp_path / "o.onnx"), "--budget-ms", "0.000001", *common, cwd=tmp_path)
+    over = _hwnas("export", str(run_dir), "--out", str(tmp_path / "o.onnx"), "--latency-ms", "0.000001", *common, cwd=tmp_path)
     assert over.returncode != 0
     assert over.returncode == 3 and "budget 1e-06 ms" in over.stderr and "measured 0." in over.stderr
     allowed = _hwnas("export", str(run_dir), "--out", str(tmp_path / "a.onnx"), "--budget-ms", "0.000001",
