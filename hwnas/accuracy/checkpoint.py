@@ -47,3 +47,14 @@ def check_space(meta: dict[str, Any], space: Any, path: str | Path) -> None:
         raise UserError(
             f"checkpoint {str(path)!r} was trained for space {meta.get('space')!r} (config {meta.get('config_hash')}), "
             f"not {space.name!r} (config {space.config_hash()}); use a checkpoint of this space or train one")
+
+
+def cpu_state(obj: Any) -> Any:
+    """A state dict (or an optimizer's, nested) with every tensor detached and on the CPU, for saving."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: cpu_state(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [cpu_state(v) for v in obj]
+    return obj

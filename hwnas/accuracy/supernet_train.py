@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hwnas.accuracy.checkpoint import check_space, load_checkpoint, save_checkpoint
+from hwnas.accuracy.checkpoint import check_space, cpu_state, load_checkpoint, save_checkpoint
 from hwnas.accuracy.progress import progress_bar
 from hwnas.accuracy.runtime import Runtime, init_runtime
 from hwnas.accuracy.training import ResidentImages, TrainRecipe, make_optimizer, prepare_model, train, use_threads
@@ -143,7 +143,7 @@ def _loop(space: SearchSpace, cfg: SupernetTrainConfig, recipe: TrainRecipe, out
         in_sync = rt.replicas_identical(model)
         if rt.is_main:
             sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_checkpoint(out, {**meta_now(ep, st), "replicas_identical": in_sync}, sd, _cpu_state(opt.state_dict()))
+            save_checkpoint(out, {**meta_now(ep, st), "replicas_identical": in_sync}, sd, cpu_state(opt.state_dict()))
         rt.barrier()
 
     def sandwich_step(x: torch.Tensor, y: torch.Tensor, s: int) -> torch.Tensor:
@@ -193,19 +193,6 @@ def _loop(space: SearchSpace, cfg: SupernetTrainConfig, recipe: TrainRecipe, out
             raise
     meta, _, _ = load_checkpoint(out) if rt.is_main else (meta_now(cfg.epochs, 0), None, None)
     return TrainResult(out, meta)
-
-
-def _cpu_state(sd: dict[str, Any]) -> dict[str, Any]:
-    def move(v: Any) -> Any:
-        if torch.is_tensor(v):
-            return v.detach().cpu()
-        if isinstance(v, dict):
-            return {k: move(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [move(x) for x in v]
-        return v
-
-    return move(sd)
 
 
 def load_supernet(path: str | Path, space: SearchSpace | None = None, device: str | torch.device = "cpu"

@@ -104,7 +104,7 @@ class _Setup:
         self.profile_spec = resolve_profile_spec(cfg.profile)
         self.evaluator_spec = resolve_evaluator_spec(cfg.evaluator)
         self.space = get_space(cfg.space, **cfg.space_settings)
-        shared_table = self._shared_table(cfg)
+        shared_table = shared_csv_table(cfg)
         self.latency = get_latency_model(self.profile_spec, self.space, table=shared_table)
         self.costs = CostModel(self.space)
         self._check_budgets()  # before the evaluator, which may load a dataset or a supernet for minutes
@@ -121,20 +121,6 @@ class _Setup:
             features=self.space.genome_features,
         )
         self.strategy = make_strategy(cfg.strategy, self.problem, cfg.seed, cfg.budget_evals, **cfg.strategy_options)
-
-    def _shared_table(self, cfg: SearchConfig) -> Any:
-        # profile and evaluator reading the same CSV share one parsed copy
-        if not (cfg.profile.startswith("table:") and cfg.evaluator.startswith("table:")):
-            return None
-        from hwnas.accuracy.table import load_csv_table, resolve_csv, split_spec
-
-        p1, _ = split_spec(cfg.profile[6:], "latency profile table:")
-        p2, _ = split_spec(cfg.evaluator[6:], "table evaluator")
-        if resolve_csv(p1).resolve() != resolve_csv(p2).resolve():
-            return None
-        from hwnas.space import get_space
-
-        return load_csv_table(resolve_csv(p1), get_space(cfg.space, **cfg.space_settings))
 
     def _check_budgets(self) -> None:
         cfg = self.cfg
@@ -261,6 +247,24 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
         from hwnas.fileio import missing_parents
 
         missing_parents(out, "run folder")
+
+
+def shared_csv_table(cfg: SearchConfig, space: Any = None) -> Any:
+    """The parsed CSV when the profile and the evaluator read the same one (``table:`` both), so
+    that they share one copy; else None."""
+    if not (cfg.profile.startswith("table:") and (cfg.evaluator or "").startswith("table:")):
+        return None
+    from hwnas.accuracy.table import load_csv_table, resolve_csv, split_spec
+
+    p1, _ = split_spec(cfg.profile[6:], "latency profile table:")
+    p2, _ = split_spec(cfg.evaluator[6:], "table evaluator")
+    if resolve_csv(p1).resolve() != resolve_csv(p2).resolve():
+        return None
+    if space is None:
+        from hwnas.space import get_space
+
+        space = get_space(cfg.space, **cfg.space_settings)
+    return load_csv_table(resolve_csv(p1), space)
 
 
 def run(

@@ -33,7 +33,7 @@ from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json, atomic_
 from hwnas.search.oneshot.methods import OneShotOptions, check_mixed_form
 from hwnas.search.runner import (
     BEST_FILE, CONFIG_FILE, FORMAT_VERSION, JOURNAL_FILE, PARETO_FILE, PLOT_FILE, SearchConfig, SearchResult,
-    _differences, _front, _identity, _prepare_out, _summary, json_roundtrip, space_label,
+    _differences, _front, _identity, _prepare_out, _summary, json_roundtrip, shared_csv_table, space_label,
 )
 
 CHECKPOINT_FILE = "oneshot.ckpt"
@@ -73,7 +73,7 @@ class _Setup:
         self.space = get_space(cfg.space, **cfg.space_settings)
         check_mixed_form(cfg.strategy, self.space)
         self.profile_spec = resolve_profile_spec(cfg.profile)
-        shared = self._shared_table()
+        shared = shared_csv_table(cfg, self.space)
         self.latency = get_latency_model(self.profile_spec, self.space, table=shared)
         from hwnas.search.oneshot.latency import ExpectedLatency
 
@@ -97,18 +97,6 @@ class _Setup:
             raise UserError(f"{o.data} has {len(self.ds.train_y)} training images, fewer than two batches of {o.batch_size} "
                             f"(half train the weights, half the architecture); lower --batch-size or raise --train-limit")
         self.costs = CostModel(self.space)
-
-    def _shared_table(self) -> Any:
-        cfg = self.cfg
-        if not (cfg.profile.startswith("table:") and cfg.evaluator.startswith("table:")):
-            return None
-        from hwnas.accuracy.table import load_csv_table, resolve_csv, split_spec
-
-        p1, _ = split_spec(cfg.profile[6:], "latency profile table:")
-        p2, _ = split_spec(cfg.evaluator[6:], "table evaluator")
-        if resolve_csv(p1).resolve() != resolve_csv(p2).resolve():
-            return None
-        return load_csv_table(resolve_csv(p1), self.space)
 
     def describe(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -181,18 +169,6 @@ def _load_checkpoint(path: Path) -> tuple[dict, dict]:
         raise UserError(f"checkpoint {str(path)!r} is corrupt or not an hwnas one-shot checkpoint ({type(e).__name__}); "
                         f"start over with --force") from None
     return meta, obj
-
-
-def _cpu(obj: Any) -> Any:
-    import torch
-
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_cpu(v) for v in obj]
-    return obj
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -346,6 +322,8 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
             with torch.no_grad():
                 return float(setup.expected(alpha.softmax(-1)))
 
+        from hwnas.accuracy.checkpoint import cpu_state
+
         def save(ep: int, st: int, finished: bool = False) -> None:
             if out is None:
                 return
@@ -354,8 +332,8 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
                     "space": space.name, "config_hash": space.config_hash()}
             sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             _save_checkpoint(out / CHECKPOINT_FILE, meta, {"model": sd, "alpha": alpha.detach().cpu(),
-                                                            "optimizer": _cpu(opt.state_dict()),
-                                                            "arch_optimizer": _cpu(arch_opt.state_dict())})
+                                                            "optimizer": cpu_state(opt.state_dict()),
+                                                            "arch_optimizer": cpu_state(arch_opt.state_dict())})
 
         def append(rec: dict) -> None:
             records.append(rec)
