@@ -176,7 +176,7 @@ def _oneshot(cfg, out_dir: str, resume: bool, force: bool, check_profile: bool) 
 def _kept_checkpoint_text(out_dir: str) -> str:
     from pathlib import Path
 
-    from hwnas.search.oneshot.run import CHECKPOINT_FILE
+    from hwnas.search.oneshot.checkpoint import CHECKPOINT_FILE
     from hwnas.search.runner import CONFIG_FILE
 
     folder = Path(out_dir)

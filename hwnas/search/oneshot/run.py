@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -29,15 +27,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from hwnas.errors import UserError
-from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json, atomic_write_text, read_journal, read_json
+from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json
+from hwnas.search.oneshot.checkpoint import CHECKPOINT_FILE, load_for_resume, save_checkpoint
 from hwnas.search.oneshot.methods import OneShotOptions, check_mixed_form
 from hwnas.search.runner import (
     BEST_FILE, CONFIG_FILE, FORMAT_VERSION, JOURNAL_FILE, PARETO_FILE, PLOT_FILE, SearchConfig, SearchResult,
-    _differences, _front, _identity, _prepare_out, _summary, json_roundtrip, shared_csv_table, space_label,
+    _front, _prepare_out, _summary, shared_csv_table, space_label,
 )
 
-CHECKPOINT_FILE = "oneshot.ckpt"
-CHECKPOINT_FORMAT = "hwnas-oneshot/1"
 # the supernet's own estimate of an arch: its val accuracy with the shared weights on that cell
 SUPERNET_ESTIMATE = "oneshot"
 
@@ -146,31 +143,6 @@ class _Setup:
             return float(accuracy(path, self.ds, "val", device=device))
 
 
-# ---- checkpoint ---------------------------------------------------------------------------
-def _save_checkpoint(path: Path, meta: dict, tensors: dict) -> None:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta), **tensors}, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load_checkpoint(path: Path) -> tuple[dict, dict]:
-    import torch
-
-    if not path.is_file():
-        raise UserError(f"nothing to resume in {str(path.parent)!r}: it holds no {CHECKPOINT_FILE} (no training step had finished); start over with --force")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError("format")
-        meta = json.loads(obj["meta"])
-    except Exception as e:  # truncated, foreign, damaged header: all mean "not a checkpoint we wrote"
-        raise UserError(f"checkpoint {str(path)!r} is corrupt or not an hwnas one-shot checkpoint ({type(e).__name__}); "
-                        f"start over with --force") from None
-    return meta, obj
-
-
 # ---- the run ------------------------------------------------------------------------------
 def run_oneshot(config: SearchConfig, out: str | Path | None = None, resume: bool = False, force: bool = False,
                 progress: Callable[[OneShotProgress], None] | None = None,
@@ -184,7 +156,7 @@ def run_oneshot(config: SearchConfig, out: str | Path | None = None, resume: boo
     described = setup.describe()
     state, replay, notes = None, [], []
     if out_path is not None and resume:
-        state, replay, notes = _load_for_resume(out_path, described)
+        state, replay, notes = load_for_resume(out_path, described)
     elif out_path is not None:
         from hwnas.search.runner import RUN_FILES
 
@@ -212,32 +184,6 @@ def _problem(setup: _Setup) -> Any:
     from hwnas.search.problem import KNOWN_OBJECTIVES, Problem
 
     return Problem(cards=setup.expected.cards, objectives=tuple(KNOWN_OBJECTIVES[o] for o in setup.cfg.objectives))
-
-
-def _load_for_resume(out: Path, described: dict) -> tuple[tuple[dict, dict], list[dict], list[str]]:
-    stored = read_json(out / CONFIG_FILE, "run config")
-    diffs = _differences(_identity(stored), _identity(json_roundtrip(described)))
-    if diffs:
-        raise UserError(f"cannot resume {str(out)!r}: it comes from a different configuration ({'; '.join(diffs[:4])}); "
-                        f"rerun with the same options or use a new --out")
-    meta, tensors = _load_checkpoint(out / CHECKPOINT_FILE)
-    records, dropped = read_journal(out / JOURNAL_FILE)
-    notes = []
-    if dropped:
-        notes.append(f"journal {str(out / JOURNAL_FILE)!r} ended in {dropped} unreadable line(s) (an interrupted write); "
-                     f"recovered the {len(records)} valid record(s) before it")
-    # records of epochs after the checkpoint (journaled, then interrupted before the checkpoint
-    # was written) are computed again; a final record stands only if training had finished
-    done = int(meta["epoch"])
-    keep = [r for r in records if r.get("kind") == "argmax" and int(r.get("epoch", 0)) <= done]
-    if meta.get("finished"):
-        keep += [r for r in records if r.get("kind") == "final"][:1]
-    for k, r in enumerate(keep):
-        if r.get("i") != k or "id" not in r or "accuracy" not in r:
-            raise UserError(f"journal {str(out / JOURNAL_FILE)!r} record {k} is not a one-shot search record; start over with --force")
-    if len(keep) != len(records) or dropped:
-        atomic_write_text(out / JOURNAL_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
-    return (meta, tensors), keep, notes
 
 
 def _sample(alpha: Any, method: str, tau: float) -> tuple[Any, Optional[list[int]]]:
@@ -331,7 +277,7 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
                     "finished": finished, "history": history, "method": method,
                     "space": space.name, "config_hash": space.config_hash()}
             sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            _save_checkpoint(out / CHECKPOINT_FILE, meta, {"model": sd, "alpha": alpha.detach().cpu(),
+            save_checkpoint(out / CHECKPOINT_FILE, meta, {"model": sd, "alpha": alpha.detach().cpu(),
                                                             "optimizer": cpu_state(opt.state_dict()),
                                                             "arch_optimizer": cpu_state(arch_opt.state_dict())})
 
