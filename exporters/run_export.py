@@ -15,11 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hwnas.errors import UserError
-from hwnas.fileio import read_journal, read_json
-
-RUN_FORMAT = 1
-REQUIRED = ("config.json", "best.json", "journal.jsonl")
-
+from hwnas.search.run_folder import RunFolder, load_run
 
 @dataclass
 class RunExportConfig:
@@ -44,35 +40,11 @@ class RunExportConfig:
     check_profile: bool = True  # a quick check of the profile against this machine (warns past 5% drift)
 
 
-@dataclass
-class RunInfo:
-    folder: Path
-    config: dict[str, Any]
-    records: list[dict]
-    best: dict[str, Any]
+RunInfo = RunFolder  # the checked run folder (hwnas.search.run_folder owns its format)
 
 
 def read_run(folder: str | Path) -> RunInfo:
-    d = Path(folder)
-    if not d.is_dir():
-        raise UserError(f"run folder {str(d)!r} does not exist; pass the --out folder of `hwnas search`")
-    missing = [n for n in REQUIRED if not (d / n).is_file()]
-    if missing:
-        raise UserError(f"run folder {str(d)!r} is incomplete (missing {', '.join(missing)}); "
-                        f"finish the search with `hwnas search ... --resume` first")
-    cfg = read_json(d / "config.json", "run config")
-    if not isinstance(cfg, dict) or cfg.get("format") != RUN_FORMAT:
-        found = cfg.get("format") if isinstance(cfg, dict) else None
-        raise UserError(f"run folder {str(d)!r} has format {found!r}, this hwnas reads format {RUN_FORMAT}; "
-                        f"rerun the search with this version")
-    for key in ("space", "profile", "evaluator"):
-        if not isinstance(cfg.get(key), dict):
-            raise UserError(f"run config {str(d / 'config.json')!r} lacks {key!r}; the folder is damaged or from another tool")
-    records, _ = read_journal(d / "journal.jsonl")
-    best = read_json(d / "best.json", "best arch")
-    if not records or not isinstance(best, dict) or "arch" not in best:
-        raise UserError(f"run folder {str(d)!r} holds no evaluated arch; run the search longer")
-    return RunInfo(d, cfg, records, best)
+    return load_run(folder)
 
 
 def pick_arch(run: RunInfo, which: str) -> dict[str, Any]:

@@ -30,13 +30,9 @@ from hwnas.search.paths import resolve_evaluator_spec, resolve_profile_spec
 from hwnas.search.problem import KNOWN_OBJECTIVES, Genome, Problem, Values
 from hwnas.search.strategy import make_strategy
 
-CONFIG_FILE = "config.json"
-JOURNAL_FILE = "journal.jsonl"
-PARETO_FILE = "pareto.json"
-BEST_FILE = "best.json"
-PLOT_FILE = "pareto.png"
-RUN_FILES = (CONFIG_FILE, JOURNAL_FILE, PARETO_FILE, BEST_FILE, PLOT_FILE)
-FORMAT_VERSION = 1
+from hwnas.search.run_folder import (  # noqa: F401  (the run folder's names, owned there; re-exported)
+    BEST_FILE, CONFIG_FILE, FORMAT_VERSION, JOURNAL_FILE, PARETO_FILE, PLOT_FILE, RUN_FILES,
+)
 
 
 @dataclass

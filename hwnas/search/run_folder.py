@@ -1,0 +1,107 @@
+"""The run folder, the contract between ``hwnas search`` and its readers (export, compare, the
+demo): its file names, its format version, and ``load_run``, which checks what a reader relies
+on before it is used, so that a damaged or foreign folder is one clear error, not a traceback.
+
+    config.json    what was searched: space, profile, evaluator, strategy, budgets, seed (format 1)
+    journal.jsonl  one evaluated candidate per line (id, arch, accuracy, latency_ms, ...)
+    pareto.json    the front within the budgets; best.json the best candidate; pareto.png
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import UserError
+from hwnas.fileio import read_journal, read_json
+
+CONFIG_FILE = "config.json"
+JOURNAL_FILE = "journal.jsonl"
+PARETO_FILE = "pareto.json"
+BEST_FILE = "best.json"
+PLOT_FILE = "pareto.png"
+RUN_FILES = (CONFIG_FILE, JOURNAL_FILE, PARETO_FILE, BEST_FILE, PLOT_FILE)
+READ_FILES = (CONFIG_FILE, BEST_FILE, JOURNAL_FILE)  # what a reader needs
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RunFolder:
+    folder: Path
+    config: dict[str, Any]
+    records: list[dict]
+    best: dict[str, Any]
+
+
+def _number_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def check_config(cfg: Any, where: str) -> None:
+    """What a reader of ``config.json`` relies on, checked; one UserError naming the field otherwise."""
+    def bad(field: str, want: str) -> UserError:
+        return UserError(f"run config {where!r}: {field} should be {want}; the folder is damaged or from another tool "
+                         f"(rerun the search)")
+
+    if not isinstance(cfg, dict):
+        raise bad("the file", "a JSON object")
+    if cfg.get("format") != FORMAT_VERSION:
+        raise UserError(f"run config {where!r} has format {cfg.get('format')!r}, this hwnas reads format "
+                        f"{FORMAT_VERSION}; rerun the search with this version")
+    for key in ("space", "profile", "evaluator"):
+        if not isinstance(cfg.get(key), dict):
+            raise bad(key, "an object")
+    space = cfg["space"]
+    if not isinstance(space.get("name"), str):
+        raise bad("space.name", "a space name")
+    if not isinstance(space.get("settings") or {}, dict):
+        raise bad("space.settings", "an object")
+    if not isinstance(space.get("config_hash") or "", str):
+        raise bad("space.config_hash", "a string")
+    for key in ("profile", "evaluator"):
+        if not isinstance(cfg[key].get("spec", ""), str):
+            raise bad(f"{key}.spec", "a string")
+        if not isinstance(cfg[key].get("typed") or "", str):
+            raise bad(f"{key}.typed", "a string")
+    if not isinstance(cfg["evaluator"].get("data") or "", str):
+        raise bad("evaluator.data", "a dataset name")
+    budgets = cfg.get("budgets") or {}
+    if not isinstance(budgets, dict):
+        raise bad("budgets", "an object")
+    for key, v in budgets.items():
+        if not _number_or_none(v):
+            raise bad(f"budgets.{key}", "a number or null")
+    if not isinstance(cfg.get("strategy") or {}, dict):
+        raise bad("strategy", "an object")
+
+
+def check_record(r: Any, where: str) -> None:
+    """A journal record or best.json as a reader uses it: an id, an arch object, finite figures."""
+    if not isinstance(r, dict) or not isinstance(r.get("id"), str) or not isinstance(r.get("arch"), dict):
+        raise UserError(f"{where} is not an evaluated arch (needs an id and an arch); the folder is damaged, rerun the search")
+    for key in ("accuracy", "latency_ms"):
+        if key in r and not _number_or_none(r[key]):
+            raise UserError(f"{where}: {key} should be a number, got {r[key]!r}; the folder is damaged, rerun the search")
+
+
+def load_run(folder: str | Path) -> RunFolder:
+    """A finished (or stopped) search's folder, checked: its config, journal and best arch."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise UserError(f"run folder {str(d)!r} does not exist; pass the --out folder of `hwnas search`")
+    missing = [n for n in READ_FILES if not (d / n).is_file()]
+    if missing:
+        raise UserError(f"run folder {str(d)!r} is incomplete (missing {', '.join(missing)}); "
+                        f"finish the search with `hwnas search ... --resume` first")
+    cfg = read_json(d / CONFIG_FILE, "run config")
+    check_config(cfg, str(d / CONFIG_FILE))
+    records, _ = read_journal(d / JOURNAL_FILE)
+    for k, r in enumerate(records):
+        check_record(r, f"journal {str(d / JOURNAL_FILE)!r} line {k + 1}")
+    best = read_json(d / BEST_FILE, "best arch")
+    if not records or best is None:
+        raise UserError(f"run folder {str(d)!r} holds no evaluated arch; run the search longer")
+    check_record(best, f"best arch {str(d / BEST_FILE)!r}")
+    return RunFolder(d, cfg, records, best)
