@@ -24,7 +24,8 @@ def compare_cmd(
     data: str = typer.Option("digits", "--data", help="dataset: digits, cifar10[:PATH] or imagefolder:PATH"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs of every network (default 10)"),
     baselines: Optional[str] = typer.Option(None, "--baselines", help="comma-separated baselines or all (hwnas list baselines)"),
-    runs: Optional[List[str]] = typer.Option(None, "--run", help="search run folder: its best arch is compared (repeatable)"),
+    runs: Optional[List[str]] = typer.Option(None, "--run", help="search run folder: its best arch is compared (with --front, its whole Pareto front; repeatable)"),
+    front: bool = typer.Option(False, "--front", help="compare every arch of each --run's Pareto front (pareto.json), not only its best"),
     arch: Optional[str] = typer.Option(None, "--arch", help="arch file (one JSON object or NAS-Bench-201 string per line) of --space"),
     space: Optional[str] = typer.Option(None, "--space", help="space of --arch (default: the profile's); nb201 for the NAS-Bench-201 comparison"),
     seeds: int = typer.Option(1, "--seeds", help="seeds per network (0 .. K-1)"),
@@ -47,10 +48,10 @@ def compare_cmd(
         if nb201:
             _nb201(profile, evaluator, space, runs or [], arch, seeds, strategies, budget_evals, budgets, out_dir,
                    resume, force, unused={"--baselines": baselines, "--epochs": epochs, "--train-limit": train_limit,
-                                          "--int8": int8 or None})
+                                          "--int8": int8 or None, "--front": front or None})
         else:
-            _train(profile, data, 10 if epochs is None else epochs, baselines, runs or [], arch, space, seeds, int8,
-                   train_limit, threads, batch_size, lr, device, out_dir, resume, force)
+            _train(profile, data, 10 if epochs is None else epochs, baselines, runs or [], front, arch, space, seeds,
+                   int8, train_limit, threads, batch_size, lr, device, out_dir, resume, force)
     except KeyboardInterrupt:
         interrupted(_kept_text(out_dir))
 
@@ -66,8 +67,8 @@ def _kept_text(out_dir: str) -> str:
     return f"{n} finished row(s) are kept in {path}; continue with --resume (the same command with --resume added)"
 
 
-def _train(profile, data, epochs, baselines, runs, arch, space, seeds, int8, train_limit, threads, batch_size, lr,
-           device, out_dir, resume, force) -> None:
+def _train(profile, data, epochs, baselines, runs, front, arch, space, seeds, int8, train_limit, threads, batch_size,
+           lr, device, out_dir, resume, force) -> None:
     from hwnas.compare.run import CompareConfig, compare
     from hwnas.compare.zoo import parse_baselines
 
@@ -83,13 +84,15 @@ def _train(profile, data, epochs, baselines, runs, arch, space, seeds, int8, tra
 
             sp = _load_profile(profile)[0].get_space()
         archs = read_archs(arch, sp)
-    cfg = CompareConfig(profile=profile, data=data, epochs=epochs, baselines=names, runs=runs, archs=archs,
+    cfg = CompareConfig(profile=profile, data=data, epochs=epochs, baselines=names, runs=runs, front=front, archs=archs,
                         space=space, seeds=seeds, int8=int8, train_limit=train_limit, threads=threads,
                         batch_size=batch_size, lr=lr, device=device)
     result = compare(cfg, out=out_dir, resume=resume, force=force, progress=True)
     for note in result.notes:
         err.print(f"warning: {note}", markup=False)
-    _print_rows(result.rows, int8)
+    _print_rows(result.rows, int8, front)
+    for v in result.verdicts:
+        out.print(v["sentence"], markup=False)
     out.print(f"wrote {Path(out_dir) / 'compare.json'}, compare.md and compare.png"
               + (f" ({result.resumed_rows} row(s) kept from before)" if result.resumed_rows else ""), markup=False)
 
@@ -127,7 +130,9 @@ def _nb201(profile, evaluator, space, runs, arch, seeds, strategies, budget_eval
     out.print(f"wrote {Path(out_dir) / 'compare.json'}, compare.md and compare.png", markup=False)
 
 
-def _print_rows(rows, int8: bool) -> None:
+def _print_rows(rows, int8: bool, front: bool = False) -> None:
+    from hwnas.compare.report import kind_cell
+
     from rich import box
     from rich.table import Table
 
@@ -135,10 +140,10 @@ def _print_rows(rows, int8: bool) -> None:
     cols = ["network", "kind", "top-1 %", "ms", "M params", "MFLOPs"] + (["INT8 ms"] if int8 else []) + ["seed"]
     width = max([len(r["name"]) + (6 if r.get("found_by_nas") else 0) for r in rows] + [7])
     for c in cols:
-        t.add_column(c, justify="left" if c in ("network", "kind") else "right", no_wrap=c == "network",
+        t.add_column(c, justify="left" if c in ("network", "kind") else "right", no_wrap=c in ("network", "kind"),
                      min_width=width if c == "network" else None)
     for r in sorted(rows, key=lambda r: (r.get("latency_ms") or 0.0, r["name"])):
-        cells = [r["name"] + (" (NAS)" if r.get("found_by_nas") else ""), r["kind"],
+        cells = [r["name"] + (" (NAS)" if r.get("found_by_nas") else ""), kind_cell(r, front),
                  "-" if r.get("top1") is None else f"{100 * r['top1']:.2f}", f"{r['latency_ms']:.4g}",
                  f"{r['params'] / 1e6:.2f}", f"{r['flops'] / 1e6:.1f}"]
         if int8:

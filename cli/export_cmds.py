@@ -105,6 +105,23 @@ def _print_report(r: dict) -> None:
               f", {files['report_json']}, {files['report_md']}", markup=False)
 
 
+def _print_compare(c: dict) -> None:
+    """The demo's comparison block: each network's top-1, measured latency and params, and the verdict."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=f"against hand-designed baselines: each trained from scratch on digits, {c['epochs']} epochs, one "
+                    f"recipe; FP32 latency measured on the demo's profile", box=box.SIMPLE_HEAD, title_justify="left")
+    for col in ("network", "kind", "top-1 %", "latency (ms)", "params"):
+        t.add_column(col, justify="left" if col in ("network", "kind") else "right", no_wrap=col == "network")
+    for r in c["rows"]:
+        t.add_row(r["name"], r["kind"], f"{100 * r['top1']:.2f}", f"{r['latency_ms']:.4f}", f"{r['params']:,}")
+    out.print(t)
+    kept = f"; {c['kept_rows']} row(s) kept from the earlier run" if c.get("kept_rows") else ""
+    out.print(f"{c['verdict']} (compare: {c['seconds']:.0f} s{kept}; {c['folder']}: compare.json, compare.md, compare.png)",
+              markup=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export_cmd(
@@ -168,8 +185,10 @@ def register(app: typer.Typer) -> None:
         prune: Optional[float] = typer.Option(None, "--prune", help="also prune this fraction of channels"),
         seed: int = typer.Option(0, "--seed", help="seed of every stage: sampled networks, training, search"),
         force: bool = typer.Option(False, "--force", help="redo the demo in an existing folder"),
+        compare: bool = typer.Option(True, "--compare/--no-compare",
+                                     help="compare the found model with two small hand-designed baselines (OUT/compare/)"),
     ) -> None:
-        """The whole pipeline on the embedded digits data: profile, supernet, search, INT8 export (minutes, CPU)."""
+        """The whole pipeline on the embedded digits data: profile, supernet, search, INT8 export, compare (minutes, CPU)."""
         import time
 
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -199,8 +218,10 @@ def register(app: typer.Typer) -> None:
 
         with bars:
             res = run_demo(DemoConfig(out=out_dir, epochs=epochs, search_evals=evals, prune=prune, seed=seed,
-                                      force=force), phase, log)
+                                      force=force, compare=compare), phase, log)
         _print_report(res.report)
+        if res.report.get("compare"):
+            _print_compare(res.report["compare"])
         out.print("stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.stages.items())
                   + f"; total {time.perf_counter() - t0:.0f} s", markup=False)
         out.print(f"budget {res.budget_ms:.4f} ms for the INT8 model; INT8 runs at {res.int8_factor:.2f}x FP32 "

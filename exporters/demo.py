@@ -2,8 +2,10 @@
 
 profile this machine (ort-cpu, 1 thread) -> train a small supernet -> measure how fast INT8 runs
 relative to FP32 here -> search under a latency budget for the INT8 model -> export INT8 ONNX with
-a measured check of the budget. Everything goes under one
-folder; a second run reuses the profile and the supernet it finds there.
+a measured check of the budget -> compare the found arch with the two smallest hand-designed
+baselines of the zoo (``hwnas compare``: each trained from scratch with one recipe, timed on the
+profile). Everything goes under one folder; a second run reuses the profile, the supernet and the
+comparison rows it finds there.
 
 The space is mbv3-32's family at digits' native 8x8 resolution with fewer choices, so that
 profiling and supernet training fit the time; ``--space-settings`` style overrides are in
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hwnas.errors import UserError
-from hwnas.fileio import make_parents
+from hwnas.fileio import atomic_write_json, atomic_write_text, make_parents
 
 DEMO_SPACE = "mbv3-32"
 DEMO_SETTINGS: dict[str, Any] = {
@@ -26,6 +28,10 @@ DEMO_SETTINGS: dict[str, Any] = {
     "widths": [[16, 24], [24, 32], [32, 48]], "se": [False, True, True], "acts": ["relu", "hswish", "hswish"],
     "depths": [1, 2], "kernels": [3, 5], "expands": [3, 6], "head_channels": 128,
 }
+# the zoo's two smallest networks by parameters at 8x8 (0.35M and 0.41M; the next,
+# mobilenet_v2_x0_5, has 0.70M): small enough to train in seconds on digits
+DEMO_BASELINES = ("shufflenet_v2_x0_5", "mobilenet_v2_x0_35")
+COMPARE_FOLDER = "compare"
 
 
 @dataclass
@@ -46,6 +52,11 @@ class DemoConfig:
     calibration_images: int = 256
     finetune_max_steps: int | None = None
     protocol: Any = None  # hwnas.latency.protocol.Protocol for profiling and export; None: the demo's quick one
+    # the found arch against small baselines, each trained from scratch (`hwnas compare`, into out/compare/)
+    compare: bool = True
+    compare_baselines: tuple[str, ...] = DEMO_BASELINES
+    compare_epochs: int = 5  # digits: the baselines reach 93-96% top-1 after 5 epochs (3: 49-79%)
+    compare_max_steps: int | None = None  # cap each network's training steps (tests)
 
 
 @dataclass
@@ -62,6 +73,7 @@ class DemoResult:
     # the budget the search ran under, on the profile's predicted FP32 latency (pareto.png's line):
     # the INT8 budget over the INT8 factor, with a margin
     search_budget_ms: float | None = None
+    compare: Any = None  # hwnas.compare.run.CompareResult, None with compare=False
 
 
 Phase = Callable[[str, int, int], None]  # (phase, done, total)
@@ -151,7 +163,74 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
         calibration_images=cfg.calibration_images, budget_ms=budget, max_steps=cfg.finetune_max_steps,
         protocol=cfg.protocol, extra_metadata={"demo_int8_factor": factor}), log=say)
     stages["export"] = time.perf_counter() - t
-    return DemoResult(folder, prof, ckpt, run_dir, model_path, budget, factor, res.report, stages, search_ms)
+
+    report, cmp = res.report, None
+    if cfg.compare:
+        t = time.perf_counter()
+        cmp = compare_found(cfg, prof, run_dir, folder / COMPARE_FOLDER, fast, say)
+        stages["compare"] = time.perf_counter() - t
+        report = add_compare_to_report(res.report, cmp, cfg, stages["compare"])
+    return DemoResult(folder, prof, ckpt, run_dir, model_path, budget, factor, report, stages, search_ms, cmp)
+
+
+def compare_found(cfg: DemoConfig, profile: Path, run_dir: Path, out: Path, protocol: Any, say: Callable[[str], None]):
+    """The search's best arch and the demo's baselines, each trained from scratch with one recipe
+    on digits and timed on the demo's profile (``hwnas.compare.compare``). Rows of an earlier
+    demo in the same folder are kept where its profile, data and recipe are the same."""
+    from hwnas.compare.run import CompareConfig, compare
+
+    say(f"comparing the found arch with {' and '.join(cfg.compare_baselines)} "
+        f"({cfg.compare_epochs} epochs each, from scratch)")
+    try:
+        return compare(CompareConfig(profile=str(profile), data="digits", epochs=cfg.compare_epochs,
+                                     baselines=list(cfg.compare_baselines), runs=[str(run_dir)], threads=1,
+                                     device="cpu", max_steps=cfg.compare_max_steps, protocol=protocol),
+                       out=out, force=True, reuse=True, progress=True)
+    except UserError as e:
+        raise UserError(f"{e} (the model is exported; rerun with --force --no-compare to skip the comparison)") from None
+
+
+def compare_summary(result, epochs: int, seconds: float | None = None) -> dict[str, Any]:
+    """The demo's short form of a comparison: name, kind, top-1, measured latency and params of
+    each network, and whether the found one dominates the baselines."""
+    from hwnas.compare.report import verdict
+
+    rows = [{k: r.get(k) for k in ("name", "kind", "top1", "latency_ms", "params")} for r in result.rows]
+    found = [r for r in rows if r["kind"] == "found"]
+    baselines = [r for r in rows if r["kind"] == "baseline"]
+    dominates, sentence = verdict(found[0], baselines) if found else (False, "no found network was compared.")
+    folder = result.out
+    return {"folder": str(folder) if folder is not None else None, "epochs": epochs, "rows": rows,
+            "dominates": dominates, "verdict": sentence, "seconds": seconds,
+            "files": [str(folder / n) for n in ("compare.json", "compare.md", "compare.png")] if folder else [],
+            "kept_rows": result.resumed_rows}
+
+
+def compare_markdown(summary: dict[str, Any]) -> str:
+    lines = ["## Against hand-designed baselines", "",
+             f"Each network trained from scratch on digits with one recipe ({summary['epochs']} epochs), FP32 latency "
+             f"measured on the demo's profile (`{summary['folder']}/compare.md` has the full table, "
+             f"`compare.png` the picture).", "",
+             "| network | kind | top-1 % | latency ms | params |", "|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        lines.append(f"| {r['name']} | {r['kind']} | {100 * r['top1']:.2f} | {r['latency_ms']:.4f} | {r['params']:,} |")
+    lines += ["", summary["verdict"], ""]
+    return "\n".join(lines)
+
+
+def add_compare_to_report(report: dict[str, Any], result, cfg: DemoConfig, seconds: float) -> dict[str, Any]:
+    """The export's report with the comparison added (report.json's ``compare``, a section of report.md)."""
+    from hwnas.exporters.report import report_markdown
+
+    summary = compare_summary(result, cfg.compare_epochs, seconds)
+    report = {**report, "compare": summary}
+    files = report.get("files") or {}
+    base = {k: v for k, v in report.items() if k != "compare"}
+    if files.get("report_json"):
+        atomic_write_json(files["report_json"], report)
+    if files.get("report_md"):
+        atomic_write_text(files["report_md"], report_markdown(base).rstrip("\n") + "\n\n" + compare_markdown(summary))
+    return report
 
 
 def int8_factor(space, archs, table, protocol, seed: int = 0) -> float:

@@ -201,7 +201,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, run_folder, m
 def test_cli_refusals_are_one_line_with_exit_code_2(tmp_path, capsys):
     from hwnas.cli.main import main
 
-    for argv, match in ((["--baselines", "resnet19"], "unknown baseline"), (["--baselines", "resnet18", "--epochs", "0"], "--epochs")):
+    for argv, match in ((["--baselines", "resnet19"], "unknown baseline"), (["--baselines", "resnet18", "--epochs", "0"], "--epochs"),
+                        (["--baselines", "resnet18", "--front"], "--front compares the Pareto front of each --run")):
         with pytest.raises(SystemExit) as e:
             main(["compare", "--profile", str(PROFILE), "--out", str(tmp_path / "x"), *argv])
         assert e.value.code == 2
@@ -213,6 +214,125 @@ def test_cli_refusals_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert e.value.code == 0
     names = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
     assert set(names) == EXPECTED
+
+
+# ---- a run's whole Pareto front -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def front_folder(tmp_path_factory):
+    """A tiny mbv3-32 search whose Pareto front holds three archs (the params proxy as its score)."""
+    from hwnas.search import SearchConfig, run
+
+    out = tmp_path_factory.mktemp("runs") / "fronted"
+    run(SearchConfig(space="mbv3-32", profile=str(PROFILE), evaluator="zc:params", strategy="random", budget_evals=4,
+                     seed=0, latency_ms=10.0), out=out)
+    return out
+
+
+def _spy_figure(monkeypatch) -> list[dict]:
+    import hwnas.compare.report as rep
+
+    calls, real = [], rep.figure_png
+
+    def spy(*a, **k):
+        calls.append(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(rep, "figure_png", spy)
+    return calls
+
+
+def test_front_trains_and_draws_every_arch_of_the_runs_front(tmp_path, front_folder, monkeypatch):
+    from hwnas.compare import compare
+
+    front = json.loads((front_folder / "pareto.json").read_text())["front"]
+    best = json.loads((front_folder / "best.json").read_text())["id"]
+    assert len(front) == 3 and best in {r["id"] for r in front}
+    figures = _spy_figure(monkeypatch)
+    out = tmp_path / "cmp"
+    res = compare(_cfg(baselines=["shufflenet_v2_x0_5"], runs=[str(front_folder)], front=True, max_steps=1), out=out)
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["front"] is True and [r["name"] for r in doc["rows"]] == [r["name"] for r in res.rows]
+    found = [r for r in doc["rows"] if r["kind"] == "found"]
+    assert [r["arch_id"] for r in found] == [r["id"] for r in front]  # in the front's order (predicted latency)
+    for r in found:
+        assert r["name"] == f"fronted:{r['arch_id']}" and r["front"] is True and r["run"] == str(front_folder)
+        assert r["best"] is (r["arch_id"] == best) and r["budget_ms"] == 10.0
+        assert r["search_latency_ms"] == next(f["latency_ms"] for f in front if f["id"] == r["arch_id"])
+    for r in doc["rows"]:
+        for k in ROW_KEYS:
+            assert r.get(k) is not None, (r["name"], k)
+    # the measured front is one connected line through the three trained archs; the search's own
+    # front is not drawn on the top-1 axis, since its evaluator gives scores, not accuracies
+    (fig,) = figures
+    (line,) = fig["measured_fronts"]
+    assert sorted(line) == sorted((r["latency_ms"], 100 * r["top1"]) for r in found)
+    assert fig["fronts"] == []
+    assert doc["search_fronts"][0]["accuracy_is_estimate"] is False and len(doc["search_fronts"][0]["points"]) == 3
+    md = (out / "compare.md").read_text()
+    assert "search's Pareto front (measured)" in md and "(3 archs of pareto.json)" in md and "ranking scores" in md
+    assert md.count("| found (front) |") == 2 and md.count("| found (best, front) |") == 1
+    assert res.verdicts and res.verdicts[0]["name"] == f"fronted:{best}" and res.verdicts[0]["sentence"] in md
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_with_front_keeps_finished_rows(tmp_path, front_folder, monkeypatch):
+    import hwnas.compare.run as cr
+
+    out = tmp_path / "cmp"
+    cfg = _cfg(baselines=["shufflenet_v2_x0_5"], runs=[str(front_folder)], max_steps=1)
+    first = cr.compare(cfg, out=out)  # the baseline and the run's best
+    assert [r["kind"] for r in first.rows] == ["baseline", "found"] and first.rows[1]["best"]
+    assert "--front trains and measures" in (out / "compare.md").read_text()
+
+    real, calls = cr._one_row, []
+
+    def interrupted_after_first(c, *a, **k):
+        calls.append(c.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(c, *a, **k)
+
+    monkeypatch.setattr(cr, "_one_row", interrupted_after_first)
+    fronted = _cfg(baselines=["shufflenet_v2_x0_5"], runs=[str(front_folder)], max_steps=1, front=True)
+    with pytest.raises(KeyboardInterrupt):
+        cr.compare(fronted, out=out, resume=True)  # the front's first arch is trained, the second interrupted
+    journal = (out / cr.JOURNAL_FILE).read_text().splitlines()
+    assert len(journal) == 4  # the header and three finished rows: the front rows count as rows
+    calls.clear()
+    res = cr.compare(fronted, out=out, resume=True)
+    assert len(calls) == 1 and res.resumed_rows == 3
+    kept = {json.loads(line)["row"]["key"]: json.loads(line)["row"] for line in journal[1:]}
+    for r in res.rows:
+        if r["key"] in kept:
+            assert r["train_seconds"] == kept[r["key"]]["train_seconds"] and r["top1"] == kept[r["key"]]["top1"]
+    assert sum(r.get("front", False) for r in res.rows) == 3 and sum(r.get("best", False) for r in res.rows) == 1
+    doc = json.loads((out / "compare.json").read_text())
+    assert len(doc["rows"]) == 4 and doc["front"] is True
+    assert "search's Pareto front (measured)" in (out / "compare.md").read_text()
+
+
+def test_front_notes_draw_an_accuracy_estimate_and_say_which_front_it_is(tmp_path):
+    from hwnas.compare.report import figure_png, verdict
+    from hwnas.compare.run import SearchFront, _front_notes
+
+    base = {"kind": "baseline", "seed": 0}
+    rows = [{**base, "name": "small", "latency_ms": 2.0, "top1": 0.90}, {**base, "name": "big", "latency_ms": 4.0, "top1": 0.95},
+            {"name": "r:a", "kind": "found", "run": "r", "front": True, "best": False, "latency_ms": 1.0, "top1": 0.91, "seed": 0},
+            {"name": "r:b", "kind": "found", "run": "r", "front": True, "best": True, "latency_ms": 1.5, "top1": 0.96, "seed": 0}]
+    sf = SearchFront("r", "supernet:s.pt", True, [{"arch_id": "a", "latency_ms": 0.9, "accuracy": 0.93},
+                                                 {"arch_id": "b", "latency_ms": 1.4, "accuracy": 0.97}])
+    lines, estimates, measured, verdicts = _front_notes(rows, False, [sf])
+    assert estimates == [[(0.9, 93.0), (1.4, 97.0)]] and measured == []
+    assert "faint line" in lines[0] and "estimate" in lines[0] and "not measured here" in lines[0]
+    lines, estimates, measured, verdicts = _front_notes(rows, True, [sf])
+    assert measured == [[(1.0, 91.0), (1.5, 96.0)]] and estimates == [[(0.9, 93.0), (1.4, 97.0)]]
+    assert "2 of them stay non-dominated" in lines[0]
+    assert verdicts == [{"name": "r:b", "dominates_baselines": True,
+                         "sentence": "r:b dominates both baselines: faster than each and at least as accurate."}]
+    ok, text = verdict(rows[2], rows[:2])
+    assert not ok and "does not dominate big (less accurate: 91.00% vs 95.00%)" in text and "it does dominate small" in text
+    png = figure_png(rows, "t", [3.0], fronts=estimates, front_label="estimate", measured_fronts=measured)
+    assert png[:4] == b"\x89PNG"
 
 
 # ---- NAS-Bench-201 --------------------------------------------------------------------------

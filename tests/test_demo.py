@@ -19,12 +19,16 @@ from test_export import FAST, SETTINGS
 TINY = {**SETTINGS, "kernels": [3, 5]}
 
 
-def test_demo_tiny_end_to_end(tmp_path):
+COMPARE_FIELDS = ("name", "kind", "latency_ms", "params", "flops", "model_bytes", "top1", "macro_f1", "train_seconds",
+                  "epochs", "seed", "per_class_f1")
+
+
+def test_demo_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     phases: list[str] = []
     res = run_demo(DemoConfig(out=str(out), epochs=1, search_evals=4, space_settings=TINY, profile_calibrate=2,
                               profile_validate=0, calibration="minmax", calibration_images=64, finetune_max_steps=5,
-                              protocol=FAST), phase=lambda p, d, n: phases.append(p))
+                              protocol=FAST, compare_epochs=1, compare_max_steps=2), phase=lambda p, d, n: phases.append(p))
     for name in ("profile.json", "supernet.pt", "search/best.json", "search/journal.jsonl", "model.onnx",
                  "model.fp32.onnx", "report.json", "report.md"):
         assert (out / name).is_file(), name
@@ -40,13 +44,56 @@ def test_demo_tiny_end_to_end(tmp_path):
     assert r["int8_vs_fp32"]["latency_ratio_paired"]["ratio"] > 0 and res.int8_factor > 0
     assert r["metadata"]["arch_id"] == json.loads((out / "search" / "best.json").read_text())["id"]
     assert "Budget:" in (out / "report.md").read_text()
-    assert {"profile", "supernet", "int8 factor", "search", "export"} <= set(res.stages)
+    assert {"profile", "supernet", "int8 factor", "search", "export", "compare"} <= set(res.stages)
     assert any(p.startswith("profile") for p in phases) and "search" in phases
     meta = read_metadata(str(out / "model.onnx"))
     assert meta["hwnas.precision"] == "int8" and json.loads(meta["hwnas.budget_ms"]) == res.budget_ms
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     x = __import__("numpy").zeros((2, 3, 8, 8), dtype="float32")
     assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (2, 10)
+
+    # the found arch against the two small baselines, each trained with one recipe into out/compare/
+    for name in ("compare.json", "compare.md", "compare.png", "compare.journal.jsonl"):
+        assert (out / "compare" / name).is_file(), name
+    doc = json.loads((out / "compare" / "compare.json").read_text())
+    best = json.loads((out / "search" / "best.json").read_text())
+    rows = {r["name"]: r for r in doc["rows"]}
+    assert set(rows) == {"shufflenet_v2_x0_5", "mobilenet_v2_x0_35", f"search:{best['id']}"}
+    for r in doc["rows"]:
+        for k in COMPARE_FIELDS:
+            assert r.get(k) is not None, (r["name"], k)
+        assert r["latency_ms"] > 0 and r["params"] > 0 and 0 <= r["top1"] <= 1 and r["epochs"] == 1
+    found = rows[f"search:{best['id']}"]
+    assert found["kind"] == "found" and found["arch_id"] == best["id"] and found["best"]
+    assert doc["image_size"] == 8 and doc["data"]["spec"] == "digits"
+    c = json.loads((out / "report.json").read_text())["compare"]
+    assert c == res.report["compare"] and c["folder"] == str(out / "compare")
+    assert c["epochs"] == 1 and isinstance(c["dominates"], bool) and c["seconds"] > 0
+    assert {x["name"]: x for x in c["rows"]} == {n: {k: v[k] for k in ("name", "kind", "top1", "latency_ms", "params")}
+                                                 for n, v in rows.items()}
+    assert c["verdict"].startswith(f"search:{best['id']} ") and ("dominates both baselines" in c["verdict"]) == c["dominates"]
+    md = (out / "report.md").read_text()
+    assert "Budget:" in md and "## Against hand-designed baselines" in md and c["verdict"] in md
+    assert all(n in md for n in rows)
+
+    from hwnas.cli.export_cmds import _print_compare
+
+    _print_compare(c)
+    printed = capsys.readouterr().out
+    assert "against hand-designed baselines" in printed and c["verdict"] in printed
+    for n, v in rows.items():
+        assert n in printed and f"{100 * v['top1']:.2f}" in printed and f"{v['params']:,}" in printed
+
+    # a rerun with --force keeps the comparison's rows (same profile, data and recipe): nothing is trained
+    from hwnas.exporters.demo import compare_found
+
+    again = compare_found(DemoConfig(out=str(out), compare_epochs=1, compare_max_steps=2), out / "profile.json",
+                          out / "search", out / "compare", FAST, lambda s: None)
+    assert again.resumed_rows == 3 and [r["train_seconds"] for r in again.rows] == [r["train_seconds"] for r in doc["rows"]]
+    # and trains again what changed (another recipe): the earlier rows are not mixed in
+    other = compare_found(DemoConfig(out=str(out), compare_epochs=1, compare_max_steps=1), out / "profile.json",
+                          out / "search", out / "compare", FAST, lambda s: None)
+    assert other.resumed_rows == 0 and all(r["steps"] == 1 for r in other.rows)
 
 
 def test_demo_refuses_a_file_as_out_folder(tmp_path: Path):
@@ -57,3 +104,11 @@ def test_demo_refuses_a_file_as_out_folder(tmp_path: Path):
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "is a file" in lines[0]
+
+
+def test_demo_baselines_are_the_zoos_two_smallest_at_its_input_size():
+    from hwnas.compare import build_baseline, list_baselines
+    from hwnas.exporters.demo import DEMO_BASELINES
+
+    params = {n: sum(p.numel() for p in build_baseline(n, 10, 8).parameters()) for n in list_baselines()}
+    assert set(DEMO_BASELINES) == set(sorted(params, key=params.get)[:2])

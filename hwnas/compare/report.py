@@ -35,8 +35,52 @@ def _label(r: dict) -> str:
     return r["name"] + (" (NAS)" if r.get("found_by_nas") else "")
 
 
-def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: bool = False) -> str:
-    """The table: one line per network and seed, sorted by latency; with several seeds, their means below."""
+def kind_cell(r: dict, marks: bool) -> str:
+    """The kind cell; with ``marks`` (a comparison of whole fronts) a run's front archs and its best say so."""
+    if not marks or r.get("kind") != "found":
+        return r["kind"]
+    tags = [t for t, on in (("best", r.get("best")), ("front", r.get("front"))) if on]
+    return "found" + (f" ({', '.join(tags)})" if tags else "")
+
+
+def dominates(a: dict, b: dict) -> bool:
+    """``a`` is faster than ``b`` (measured) and at least as accurate (top-1)."""
+    return a["latency_ms"] < b["latency_ms"] and a["top1"] >= b["top1"]
+
+
+def non_dominated(rows: Sequence[dict]) -> list[dict]:
+    """The rows no other row beats on both measured latency and top-1 (ties keep both)."""
+    return [r for r in rows if not any(o is not r and o["latency_ms"] <= r["latency_ms"] and o["top1"] >= r["top1"]
+                                       and (o["latency_ms"] < r["latency_ms"] or o["top1"] > r["top1"]) for o in rows)]
+
+
+def verdict(found: dict, baselines: Sequence[dict]) -> tuple[bool, str]:
+    """Whether ``found`` dominates every baseline (faster and at least as accurate), and one
+    sentence that says so, naming where it does not."""
+    name = found["name"]
+    if not baselines:
+        return False, f"{name} has no baseline to be compared with."
+    misses = []
+    for b in baselines:
+        why = []
+        if not found["latency_ms"] < b["latency_ms"]:
+            why.append(f"not faster: {found['latency_ms']:.4g} vs {b['latency_ms']:.4g} ms")
+        if not found["top1"] >= b["top1"]:
+            why.append(f"less accurate: {100 * found['top1']:.2f}% vs {100 * b['top1']:.2f}%")
+        if why:
+            misses.append(f"{b['name']} ({', '.join(why)})")
+    every = "both baselines" if len(baselines) == 2 else ("the baseline" if len(baselines) == 1 else
+                                                          f"all {len(baselines)} baselines")
+    if not misses:
+        return True, f"{name} dominates {every}: faster than each and at least as accurate."
+    beaten = [b["name"] for b in baselines if dominates(found, b)]
+    return False, (f"{name} does not dominate {'; '.join(misses)}"
+                   + (f"; it does dominate {', '.join(beaten)}." if beaten else "."))
+
+
+def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: bool = False, marks: bool = False) -> str:
+    """The table: one line per network and seed, sorted by latency; with several seeds, their means below.
+    ``marks``: the kind cell names a run's best and its front archs."""
     head = ["network", "kind", "top-1 %", "macro-F1", "latency ms", "params", "MFLOPs", "model MB", "train s",
             "epochs", "seed"]
     if int8:
@@ -47,7 +91,7 @@ def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: 
         lines.append("")
 
     def line(r: dict, seed: str) -> str:
-        cells = [_label(r), r["kind"], _fmt(None if r.get("top1") is None else 100 * r["top1"], ".2f"),
+        cells = [_label(r), kind_cell(r, marks), _fmt(None if r.get("top1") is None else 100 * r["top1"], ".2f"),
                  _fmt(r.get("macro_f1"), ".4f"), _fmt(r.get("latency_ms"), ".4g"), _fmt(r.get("params"), ","),
                  _fmt(None if r.get("flops") is None else r["flops"] / 1e6, ".1f"),
                  _fmt(None if r.get("model_bytes") is None else r["model_bytes"] / 1e6, ".2f"),
@@ -74,9 +118,13 @@ def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: 
 
 
 def figure_png(rows: Sequence[dict], title: str, budgets: Sequence[float] = (), xlabel: str = "latency (ms, measured)",
-               ylabel: str = "top-1 on the test split (%)", fronts: Sequence[Sequence[tuple[float, float]]] = ()) -> bytes:
+               ylabel: str = "top-1 on the test split (%)", fronts: Sequence[Sequence[tuple[float, float]]] = (),
+               front_label: str = "search's Pareto front",
+               measured_fronts: Sequence[Sequence[tuple[float, float]]] = ()) -> bytes:
     """Accuracy against latency: baselines grey and labelled, found networks red stars, each
-    budget a dashed line; ``fronts`` (latency, accuracy %) drawn faintly under them."""
+    budget a dashed line; ``fronts`` (latency, accuracy %) drawn faintly under them as
+    ``front_label``; ``measured_fronts`` (the same, trained and timed here) as connected red lines.
+    A run's front archs other than its best are left unlabelled (the table names them)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never open a window
@@ -88,7 +136,12 @@ def figure_png(rows: Sequence[dict], title: str, budgets: Sequence[float] = (), 
         pts = sorted(front)
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], ".-", ms=3, lw=0.8, c="#f4a6ad", zorder=1,
-                    label="search's Pareto front" if k == 0 else None)
+                    label=front_label if k == 0 else None)
+    for k, front in enumerate(measured_fronts):
+        pts = sorted(front)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", lw=1.6, c="#d1495b", alpha=0.85, zorder=2,
+                    label="search's Pareto front (measured)" if k == 0 else None)
     measured = [r for r in rows if r.get("latency_ms") is not None and r.get("top1") is not None]
     for kind, style in (("baseline", dict(marker="o", s=30, c="#6c7a89")), ("found", dict(marker="*", s=110, c="#d1495b"))):
         pts = [r for r in measured if r["kind"] == kind]
@@ -96,6 +149,8 @@ def figure_png(rows: Sequence[dict], title: str, budgets: Sequence[float] = (), 
             ax.scatter([r["latency_ms"] for r in pts], [100 * r["top1"] for r in pts], zorder=3,
                        label="hand-designed" if kind == "baseline" else "found by the search", **style)
     for m in mean_rows(measured):
+        if m["kind"] == "found" and m.get("front") and not m.get("best"):
+            continue
         ax.annotate(_label(m), (m["latency_ms"], 100 * m["top1"]), fontsize=7, xytext=(4, 3), textcoords="offset points",
                     color="#2e4057" if m["kind"] == "baseline" else "#a4161a")
     for k, b in enumerate(sorted(set(budgets))):

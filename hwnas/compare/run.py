@@ -6,6 +6,12 @@ Every network of a comparison sees the same data split, recipe, epochs and seeds
 next starts (its first line records the settings), so an interrupted comparison continues with
 ``resume=True`` and keeps every finished row; ``compare.json``, ``compare.md`` and
 ``compare.png`` are written at the end, atomically.
+
+A run folder gives its best arch, or with ``front=True`` every arch of its Pareto front
+(``pareto.json``; the best too where it is not on it): those rows carry ``front`` and ``best``
+flags and the ``run`` they came from, and compare.png draws each run's front as measured here.
+Without ``front`` it draws the search's own estimate of the front (its evaluator's accuracy
+against predicted latency) faintly, where the evaluator gives accuracies.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ class CompareConfig:
     data: str = "digits"
     epochs: int = 10
     baselines: Sequence[str] = ()
-    runs: Sequence[str] = ()  # search run folders: the best arch of each
+    runs: Sequence[str] = ()  # search run folders: the best arch of each (with `front`, every arch of its front)
+    front: bool = False  # train and time every arch of each run's Pareto front, not only its best
     archs: Sequence[Any] = ()  # archs of `space` (dicts, JSON strings, Arch values)
     space: str | None = None  # the archs' space; default: the profile's
     seeds: int = 1
@@ -59,6 +66,8 @@ class CompareConfig:
             raise UserError(f"--seeds must be at least 1, got {self.seeds}")
         if self.train_limit is not None and self.train_limit < 1:
             raise UserError(f"--train-limit must be at least 1 image, got {self.train_limit}")
+        if self.front and not self.runs:
+            raise UserError("--front compares the Pareto front of each --run folder; pass --run DIR")
         if not (self.baselines or self.runs or self.archs):
             raise UserError("nothing to compare: pass --baselines (a list or all), --run DIR or --arch FILE")
 
@@ -73,8 +82,11 @@ class CompareConfig:
 class CompareResult:
     rows: list[dict]
     out: Path | None
-    resumed_rows: int = 0
+    resumed_rows: int = 0  # rows kept from the journal (resume, or reuse of a comparison with the same settings)
     notes: list[str] = field(default_factory=list)
+    search_fronts: list[SearchFront] = field(default_factory=list)
+    # each run's best (and each --arch network) against the baselines: name, dominates_baselines, sentence
+    verdicts: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -105,7 +117,58 @@ def _data_name(spec: str | None) -> str | None:
     return None if not spec else str(spec).partition(":")[0]
 
 
-def _found_from_run(folder: str, space_name: str, image_size: int, data: str) -> Contender:
+@dataclass
+class SearchFront:
+    """A run folder's Pareto front as its search saw it: the evaluator's accuracy (or score)
+    against the profile's predicted latency, from ``pareto.json``."""
+
+    run: str
+    evaluator: str
+    is_accuracy: bool  # False for ranking scores (zero-cost proxies): not drawn on the top-1 axis
+    points: list[dict]  # arch_id, latency_ms (predicted), accuracy (the evaluator's)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "evaluator": self.evaluator, "accuracy_is_estimate": self.is_accuracy,
+                "points": self.points}
+
+
+def _estimates_accuracy(spec: str) -> bool:
+    """Whether an evaluator spec gives accuracies (fractions) rather than ranking scores."""
+    from hwnas.accuracy import EVALUATORS, describe_evaluators
+
+    kind = spec.partition(":")[0]
+    if kind not in EVALUATORS:
+        describe_evaluators()  # imports every evaluator kind's module, which registers it
+    try:
+        return bool(getattr(EVALUATORS.get(kind), "estimates_accuracy", True))
+    except UserError:
+        return False  # an evaluator this hwnas does not know: nothing says its values are accuracies
+
+
+def _read_front(folder: str, required: bool) -> list[dict]:
+    from hwnas.fileio import read_json
+    from hwnas.search.runner import PARETO_FILE
+
+    path = Path(folder) / PARETO_FILE
+    if not path.is_file():
+        if required:
+            raise UserError(f"run folder {folder!r} holds no {PARETO_FILE}; finish the search with `hwnas search ... "
+                            f"--resume`, or compare without --front")
+        return []
+    doc = read_json(path, "Pareto front")
+    front = doc.get("front") if isinstance(doc, dict) else None
+    if not isinstance(front, list) or not all(isinstance(r, dict) and "arch" in r for r in front):
+        if required:
+            raise UserError(f"{str(path)!r} is not a Pareto front of `hwnas search` (no list of archs under 'front'); "
+                            f"rerun the search, or compare without --front")
+        return []
+    return front
+
+
+def _found_from_run(folder: str, space_name: str, image_size: int, data: str,
+                    front: bool = False) -> tuple[list[Contender], SearchFront]:
+    """The run's best arch (with ``front``: every arch of its Pareto front, then the best where it
+    is not on it), and the front as the search estimated it."""
     from hwnas.accuracy.supernet import _init_weights
     from hwnas.exporters.run_export import read_run
     from hwnas.space import get_space
@@ -126,18 +189,42 @@ def _found_from_run(folder: str, space_name: str, image_size: int, data: str) ->
     if run_data and _data_name(run_data) != _data_name(data):
         raise UserError(f"run folder {folder!r} was searched on data {run_data!r}, this comparison trains on {data!r}; "
                         f"pass --data {run_data} or a run searched on {data}")
-    arch = space.parse(run.best["arch"])
     budget = (run.config.get("budgets") or {}).get("latency_ms")
+    records = _read_front(folder, required=front)
+    best = space.parse(run.best["arch"])
+    front_archs = []
+    for r in records:
+        try:
+            front_archs.append((space.parse(r["arch"]), r))
+        except UserError as e:
+            raise UserError(f"{str(Path(folder) / 'pareto.json')!r} holds an arch this space cannot build ({e}); "
+                            f"rerun the search") from None
+    on_front = {a.id for a, _ in front_archs}
+    picked = list(front_archs) if front else []
+    if best.id not in {a.id for a, _ in picked}:
+        picked.append((best, run.best))
+    picked.sort(key=lambda ar: (ar[1].get("latency_ms") is None, ar[1].get("latency_ms") or 0.0))
 
-    def build(num_classes: int):
-        model = space.build(arch, num_classes=num_classes)
-        _init_weights(model)  # as stand-alone training of an arch initialises it
-        return model
+    out, seen = [], set()
+    for arch, rec in picked:
+        if arch.id in seen:
+            continue
+        seen.add(arch.id)
 
-    name = f"{Path(folder).name}:{arch.id}"
-    return Contender(name, "found", build, {"arch": arch.to_dict(), "arch_id": arch.id, "space": space.name,
-                                            "run": str(Path(folder)), "search_accuracy": run.best.get("accuracy"),
-                                            "search_latency_ms": run.best.get("latency_ms")}, budget)
+        def build(num_classes: int, arch=arch):
+            model = space.build(arch, num_classes=num_classes)
+            _init_weights(model)  # as stand-alone training of an arch initialises it
+            return model
+
+        out.append(Contender(f"{Path(folder).name}:{arch.id}", "found", build, {
+            "arch": arch.to_dict(), "arch_id": arch.id, "space": space.name, "run": str(Path(folder)),
+            "search_accuracy": rec.get("accuracy"), "search_latency_ms": rec.get("latency_ms"),
+            "front": arch.id in on_front, "best": arch.id == best.id}, budget))
+    spec = str(run.config["evaluator"].get("spec") or run.config["evaluator"].get("typed") or "")
+    estimate = SearchFront(str(Path(folder)), spec, _estimates_accuracy(spec),
+                           [{"arch_id": a.id, "latency_ms": r.get("latency_ms"), "accuracy": r.get("accuracy")}
+                            for a, r in front_archs])
+    return out, estimate
 
 
 def _found_archs(archs: Sequence[Any], space) -> list[Contender]:
@@ -336,11 +423,13 @@ def _open_journal(out: Path, header: dict, resume: bool) -> tuple[dict[str, dict
 
 # ---- the comparison -------------------------------------------------------------------------
 def compare(config: CompareConfig | None = None, out: str | Path | None = None, resume: bool = False,
-            force: bool = False, progress: bool = False, **kwargs: Any) -> CompareResult:
+            force: bool = False, progress: bool = False, reuse: bool = False, **kwargs: Any) -> CompareResult:
     """Train, score and time every baseline and found network; write the comparison folder.
 
     ``kwargs`` are ``CompareConfig`` fields when ``config`` is None. With ``out=None`` nothing
-    is written (and nothing can be resumed).
+    is written (and nothing can be resumed). ``reuse=True`` (with ``force``, for a pipeline that
+    reruns itself) keeps the finished rows of an earlier comparison in ``out`` when it ran with the
+    same settings (profile, data, recipe, ...) and starts over when it did not.
     """
     import torch
 
@@ -360,7 +449,11 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
     input_shape = tuple(space.input_shape)
     image_size = int(input_shape[-1])
     contenders = _baselines(cfg.baselines, image_size)
-    contenders += [_found_from_run(str(r), space.name, image_size, cfg.data) for r in cfg.runs]
+    search_fronts = []
+    for r in cfg.runs:
+        found, estimate = _found_from_run(str(r), space.name, image_size, cfg.data, cfg.front)
+        contenders += found
+        search_fronts.append(estimate)
     contenders += _found_archs(cfg.archs, space)
     names = [c.name for c in contenders]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -378,8 +471,15 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
 
     done: dict[str, dict] = {}
     notes: list[str] = []
+    continuing = resume
     if out_path is not None and resume:
         done, notes = _open_journal(out_path, header, True)
+    elif out_path is not None and reuse and (out_path / JOURNAL_FILE).is_file():
+        try:
+            done, notes = _open_journal(out_path, header, True)
+            continuing = True
+        except UserError:
+            pass  # a comparison with other settings (or a damaged journal): it starts over below
     todo = [(c, s) for c, s in jobs if key(c, s) not in done]
     # every network the backend cannot run is refused before hours of training the others
     checked = set()
@@ -388,7 +488,7 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
             torch.manual_seed(0)
             bench.preflight(c.build(ds.num_classes), c.name)
             checked.add(c.name)
-    if out_path is not None and not resume:
+    if out_path is not None and not continuing:
         _open_journal(out_path, header, False)
     resumed = sum(1 for c, s in jobs if key(c, s) in done)
     journal = Journal(out_path / JOURNAL_FILE) if out_path is not None else None
@@ -409,10 +509,18 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
     finally:
         if journal is not None:
             journal.close()
-    rows = [rows_by_key[key(c, s)] for c, s in jobs]
-    result = CompareResult(rows, out_path, resumed, notes)
+    rows = []
+    for c, s in jobs:
+        row = rows_by_key[key(c, s)]
+        # where an arch sits in its run is a fact of the run folder, not of the training: a row
+        # kept from a comparison without --front gets its flags from the folder as it is now
+        rows.append({**row, **{k: c.info[k] for k in ("front", "best", "run") if k in c.info}})
+    result = CompareResult(rows, out_path, resumed, notes, search_fronts,
+                           _front_notes([{k: v for k, v in r.items() if k != "key"} for r in rows], cfg.front,
+                                        search_fronts)[3])
     if out_path is not None:
-        write_outputs(out_path, rows, header, cfg, [c.budget_ms for c in contenders if c.budget_ms is not None])
+        write_outputs(out_path, rows, header, cfg, [c.budget_ms for c in contenders if c.budget_ms is not None],
+                      search_fronts)
     return result
 
 
@@ -479,19 +587,68 @@ def _one_row(c: Contender, seed: int, cfg: CompareConfig, ds, bench: Bench, trai
     return row
 
 
-def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig, budgets: Sequence[float]) -> None:
+def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig, budgets: Sequence[float],
+                  search_fronts: Sequence[SearchFront] = ()) -> None:
     from hwnas.compare.report import figure_png, markdown
 
     clean = [{k: v for k, v in r.items() if k != "key"} for r in rows]
+    lines, estimates, measured, verdicts = _front_notes(clean, cfg.front, search_fronts)
     atomic_write_json(out / JSON_FILE, {"format": FORMAT, "profile": str(cfg.profile), **header,
-                                        "budgets_ms": sorted(set(budgets)), "rows": clean})
+                                        "budgets_ms": sorted(set(budgets)), "front": cfg.front,
+                                        "search_fronts": [f.to_dict() for f in search_fronts],
+                                        "verdicts": verdicts, "rows": clean})
     d = header["data"]
     b = header["backend"]
     title = (f"{d['spec']} ({d['train']} training images, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}) on {b['backend']} "
              f"({b['threads']} thread{'s' if b['threads'] != 1 else ''}, batch {b['batch']})")
     notes = [f"profile `{cfg.profile}`: latency in its units (end to end, the profiler's protocol)",
              "top-1 and macro-F1 on the test split; every network trained with the same recipe, split and epochs",
-             "(NAS): itself found by a search (MnasNet), not hand-designed"]
-    atomic_write_text(out / MD_FILE, markdown(clean, f"Comparison: {title}", notes, int8=cfg.int8))
+             "(NAS): itself found by a search (MnasNet), not hand-designed", *lines,
+             *(v["sentence"] for v in verdicts)]
+    atomic_write_text(out / MD_FILE, markdown(clean, f"Comparison: {title}", notes, int8=cfg.int8, marks=cfg.front))
     atomic_write_bytes(out / PNG_FILE, figure_png(clean, title, budgets,
-                                                  xlabel=f"latency (ms on the profile, {b['backend']})"))
+                                                  xlabel=f"latency (ms on the profile, {b['backend']})",
+                                                  fronts=estimates, front_label=ESTIMATE_LABEL,
+                                                  measured_fronts=measured))
+
+
+ESTIMATE_LABEL = "search's estimate (its evaluator's accuracy, predicted latency)"
+
+
+def _front_notes(rows: list[dict], front: bool, search_fronts: Sequence[SearchFront]):
+    """compare.md's lines about each run's front, the estimated and the measured fronts to draw
+    (latency, top-1 %), and whether each found network dominates the baselines."""
+    from hwnas.compare.report import mean_rows, non_dominated, verdict
+
+    means = [m for m in mean_rows(rows) if m.get("latency_ms") is not None and m.get("top1") is not None]
+    lines, estimates, measured = [], [], []
+    for sf in search_fronts:
+        pts = [(p["latency_ms"], 100 * p["accuracy"]) for p in sf.points
+               if p.get("latency_ms") is not None and p.get("accuracy") is not None]
+        drawn = sf.is_accuracy and bool(pts)
+        if drawn:
+            estimates.append(pts)
+        estimate = (f"the faint line is the search's own estimate of it ({sf.evaluator} accuracy against the profile's "
+                    f"predicted latency, {len(pts)} archs)" if drawn else
+                    f"the search's own estimate is not drawn ({sf.evaluator} gives ranking scores, not accuracies)"
+                    if not sf.is_accuracy else "the run's pareto.json holds no front to draw")
+        if front:
+            mine = [m for m in means if m["kind"] == "found" and m.get("run") == sf.run and m.get("front")]
+            measured.append([(m["latency_ms"], 100 * m["top1"]) for m in mine])
+            lines.append(f"`{sf.run}`: its Pareto front ({len(mine)} archs of pareto.json) trained and measured here is "
+                         f"the red line in compare.png (\"search's Pareto front (measured)\"); {len(non_dominated(mine))} "
+                         f"of them stay non-dominated on measured latency and top-1; {estimate}")
+        elif drawn:
+            lines.append(f"`{sf.run}`: its best arch is trained and measured here; the faint line in compare.png is the "
+                         f"search's own estimate of its Pareto front ({sf.evaluator} accuracy against the profile's "
+                         f"predicted latency, {len(pts)} archs), not measured here (--front trains and measures it)")
+        else:
+            lines.append(f"`{sf.run}`: its best arch is trained and measured here; {estimate}; --front trains and "
+                         f"measures the whole front")
+    baselines = [m for m in means if m["kind"] == "baseline"]
+    verdicts = []
+    for m in means:
+        if m["kind"] == "found" and (m.get("best") or "run" not in m) and baselines:
+            ok, sentence = verdict(m, baselines)
+            verdicts.append({"name": m["name"], "dominates_baselines": ok, "sentence": sentence})
+    return lines, estimates, measured, verdicts
