@@ -19,7 +19,7 @@ def search_cmd(
     profile: str = typer.Option(..., "--profile", help="latency table JSON from `hwnas profile`, or table:CSV#COLUMN (e.g. table:nb201#lat_pixel3)"),
     evaluator: Optional[str] = typer.Option(None, "--evaluator", help="accuracy evaluator KIND:ARG, e.g. table:nb201#c10_test (gdas/darts: optional, default the supernet's own val accuracy)"),
     out_dir: str = typer.Option(..., "--out", help="run folder to write (config.json, journal.jsonl, pareto.json, best.json, pareto.png)"),
-    strategy: str = typer.Option("evolution", "--strategy", help="random, evolution, nsga2, reinforce, anneal, or the gradient methods gdas and darts"),
+    strategy: str = typer.Option("evolution", "--strategy", help="random, evolution, nsga2, reinforce, anneal, the Bayesian optimisers gp and tpe, or the gradient methods gdas and darts (hwnas list strategies)"),
     budget_evals: int = typer.Option(100, "--budget-evals", help="number of distinct candidates to evaluate"),
     seed: int = typer.Option(0, "--seed", help="random seed (a run is a deterministic function of it)"),
     latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="latency budget in ms on the profile"),

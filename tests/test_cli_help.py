@@ -32,12 +32,12 @@ def commands():
 def test_list_strategies_table_and_json(capsys):
     code, out, err = run(capsys, "list", "strategies")
     assert code == 0, err
-    for name in ("random", "evolution", "nsga2", "reinforce", "anneal"):
+    for name in ("random", "evolution", "nsga2", "reinforce", "anneal", "gp", "tpe"):
         assert name in out
     code, out, err = run(capsys, "list", "strategies", "--json")
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
-    assert {r["name"] for r in rows} == {"random", "evolution", "nsga2", "reinforce", "anneal", "gdas", "darts"}
+    assert {r["name"] for r in rows} == {"random", "evolution", "nsga2", "reinforce", "anneal", "gp", "tpe", "gdas", "darts"}
     assert all(r["description"] for r in rows)
     assert {r["name"] for r in rows if r["kind"] == "oneshot"} == {"gdas", "darts"}
     assert all(r["spaces"] == "nb201" for r in rows if r["kind"] == "oneshot")

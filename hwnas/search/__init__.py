@@ -6,8 +6,8 @@ and budgets, Pareto fronts and hypervolume, the run journal and resume.
               evaluator="table:nb201#c10_test", strategy="evolution", budget_evals=300,
               seed=0, out="runs/nb201")
 
-Strategies (``list_strategies()``): random, evolution, nsga2, reinforce, anneal. Each works on
-genomes (``space.encode``: one choice index per decision) through ``ask()``/``tell()``.
+Strategies (``list_strategies()``): random, evolution, nsga2, reinforce, anneal, gp, tpe. Each
+works on genomes (``space.encode``: one choice index per decision) through ``ask()``/``tell()``.
 """
 
 from hwnas.search.loop import LoopResult, drive

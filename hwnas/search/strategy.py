@@ -212,4 +212,4 @@ def list_strategies() -> list[str]:
 
 def _load_builtin() -> None:
     # importing the modules registers them; kept here so that importing this module stays cheap
-    from hwnas.search import anneal, evolution, nsga2, random_search, reinforce  # noqa: F401
+    from hwnas.search import anneal, evolution, gp, nsga2, random_search, reinforce, tpe  # noqa: F401
