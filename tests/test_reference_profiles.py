@@ -53,7 +53,7 @@ def test_a_name_resolves_to_its_file_in_commands_and_run_folders(capsys, tmp_pat
     code, out, err = run(capsys, "sample", "--space", "mbv3-32", "--n", "2", "--seed", "0")
     archs.write_text(out)
     by_name = run(capsys, "latency", "--profile", "mbv3-32/torch-cpu", "--arch", str(archs), "--json")
-    by_file = run(capsys, "latency", "--profile", str(REPO / "profiles" / "mbv3-32_torch-cpu_t1_b1.json"), "--arch", str(archs), "--json")
+    by_file = run(capsys, "latency", "--profile", str(REPO / "profiles" / REFERENCE_PROFILES["mbv3-32/torch-cpu"]), "--arch", str(archs), "--json")
     assert by_name[0] == 0 and by_name[1] == by_file[1]
     # a user's own file of that name wins over the registered table
     (tmp_path / "mbv3-32").mkdir()

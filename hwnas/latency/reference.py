@@ -18,9 +18,12 @@ from typing import Any
 from hwnas.errors import UserError
 
 # name -> file in profiles/ (the repository's folder; installed as package data beside hwnas)
+# (a name without @MACHINE is the newest table, in plain units; profiles/README.md has them all)
 REFERENCE_PROFILES: dict[str, str] = {
-    "mbv3-32/ort-cpu": "mbv3-32_ort-cpu_t1_b1.json",
-    "mbv3-32/torch-cpu": "mbv3-32_torch-cpu_t1_b1.json",
+    "mbv3-32/ort-cpu": "mbv3-32_ort-cpu_t1_b1_epyc-avx512.json",
+    "mbv3-32/torch-cpu": "mbv3-32_torch-cpu_t1_b1_epyc-avx512.json",
+    "mbv3-32/ort-cpu@epyc-avx2": "mbv3-32_ort-cpu_t1_b1.json",
+    "mbv3-32/torch-cpu@epyc-avx2": "mbv3-32_torch-cpu_t1_b1.json",
     "mbv3-32/ort-cpu@xeon": "mbv3-32_ort-cpu_t1_b1_xeon.json",
     "mbv3-32/torch-cpu@xeon": "mbv3-32_torch-cpu_t1_b1_xeon.json",
 }
