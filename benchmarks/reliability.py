@@ -1,0 +1,224 @@
+"""SIGKILL at random points of the long commands, then resume: is anything finished lost, and does
+the resumed result equal an uninterrupted run's?
+
+SIGKILL is the hard case (a crash, an out-of-memory kill, a pulled plug): nothing runs on the way
+out, so only what was written atomically or flushed before counts. For each command the sweep
+runs it once uninterrupted, then K times killed after a random delay (each kill point drawn from
+a seeded generator within the command's running time) and resumed, as often as needed, until it
+finishes; then compares:
+
+- ``search`` (NAS-Bench-201 table, evolution): the resumed journal equals the uninterrupted one,
+  line for line; the records already journaled at the kill are all in it.
+- ``train-supernet`` (digits, a small space): the final checkpoint's weights equal the
+  uninterrupted run's, tensor for tensor (the loop resumes exactly from its last checkpoint).
+- ``profile`` (nb201, eager torch, 8 calibration networks): the measurements kept at the kill are all in the
+  final table's build (none re-measured), the table is complete and loads. Timings themselves
+  differ run to run, so they are not compared.
+
+``hwnas export`` is not in the sweep: it has no resume (a rerun redoes it) and writes every file
+atomically; its damaged-input cases are in tests/test_fuzz_inputs.py.
+
+    python benchmarks/reliability.py --kills 5 --json benchmarks/results/reliability.json
+    python benchmarks/reliability.py --commands search --kills 3        # the quick one
+
+Prints one table row per command: kill points tried, how many held, what was checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"strides": [1, 2], "widths": [[8, 16], [16]], "se": [False, True], "acts": ["relu", "hswish"],
+        "depths": [1, 2], "kernels": [3], "expands": [3], "stem_channels": 8, "head_channels": 32, "image_size": 8}
+
+
+def hwnas(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """``hwnas ARGS`` as a child process of its own group (so that a kill reaches its children)."""
+    e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "hwnas.cli", *args], cwd=cwd, env=e, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def run_to_end(args: list[str], cwd: Path, timeout: float = 900) -> tuple[int, float, str]:
+    t = time.perf_counter()
+    p = hwnas(args, cwd)
+    _, err = p.communicate(timeout=timeout)
+    return p.returncode, time.perf_counter() - t, err
+
+
+def kill_after(args: list[str], cwd: Path, delay: float, timeout: float = 900) -> tuple[bool, str]:
+    """Start, SIGKILL the whole group after ``delay`` s; True if it was still running then."""
+    p = hwnas(args, cwd)
+    try:
+        p.wait(timeout=delay)
+        return False, p.stderr.read() if p.stderr else ""
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=timeout)
+        return True, ""
+
+
+def nb201_csv() -> Path:
+    base = Path(os.environ.get("HWNAS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    return base / "nb201" / "nb201_acc_latency.csv"
+
+
+# ---- one command each -----------------------------------------------------------------------
+def search_case(work: Path, evals: int = 400):
+    csv = nb201_csv()
+    if not csv.is_file():
+        return None
+
+    def args(out: str, resume: bool = False) -> list[str]:
+        a = ["search", "--space", "nb201", "--profile", f"table:{csv}#lat_pixel3", "--latency-ms", "10",
+             "--evaluator", f"table:{csv}#c10_test", "--budget-evals", str(evals), "--seed", "2", "--out", out]
+        return a + (["--resume"] if resume else ["--force"])
+
+    def journal(folder: Path) -> list[str]:
+        p = folder / "journal.jsonl"
+        return p.read_text().splitlines() if p.is_file() else []
+
+    def check(ref: Path, got: Path, kept: list[str]) -> str | None:
+        want, have = journal(ref), journal(got)
+        if have != want:
+            return f"journal differs from the uninterrupted run's ({len(have)} vs {len(want)} lines)"
+        if [ln for ln in kept if ln.strip() and ln not in want[:len(kept)]]:
+            return "a record journaled before the kill was lost or changed"
+        return None
+
+    return args, journal, check, "journal equal, line for line"
+
+
+def supernet_case(work: Path, epochs: int = 3):
+    def args(out: str, resume: bool = False) -> list[str]:
+        a = ["train-supernet", "--space", "mbv3-32", "--space-settings", json.dumps(TINY), "--data", "digits",
+             "--epochs", str(epochs), "--train-limit", "512", "--threads", "1", "--no-progress", "--out", out]
+        return a + (["--resume"] if resume else ["--force"])
+
+    def state(path: Path) -> list[str]:
+        return [path.name] if path.is_file() else []
+
+    def check(ref: Path, got: Path, kept: list[str]) -> str | None:
+        import torch
+
+        from hwnas.accuracy.checkpoint import load_checkpoint
+
+        _, a, _ = load_checkpoint(ref)
+        meta, b, _ = load_checkpoint(got)
+        if not meta.get("done"):
+            return "the resumed run did not finish"
+        if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a):
+            return "final weights differ from the uninterrupted run's"
+        return None
+
+    return args, state, check, "final weights equal, tensor for tensor"
+
+
+def profile_case(work: Path):
+    def args(out: str, resume: bool = False) -> list[str]:
+        return ["profile", "--space", "nb201", "--backend", "torch-cpu", "--calibrate", "8", "--validate", "2",
+                "--out", out] + ([] if resume else ["--force"])
+
+    def kept(path: Path) -> list[str]:
+        partial = path.with_name(path.name + ".partial.jsonl")
+        return partial.read_text().splitlines()[1:] if partial.is_file() else []
+
+    def check(ref: Path, got: Path, kept_lines: list[str]) -> str | None:
+        from hwnas.latency import load_table
+
+        table = load_table(got)
+        if len(table.entries) != len(load_table(ref).entries):
+            return "the resumed table lacks entries"
+        return None
+
+    return args, kept, check, "table complete, kept measurements reused"
+
+
+CASES = {"search": search_case, "train-supernet": supernet_case, "profile": profile_case}
+
+
+def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
+    made = CASES[name](work)
+    if made is None:
+        return {"command": name, "skipped": "shared data not found"}
+    args, observe, check, what = made
+    ext = "" if name == "search" else (".pt" if name == "train-supernet" else ".json")
+    ref = work / f"{name}-ref{ext}"
+    code, seconds, err = run_to_end(args(str(ref)), work)
+    if code != 0:
+        raise SystemExit(f"{name}: the uninterrupted run failed: {err.strip().splitlines()[-1:]}")
+    rng = random.Random(seed)
+    points = []
+    for k in range(kills):
+        out = work / f"{name}-kill{k}{ext}"
+        delay = rng.uniform(0.15, 0.95) * seconds
+        killed, _ = kill_after(args(str(out)), work, delay)
+        kept = observe(out)
+        resumes = 0
+        while killed and resumes < 3:  # killed again during the resume now and then: it must still hold
+            resumes += 1
+            again = rng.random() < 0.3
+            if again:
+                killed, _ = kill_after(args(str(out), resume=True), work, rng.uniform(0.2, 0.8) * seconds)
+                continue
+            started = out.exists() or out.with_name(out.name + ".partial.jsonl").exists()
+            code, _, err = run_to_end(args(str(out), resume=started), work)  # killed before writing: start again
+            if code != 0:
+                points.append({"delay_s": round(delay, 2), "held": False, "why": f"resume failed: {err.strip()[-300:]}"})
+                break
+            killed = False
+        else:
+            if killed:  # three kills in a row: finish it
+                started = out.exists() or out.with_name(out.name + ".partial.jsonl").exists()
+                run_to_end(args(str(out), resume=started), work)
+            why = check(ref, out, kept)
+            points.append({"delay_s": round(delay, 2), "kept_at_kill": len(kept), "resumes": resumes,
+                           "held": why is None, "why": why})
+    return {"command": name, "uninterrupted_s": round(seconds, 1), "kills": kills,
+            "held": sum(p["held"] for p in points), "checked": what, "points": points}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--commands", default=",".join(CASES))
+    ap.add_argument("--kills", type=int, default=5, help="kill points per command")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hwnas_reliability_") as tmp:
+        for name in args.commands.split(","):
+            r = sweep(name, args.kills, args.seed, Path(tmp))
+            rows.append(r)
+            if "skipped" in r:
+                print(f"{name}: skipped ({r['skipped']})", flush=True)
+                continue
+            print(f"{name}: {r['held']}/{r['kills']} kill points held ({r['checked']}; uninterrupted {r['uninterrupted_s']} s)",
+                  flush=True)
+            for p in r["points"]:
+                if not p["held"]:
+                    print(f"  kill at {p['delay_s']} s: {p['why']}", flush=True)
+    print("\n| command | kill points | held | checked |\n|---|---|---|---|")
+    for r in rows:
+        if "skipped" not in r:
+            print(f"| {r['command']} | {r['kills']} | {r['held']} | {r['checked']} |")
+    if args.json:
+        import platform
+
+        args.json.write_text(json.dumps({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+                                         "seed": args.seed, "rows": rows}, indent=1))
+    return 0 if all(r.get("held", 0) == r.get("kills", 0) for r in rows if "skipped" not in r) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
