@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 
 import typer
 
-from hwnas.cli.common import err, interrupted, out, read_archs
+from hwnas.cli.common import err, interrupted, out, parse_space_settings, read_archs
 from hwnas.errors import UserError
 
 PHASE_LABELS = {"overhead": "call overhead", "block": "blocks", "network": "whole networks", "export": "export ONNX",
@@ -128,6 +128,8 @@ def register(app: typer.Typer) -> None:
     def profile_cmd(
         ctx: typer.Context,
         space: Optional[str] = typer.Option(None, "--space", help="search space (hwnas list spaces)"),
+        space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config "
+                                                     "(e.g. '{\"image_size\": 64}'; search and export then take the same)"),
         backend: str = typer.Option("ort-cpu", "--backend", help="latency backend (hwnas list backends)"),
         provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (backend ort)"),
         threads: int = typer.Option(1, "--threads", help="intra-op threads"),
@@ -151,7 +153,7 @@ def register(app: typer.Typer) -> None:
         from hwnas.latency.profiler import profile
         from hwnas.space import get_space
 
-        sp = get_space(space)
+        sp = get_space(space, **parse_space_settings(space_settings))
         be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock)
         try:
             with progress_bars() as update:
@@ -164,6 +166,7 @@ def register(app: typer.Typer) -> None:
     @profile_app.command("bundle")
     def bundle_cmd(
         space: str = typer.Option(..., "--space", help="search space (hwnas list spaces)"),
+        space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config"),
         out_dir: str = typer.Option(..., "--out", help="bundle folder to write"),
         batch: int = typer.Option(1, "--batch", help="batch size"),
         calibrate: Optional[int] = typer.Option(None, "--calibrate", help="calibration networks [default: the space's]"),
@@ -175,7 +178,7 @@ def register(app: typer.Typer) -> None:
         from hwnas.latency.bundle import write_bundle
         from hwnas.space import get_space
 
-        sp = get_space(space)
+        sp = get_space(space, **parse_space_settings(space_settings))
         with progress_bars() as update:
             path = write_bundle(sp, out_dir, batch=batch, n_calibrate=calibrate, n_validate=validate, seed=seed,
                                 force=force, on_progress=update)

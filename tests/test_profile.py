@@ -240,3 +240,35 @@ def test_an_ort_table_takes_its_scale_beside_whole_networks(tmp_path, monkeypatc
     table = profile(tiny_mbconv(), get_backend("ort-cpu"), tmp_path / "t.json", n_calibrate=3, n_validate=2, protocol=FAST)
     assert seen["kinds"] == profiling.NETWORK_KINDS and len(seen["network_refs"]) == 5
     assert table.extra["reference"]["latency_ms"] == seen["ref"] == min(seen["network_refs"])
+
+
+def test_profile_and_bundle_take_space_settings_as_every_command_does(tmp_path, capsys):
+    """`--space-settings` on `hwnas profile` (and `profile bundle`): the table is of the changed
+    space, and a search with the same settings accepts it."""
+    from hwnas.cli.main import main
+    from hwnas.space import get_space
+
+    settings = {"strides": [1, 2], "widths": [[8, 16], [16]], "se": [False, True], "acts": ["relu", "hswish"],
+                "depths": [1, 2], "kernels": [3], "expands": [3], "stem_channels": 8, "head_channels": 32,
+                "image_size": 16}
+    want = get_space("mbv3-32", **settings).config_hash()
+    out = tmp_path / "t.json"
+
+    def cli(*args):
+        with pytest.raises(SystemExit) as e:
+            main(list(args))
+        return e.value.code, capsys.readouterr().err
+
+    code, err = cli("profile", "--space", "mbv3-32", "--space-settings", json.dumps(settings), "--backend", "torch-cpu",
+                    "--calibrate", "2", "--validate", "1", "--out", str(out))
+    assert code in (0, None), err
+    assert load_table(out).space["config_hash"] == want
+    code, err = cli("search", "--space", "mbv3-32", "--space-settings", json.dumps(settings), "--profile", str(out),
+                    "--evaluator", "zc:params", "--budget-evals", "2", "--no-check-profile", "--out", str(tmp_path / "run"))
+    assert code in (0, None), err
+    code, err = cli("profile", "bundle", "--space", "mbv3-32", "--space-settings", json.dumps(settings), "--calibrate", "1",
+                    "--validate", "0", "--out", str(tmp_path / "bundle"))
+    assert code in (0, None), err
+    assert want in (tmp_path / "bundle" / "manifest.json").read_text()
+    code, err = cli("profile", "--space", "mbv3-32", "--space-settings", "{bad", "--out", str(tmp_path / "x.json"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "x.json").exists(), err
