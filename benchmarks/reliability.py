@@ -5,7 +5,9 @@ SIGKILL is the hard case (a crash, an out-of-memory kill, a pulled plug): nothin
 out, so only what was written atomically or flushed before counts. For each command the sweep
 runs it once uninterrupted, then K times killed after a random delay (each kill point drawn from
 a seeded generator within the command's running time) and resumed, as often as needed, until it
-finishes; then compares:
+finishes. A kill point is drawn in units of the command's own progress (journal lines, finished
+epochs, measurements), from a seeded generator, plus up to one unit's time, so that kills land
+throughout the work, not mostly in its start-up or its last writes; then it compares:
 
 - ``search`` (NAS-Bench-201 table, evolution): the resumed journal equals the uninterrupted one,
   line for line; the records already journaled at the kill are all in it.
@@ -66,6 +68,58 @@ def kill_after(args: list[str], cwd: Path, delay: float, timeout: float = 900) -
         os.killpg(p.pid, signal.SIGKILL)
         p.wait(timeout=timeout)
         return True, ""
+
+
+def progress_of(name: str, out: Path) -> int:
+    """How far a command has got, from what it has written: journal lines (search), finished
+    epochs in the checkpoint (train-supernet), measurements in the partial file (profile)."""
+    try:
+        if name == "search":
+            p = out / "journal.jsonl"
+            return len(p.read_text().splitlines()) if p.is_file() else 0
+        if name == "train-supernet":
+            if not out.is_file():
+                return 0
+            from hwnas.accuracy.checkpoint import load_checkpoint
+
+            return int(load_checkpoint(out)[0].get("epoch", 0))
+        partial = out.with_name(out.name + ".partial.jsonl")
+        if partial.is_file():
+            return max(len(partial.read_text().splitlines()) - 1, 0)
+        return 10**9 if out.is_file() else 0
+    except Exception:  # caught mid-write (the files are replaced atomically, but a read can race a rename)
+        return 0
+
+
+def timed_run(name: str, args: list[str], out: Path, cwd: Path) -> tuple[int, float, int]:
+    """The uninterrupted run, watched: exit code, seconds, and the progress it reached (its last
+    reading before the end, i.e. the units a kill point is drawn from)."""
+    t = time.perf_counter()
+    p = hwnas(args, cwd)
+    last = 0
+    while p.poll() is None:
+        last = max(last, min(progress_of(name, out), 10**8))
+        time.sleep(0.1)
+    return p.returncode, time.perf_counter() - t, last
+
+
+def kill_at(name: str, args: list[str], out: Path, cwd: Path, target: int, extra_s: float, limit_s: float) -> bool:
+    """Start, wait until the command's progress reaches ``target``, wait ``extra_s`` more, then
+    SIGKILL the whole group; True if it was still running then."""
+    p = hwnas(args, cwd)
+    t = time.perf_counter()
+    while p.poll() is None and progress_of(name, out) < target and time.perf_counter() - t < limit_s:
+        time.sleep(0.05)
+    if p.poll() is None and extra_s > 0:
+        try:
+            p.wait(timeout=extra_s)
+        except subprocess.TimeoutExpired:
+            pass
+    if p.poll() is not None:
+        return False
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    return True
 
 
 def nb201_csv() -> Path:
@@ -154,18 +208,26 @@ def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
     args, observe, check, what = made
     ext = "" if name == "search" else (".pt" if name == "train-supernet" else ".json")
     ref = work / f"{name}-ref{ext}"
-    code, seconds, err = run_to_end(args(str(ref)), work)
+    run_to_end(args(str(work / f"{name}-warm{ext}")), work)  # first-run costs (caches, compiled files) out of the way
+    code, seconds, total = timed_run(name, args(str(ref)), ref, work)
     if code != 0:
-        raise SystemExit(f"{name}: the uninterrupted run failed: {err.strip().splitlines()[-1:]}")
+        raise SystemExit(f"{name}: the uninterrupted run failed (exit {code})")
     rng = random.Random(seed)
+    unit_s = seconds / max(total, 1)
     points = []
     for k in range(kills):
         out = work / f"{name}-kill{k}{ext}"
-        delay = rng.uniform(0.15, 0.95) * seconds
-        killed, _ = kill_after(args(str(out)), work, delay)
+        # a kill point: after a random share of the work's units, plus up to one unit's time
+        target = rng.randint(0, max(total - 1, 0))
+        extra = rng.uniform(0, unit_s)
+        delay = target * unit_s + extra
+        killed = kill_at(name, args(str(out)), out, work, target, extra, 3 * seconds + 30)
         kept = observe(out)
         resumes = 0
         while killed and resumes < 3:  # killed again during the resume now and then: it must still hold
+            if name == "profile" and out.is_file() and not out.with_name(out.name + ".partial.jsonl").exists():
+                killed = False  # killed after the table was written (printing its validation): it had finished
+                continue
             resumes += 1
             again = rng.random() < 0.3
             if again:
@@ -182,9 +244,9 @@ def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
                 started = out.exists() or out.with_name(out.name + ".partial.jsonl").exists()
                 run_to_end(args(str(out), resume=started), work)
             why = check(ref, out, kept)
-            points.append({"delay_s": round(delay, 2), "kept_at_kill": len(kept), "resumes": resumes,
-                           "held": why is None, "why": why})
-    return {"command": name, "uninterrupted_s": round(seconds, 1), "kills": kills,
+            points.append({"delay_s": round(delay, 2), "progress_target": target, "of": total, "killed": killed,
+                           "kept_at_kill": len(kept), "resumes": resumes, "held": why is None, "why": why})
+    return {"command": name, "uninterrupted_s": round(seconds, 1), "progress_units": total, "kills": kills,
             "held": sum(p["held"] for p in points), "checked": what, "points": points}
 
 

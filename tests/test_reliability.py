@@ -20,6 +20,7 @@ def test_a_killed_search_resumes_to_the_uninterrupted_journal(tmp_path, nb201_cs
     assert "skipped" not in r
     assert r["held"] == r["kills"] == 2, r["points"]
     assert all(p["why"] is None for p in r["points"])
+    assert any(p["killed"] and 0 < p["kept_at_kill"] < p["of"] for p in r["points"]), r["points"]  # killed mid-way
 
 
 @pytest.mark.parametrize("name", ["search"])
