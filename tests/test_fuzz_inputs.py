@@ -28,20 +28,15 @@ def run(argv: list[str]) -> tuple[int, str]:
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
-    from hwnas.cli import common
-
+    # the CLI's consoles write to whatever sys.stdout / sys.stderr are at the time (never pin
+    # their files: later tests capture through those)
     buf, out = io.StringIO(), io.StringIO()
-    old_err, old_out = common.err.file, common.out.file
-    common.err.file, common.out.file = buf, out
-    try:
-        with redirect_stderr(buf), redirect_stdout(out):
-            try:
-                main(argv)
-                code = 0
-            except SystemExit as e:
-                code = int(e.code or 0)
-    finally:
-        common.err.file, common.out.file = old_err, old_out
+    with redirect_stderr(buf), redirect_stdout(out):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
     return code, buf.getvalue()
 
 
