@@ -98,7 +98,9 @@ def timed_run(name: str, args: list[str], out: Path, cwd: Path) -> tuple[int, fl
     p = hwnas(args, cwd)
     last = 0
     while p.poll() is None:
-        last = max(last, min(progress_of(name, out), 10**8))
+        now = progress_of(name, out)
+        if now < 10**9:  # not yet the finished table (profile), whose reading stands for "done"
+            last = max(last, now)
         time.sleep(0.1)
     return p.returncode, time.perf_counter() - t, last
 
@@ -222,6 +224,7 @@ def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
         extra = rng.uniform(0, unit_s)
         delay = target * unit_s + extra
         killed = kill_at(name, args(str(out)), out, work, target, extra, 3 * seconds + 30)
+        was_killed = killed
         kept = observe(out)
         resumes = 0
         while killed and resumes < 3:  # killed again during the resume now and then: it must still hold
@@ -236,7 +239,9 @@ def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
             started = out.exists() or out.with_name(out.name + ".partial.jsonl").exists()
             code, _, err = run_to_end(args(str(out), resume=started), work)  # killed before writing: start again
             if code != 0:
-                points.append({"delay_s": round(delay, 2), "held": False, "why": f"resume failed: {err.strip()[-300:]}"})
+                points.append({"delay_s": round(delay, 2), "progress_target": target, "of": total, "killed": was_killed,
+                               "kept_at_kill": len(kept), "resumes": resumes, "held": False,
+                               "why": f"resume failed: {err.strip()[-300:]}"})
                 break
             killed = False
         else:
@@ -244,7 +249,7 @@ def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
                 started = out.exists() or out.with_name(out.name + ".partial.jsonl").exists()
                 run_to_end(args(str(out), resume=started), work)
             why = check(ref, out, kept)
-            points.append({"delay_s": round(delay, 2), "progress_target": target, "of": total, "killed": killed,
+            points.append({"delay_s": round(delay, 2), "progress_target": target, "of": total, "killed": was_killed,
                            "kept_at_kill": len(kept), "resumes": resumes, "held": why is None, "why": why})
     return {"command": name, "uninterrupted_s": round(seconds, 1), "progress_units": total, "kills": kills,
             "held": sum(p["held"] for p in points), "checked": what, "points": points}
