@@ -294,19 +294,14 @@ def register(app: typer.Typer) -> None:
             if space is None:
                 raise UserError("--measure needs --space (and optionally --backend, --threads)")
             from hwnas.latency.backends import get_backend
-            from hwnas.latency.plain import PlainFiles
+            from hwnas.latency.units import plain_times_on
             from hwnas.space import get_space
 
             sp = get_space(space)
             be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock)
             archs = read_archs(arch, sp)
-            with progress_bars() as update, PlainFiles() as files:
-                for i, a in enumerate(archs):
-                    be.add_plain(files, sp.build(a), sp.input_shape)
-                    update("export", i + 1, len(archs))
-                update("plain", 0, 1)
-                times = files.run()
-                update("plain", 1, 1)
+            with progress_bars() as update:
+                times = plain_times_on(be, sp, archs, on_progress=update)
             rows = [{"id": a.id, "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"]} for a, t in zip(archs, times)]
         elif measure_flag:
             if space is None:

@@ -84,12 +84,8 @@ def _plain_units(table: LatencyTable, d: Path, manifest: dict, shape: list[int],
                  on_progress: ProgressFn | None) -> dict:
     """The table's ``units`` (see units.py): a few calibration networks timed by a plain loop in
     a fresh process, against the table's predictions for them."""
-    import time
-
-    import numpy as np
-
-    from hwnas.latency.plain import CALLS, run_plain
-    from hwnas.latency.units import PLAIN, UNITS_NETWORKS
+    from hwnas.latency.plain import run_plain
+    from hwnas.latency.units import UNITS_NETWORKS, units_record
 
     predicted = {n["id"]: n["predicted_ms"] for n in table.calibration.get("networks") or []}
     nets = [n for n in manifest["calibration"] if n["id"] in predicted][:UNITS_NETWORKS]
@@ -99,10 +95,9 @@ def _plain_units(table: LatencyTable, d: Path, manifest: dict, shape: list[int],
                         "threads": threads} for n in nets])
     if on_progress:
         on_progress("plain", 1, 1)
-    rows = [{"id": n["id"], "role": "calibration", "predicted_ms": predicted[n["id"]], "plain_median_ms": t["median_ms"],
-             "plain_p90_ms": t["p90_ms"], "ratio": t["median_ms"] / predicted[n["id"]]} for n, t in zip(nets, times)]
-    return {"latency": PLAIN, "plain_factor": float(np.median([r["ratio"] for r in rows])), "calls": CALLS,
-            "networks": rows, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return units_record([{"id": n["id"], "role": "calibration", "predicted_ms": predicted[n["id"]],
+                          "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"],
+                          "ratio": t["median_ms"] / predicted[n["id"]]} for n, t in zip(nets, times)])
 
 
 def main(argv: list[str] | None = None) -> int:

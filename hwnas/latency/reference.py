@@ -41,10 +41,6 @@ def profiles_dir() -> Path:
     return here.parent / "profiles"
 
 
-def is_reference_name(spec: str) -> bool:
-    return spec in REFERENCE_PROFILES
-
-
 def reference_path(name: str) -> Path:
     """The file of a registered reference table."""
     if name not in REFERENCE_PROFILES:

@@ -92,39 +92,54 @@ def check_archs(table: LatencyTable, n: int) -> list[tuple[str, Any]]:
     return out
 
 
-def plain_times(table: LatencyTable, archs: Sequence[Any], calls: int | None = None) -> list[dict[str, float]]:
-    """Plain timings of whole networks of the table's space on its backend, in a fresh process."""
+def plain_times_on(backend: Any, space: Any, archs: Sequence[Any], calls: int | None = None,
+                   on_progress: Any = None) -> list[dict[str, float]]:
+    """Plain timings of whole networks of ``space`` on ``backend``, in one fresh process;
+    ``on_progress(phase, done, total)`` hears the exports, then the timing."""
     from hwnas.latency.plain import PlainFiles
 
-    backend, space = backend_of(table), table.get_space()
     with PlainFiles() as files:
-        for a in archs:
+        for i, a in enumerate(archs):
             backend.add_plain(files, space.build(a), space.input_shape, calls)
-        return files.run()
+            if on_progress:
+                on_progress("export", i + 1, len(archs))
+        if on_progress:
+            on_progress("plain", 0, 1)
+        times = files.run()
+        if on_progress:
+            on_progress("plain", 1, 1)
+        return times
 
 
 def _ratios(table: LatencyTable, labelled: Sequence[tuple[str, Any]], calls: int | None,
-            factor: float) -> list[dict[str, Any]]:
+            plain: bool) -> list[dict[str, Any]]:
+    """Plain timings of ``labelled`` networks against the table's predictions: in its units
+    (``plain``), or the protocol-calibrated ones before the plain factor (a table being built)."""
     from hwnas.latency.predictor import LatencyPredictor
 
     pred = LatencyPredictor(table)
-    times = plain_times(table, [a for _, a in labelled], calls)
+    times = plain_times_on(backend_of(table), table.get_space(), [a for _, a in labelled], calls)
     rows = []
     for (label, a), t in zip(labelled, times):
-        p = float(pred.predict(a)) / pred.units_factor * factor
+        p = float(pred.predict(a)) if plain else float(pred.predict(a)) / pred.units_factor
         rows.append({"id": a.id, "role": label, "predicted_ms": p, "plain_median_ms": t["median_ms"],
                      "plain_p90_ms": t["p90_ms"], "ratio": t["median_ms"] / p if p > 0 else float("inf")})
     return rows
 
 
-def plain_units(table: LatencyTable, n: int = UNITS_NETWORKS, calls: int | None = None) -> dict[str, Any]:
-    """The ``units`` record of a freshly built table: plain timings of its reference and
-    calibration networks against its protocol-calibrated predictions."""
-    rows = _ratios(table, check_archs(table, n), calls, 1.0)
+def units_record(rows: Sequence[dict[str, Any]], calls: int | None = None) -> dict[str, Any]:
+    """A table's ``units``: plain medians of whole networks against its protocol-calibrated
+    predictions (``rows`` with a ``ratio`` each), their median the plain factor."""
     from hwnas.latency.plain import CALLS
 
     return {"latency": PLAIN, "plain_factor": float(np.median([r["ratio"] for r in rows])), "calls": calls or CALLS,
-            "networks": rows, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "networks": list(rows), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def plain_units(table: LatencyTable, n: int = UNITS_NETWORKS, calls: int | None = None) -> dict[str, Any]:
+    """The ``units`` record of a freshly built table: plain timings of its reference and
+    calibration networks against its protocol-calibrated predictions."""
+    return units_record(_ratios(table, check_archs(table, n), calls, plain=False), calls)
 
 
 def checkable(table: LatencyTable, path: str = "<table>", n: int = CHECK_NETWORKS) -> list[tuple[str, Any]]:
@@ -139,7 +154,7 @@ def checkable(table: LatencyTable, path: str = "<table>", n: int = CHECK_NETWORK
 
 def check_table(table: LatencyTable, path: str = "<table>", n: int = CHECK_NETWORKS, calls: int | None = None) -> dict[str, Any]:
     """Re-time the table's reference and calibration networks plainly; the drift against its predictions."""
-    rows = _ratios(table, checkable(table, path, n), calls, plain_factor(table))
+    rows = _ratios(table, checkable(table, path, n), calls, plain=True)
     r = np.array([x["ratio"] for x in rows])
     q1, q3 = np.percentile(r, [25, 75])
     drift = float(np.median(r) - 1.0)

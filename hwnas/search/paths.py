@@ -33,11 +33,9 @@ def resolve_profile_spec(spec: str) -> str:
     does not exist stays as typed, so that the error about it names what the user wrote."""
     if spec.startswith("table:"):
         return "table:" + _resolve_table(spec[len("table:"):])
-    from hwnas.latency.reference import is_reference_name, reference_path
+    from hwnas.latency.reference import resolve_table_path
 
-    if is_reference_name(spec) and not Path(spec).exists():  # a registered reference table: its file
-        return str(reference_path(spec).resolve())
-    return _resolve(spec)
+    return _resolve(str(resolve_table_path(spec)))  # a registered reference table's name: its file
 
 
 def resolve_evaluator_spec(spec: str) -> str:
