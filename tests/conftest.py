@@ -22,3 +22,13 @@ def nb201_csv() -> Path:
     if not p.is_file():
         pytest.skip(f"NAS-Bench-201 table not found at {p} (set HWNAS_SHARED_DATA)")
     return p
+
+
+def run_cli(capsys, *args):
+    """``hwnas ARGS`` in this process: (exit code, stdout, stderr)."""
+    from hwnas.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    cap = capsys.readouterr()
+    return e.value.code, cap.out, cap.err

@@ -6,16 +6,10 @@ import re
 import pytest
 import typer
 
-from hwnas.cli.main import app, main
+from hwnas.cli.main import app
+from conftest import run_cli as run
 
 EXEMPT_MODULES: set[str] = set()
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
 
 
 def commands():

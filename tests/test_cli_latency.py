@@ -4,18 +4,11 @@ import json
 
 import pytest
 
-from hwnas.cli.main import main
 from hwnas.latency.backends import get_backend
 from hwnas.latency.profiler import profile
 
 from latency_helpers import FAST, tiny_mbconv
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
+from conftest import run_cli as run
 
 
 @pytest.fixture(scope="module")

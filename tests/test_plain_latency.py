@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 
-from hwnas.cli.main import main
 from hwnas.latency import LatencyPredictor, load_table
 from hwnas.latency.backends import export_onnx_bytes, get_backend
 from hwnas.latency.plain import PlainFiles, plain_loop
@@ -17,13 +16,7 @@ from hwnas.latency.profiler import profile
 from hwnas.latency.units import PLAIN, PROTOCOL, latency_units, rescale_table, units_note
 
 from latency_helpers import FAST, tiny_mbconv
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
+from conftest import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-from hwnas.cli.main import main
 from hwnas.latency import load_table
 from hwnas.latency.reference import REFERENCE_PROFILES, profiles_dir, reference_path, resolve_table_path
 from hwnas.search.paths import resolve_profile_spec
 
-from conftest import REPO
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
+from conftest import REPO, run_cli as run
 
 
 def test_every_registered_name_is_a_shipped_table_of_its_space_and_backend():
