@@ -106,6 +106,14 @@ def _small_table() -> bytes:
     return json.dumps(d).encode()
 
 
+def fresh_copy(folder: Path, to: Path) -> Path:
+    """An intact copy of a run folder (each example damages its own; tmp_path is shared by them)."""
+    if to.exists():
+        shutil.rmtree(to)
+    shutil.copytree(folder, to)
+    return to
+
+
 # ---- the commands ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def archs(tmp_path_factory) -> Path:
@@ -163,10 +171,7 @@ def test_load_run_reads_back_what_the_search_wrote(nb201_run):
 @given(data=st.data())
 def test_a_damaged_run_folder_resumes_or_is_one_line(tmp_path, nb201_run, name, data):
     folder, argv = nb201_run
-    copy = tmp_path / "run"
-    if copy.exists():
-        shutil.rmtree(copy)
-    shutil.copytree(folder, copy)
+    copy = fresh_copy(folder, tmp_path / "run")
     original = (folder / name).read_bytes()
     if name == "journal.jsonl":  # damage one line of the journal (a torn write, a hand edit)
         lines = original.splitlines()
@@ -186,10 +191,7 @@ def test_a_damaged_run_folder_resumes_or_is_one_line(tmp_path, nb201_run, name, 
 @given(data=st.data())
 def test_export_of_a_damaged_run_folder_is_one_line_before_any_work(tmp_path, nb201_run, name, data):
     folder, _ = nb201_run
-    copy = tmp_path / "run"
-    if copy.exists():
-        shutil.rmtree(copy)
-    shutil.copytree(folder, copy)
+    copy = fresh_copy(folder, tmp_path / "run")
     (copy / name).write_bytes(data.draw(damaged((folder / name).read_bytes())))
     out = tmp_path / "x"
     out.mkdir(exist_ok=True)
@@ -216,10 +218,7 @@ def gdas_run(tmp_path_factory, nb201_csv) -> tuple[Path, list[str]]:
 @given(data=st.data())
 def test_a_damaged_oneshot_checkpoint_is_one_line(tmp_path, gdas_run, data):
     folder, argv = gdas_run
-    copy = tmp_path / "run"
-    if copy.exists():
-        shutil.rmtree(copy)
-    shutil.copytree(folder, copy)
+    copy = fresh_copy(folder, tmp_path / "run")
     ckpt = copy / "oneshot.ckpt"
     raw = ckpt.read_bytes()
     kind = data.draw(st.sampled_from(["truncate", "bytes", "empty"]))
