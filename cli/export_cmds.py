@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fine-tune, prune, export to ONNX, quantize to INT8 and measure the chosen arch of a search run."""
         from hwnas.exporters.prune import check_ratio
-        from hwnas.exporters.quantize import check_weight_range
+        from hwnas.latency.int8 import check_weight_range
 
         if prune is not None:
             check_ratio(prune)
@@ -224,9 +224,11 @@ def register(app: typer.Typer) -> None:
             _print_compare(res.report["compare"])
         out.print("stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.stages.items())
                   + f"; total {time.perf_counter() - t0:.0f} s", markup=False)
-        out.print(f"budget {res.budget_ms:.4f} ms for the INT8 model; INT8 runs at {res.int8_factor:.2f}x FP32 "
-                  f"on this machine at this input size (measured on three archs of the space), so the search ran "
-                  f"under {res.search_budget_ms:.4f} ms of predicted FP32 latency (the line in pareto.png)", markup=False)
+        precision = "INT8" if res.int8_factor < 1.0 else "FP32"
+        out.print(f"INT8 runs at {res.int8_factor:.2f}x FP32 on this machine at this input size (measured on three "
+                  f"archs of the space), so the search read the {precision} table {res.search_profile} and ran under "
+                  f"{res.search_budget_ms:.4f} ms (the line in pareto.png) for a budget of {res.budget_ms:.4f} ms",
+                  markup=False)
         out.print(f"profile {res.profile}\nsupernet {res.supernet}\nsearch run {res.run} (best.json, pareto.png)\n"
                   f"model {res.model} (report: {res.report['files']['report_md']})", markup=False)
         out.print(f"next: hwnas export {res.run} --prune 0.25 --out {res.folder / 'model-pruned.onnx'}", markup=False)

@@ -64,7 +64,8 @@ def print_validation(table, path: str) -> None:
     v = table.validation
     cal = table.calibration
     t = Table(title=f"latency table {path}: {table.space['name']} on {table.backend['name']}"
-                    f" ({table.backend.get('threads')} thread(s), batch {table.backend.get('batch')})")
+                    f" ({table.backend.get('threads')} thread(s), batch {table.backend.get('batch')}"
+                    f"{', INT8' if table.backend.get('dtype') == 'int8' else ''})")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_row("entries", str(len(table.entries)))
@@ -100,6 +101,10 @@ def print_validation(table, path: str) -> None:
         t.add_row("units", f"plain median (x{units.get('plain_factor', 1.0):.3f} the protocol's estimate)")
     else:
         t.add_row("units", "protocol (older tables: fastest session, low percentile)")
+    int8 = table.extra.get("int8")
+    if int8:
+        t.add_row("INT8", f"the export's static QDQ quantizer; networks calibrated on {int8['images']} "
+                          f"{int8['calibration_data']} images")
     t.add_row("build time", f"{table.build_seconds:.0f} s")
     out.print(t)
 
@@ -138,11 +143,16 @@ def register(app: typer.Typer) -> None:
         validate: int = typer.Option(20, "--validate", help="fresh whole networks measured to validate the table"),
         seed: int = typer.Option(0, "--seed", help="seed for the calibration and validation networks"),
         clock: str = typer.Option("auto", "--clock", help="auto, wall or thread (CPU time of the inference thread)"),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, or int8: time every block and network as "
+                                  "the export's INT8 file (ONNX Runtime backends)"),
+        calibration_data: Optional[str] = typer.Option(None, "--calibration-data", help="dataset whose real images "
+                                                       "calibrate an INT8 table's networks [default: digits]"),
         out_path: Optional[str] = typer.Option(None, "--out", help="table file to write (JSON)"),
         force: bool = typer.Option(False, "--force", help="overwrite FILE and discard an unfinished run"),
     ) -> None:
         """Build a latency table: time every block, calibrate on whole networks, validate on fresh ones.
 
+        With --dtype int8 the table predicts the INT8 file `hwnas export --quantize int8` writes.
         An interrupted run resumes when the same command is run again.
         """
         if ctx.invoked_subcommand is not None:
@@ -154,11 +164,13 @@ def register(app: typer.Typer) -> None:
         from hwnas.space import get_space
 
         sp = get_space(space, **parse_space_settings(space_settings))
-        be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock)
+        be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock, dtype=dtype)
+        if calibration_data is not None and dtype != "int8":
+            raise UserError("--calibration-data calibrates INT8 tables; add --dtype int8 or leave it out")
         try:
             with progress_bars() as update:
                 table = profile(sp, be, out_path, n_calibrate=calibrate, n_validate=validate, seed=seed, force=force,
-                                on_progress=update)
+                                on_progress=update, calibration_data=calibration_data)
         except KeyboardInterrupt:
             interrupted(kept_text(out_path))
         print_validation(table, out_path)
@@ -172,6 +184,9 @@ def register(app: typer.Typer) -> None:
         calibrate: Optional[int] = typer.Option(None, "--calibrate", help="calibration networks [default: the space's]"),
         validate: int = typer.Option(20, "--validate", help="validation networks"),
         seed: int = typer.Option(0, "--seed", help="seed for the networks"),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, or int8: the files are the export's INT8 form"),
+        calibration_data: Optional[str] = typer.Option(None, "--calibration-data", help="dataset whose real images "
+                                                       "calibrate the INT8 networks [default: digits]"),
         force: bool = typer.Option(False, "--force", help="replace an existing bundle folder"),
     ) -> None:
         """Write every block and the calibration/validation networks as ONNX files, for a device without torch."""
@@ -179,9 +194,11 @@ def register(app: typer.Typer) -> None:
         from hwnas.space import get_space
 
         sp = get_space(space, **parse_space_settings(space_settings))
+        if calibration_data is not None and dtype != "int8":
+            raise UserError("--calibration-data calibrates INT8 bundles; add --dtype int8 or leave it out")
         with progress_bars() as update:
             path = write_bundle(sp, out_dir, batch=batch, n_calibrate=calibrate, n_validate=validate, seed=seed,
-                                force=force, on_progress=update)
+                                force=force, on_progress=update, dtype=dtype, calibration_data=calibration_data)
         n = sum(1 for _ in Path(path).rglob("*.onnx"))
         size = sum(p.stat().st_size for p in Path(path).rglob("*"))
         out.print(f"wrote {path}: {n} ONNX files, {size / 1e6:.1f} MB. On the device run:\n"
@@ -277,6 +294,8 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(1, "--batch", help="batch size"),
         clock: str = typer.Option("auto", "--clock", help="auto, wall or thread"),
         measure_flag: bool = typer.Option(False, "--measure", help="measure end to end instead of predicting"),
+        dtype: str = typer.Option("float32", "--dtype", help="with --measure: float32, or int8 (each arch as the "
+                                  "export's INT8 file, calibrated on digits images; ONNX Runtime backends)"),
         plain: bool = typer.Option(False, "--plain", help="with --measure: time each arch with a plain loop (fresh "
                                    "process, warm-up, median and p90 of 300 calls), as a user checks a file"),
         as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
@@ -290,29 +309,30 @@ def register(app: typer.Typer) -> None:
 
         if plain and not measure_flag:
             raise UserError("--plain times archs: use it with --measure (and --space)")
-        if measure_flag and plain:
+        if dtype != "float32" and not measure_flag:
+            raise UserError("--dtype applies to --measure; a table predicts in its own precision (hwnas profile --dtype)")
+        if measure_flag:
             if space is None:
                 raise UserError("--measure needs --space (and optionally --backend, --threads)")
             from hwnas.latency.backends import get_backend
-            from hwnas.latency.units import plain_times_on
             from hwnas.space import get_space
 
             sp = get_space(space)
-            be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock)
+            be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock, dtype=dtype)
+            if dtype == "int8":
+                from hwnas.latency.profiler import int8_calibration_images
+
+                be.calibration_images = int8_calibration_images(sp)
             archs = read_archs(arch, sp)
+        if measure_flag and plain:
+            from hwnas.latency.units import plain_times_on
+
             with progress_bars() as update:
                 times = plain_times_on(be, sp, archs, on_progress=update)
             rows = [{"id": a.id, "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"]} for a, t in zip(archs, times)]
         elif measure_flag:
-            if space is None:
-                raise UserError("--measure needs --space (and optionally --backend, --threads)")
-            from hwnas.latency.backends import get_backend
             from hwnas.latency.profiler import measure_archs
-            from hwnas.space import get_space
 
-            sp = get_space(space)
-            be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock)
-            archs = read_archs(arch, sp)
             with progress_bars() as update:
                 rows = measure_archs(sp, be, archs, on_progress=update)
             rows = [{"id": r["id"], "measured_ms": r["measured_ms"], "iqr_ms": r["iqr_ms"]} for r in rows]

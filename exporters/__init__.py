@@ -14,7 +14,7 @@ _LAZY = {
     "export": "hwnas.exporters.pipeline", "ExportData": "hwnas.exporters.pipeline",
     "ExportOptions": "hwnas.exporters.pipeline", "ExportResult": "hwnas.exporters.pipeline",
     "FinetuneConfig": "hwnas.exporters.finetune", "LatencySetup": "hwnas.exporters.measure",
-    "prune_channels": "hwnas.exporters.prune", "quantize_int8": "hwnas.exporters.quantize",
+    "prune_channels": "hwnas.exporters.prune", "quantize_int8": "hwnas.latency.int8",
     "export_run": "hwnas.exporters.run_export", "RunExportConfig": "hwnas.exporters.run_export",
 }
 

@@ -1,8 +1,9 @@
 """``hwnas demo``: the whole pipeline on the embedded ``digits`` data, in minutes on two CPU cores.
 
 profile this machine (ort-cpu, 1 thread) -> train a small supernet -> measure how fast INT8 runs
-relative to FP32 here -> search under a latency budget for the INT8 model -> export INT8 ONNX with
-a measured check of the budget -> compare the found arch with the two smallest hand-designed
+relative to FP32 here -> where INT8 is faster, profile again for INT8 files (``--dtype int8``) ->
+search under a latency budget on the table of the file that ships -> export INT8 ONNX with a
+measured check of the budget -> compare the found arch with the two smallest hand-designed
 baselines of the zoo (``hwnas compare``: each trained from scratch with one recipe, timed on the
 profile). Everything goes under one folder; a second run reuses the profile, the supernet and the
 comparison rows it finds there.
@@ -39,8 +40,8 @@ class DemoConfig:
     out: str = "hwnas-demo"
     epochs: int = 6
     search_evals: int = 40
-    budget_quantile: float = 0.4  # the budget: this quantile of the latencies of random archs as INT8 models
-    search_margin: float = 0.95  # the search aims this far below the budget (INT8/FP32 varies between archs)
+    budget_quantile: float = 0.4  # the budget: this quantile of the predicted latencies of random archs
+    search_margin: float = 0.95  # the search aims this far below the budget (a table predicts within ~10%)
     prune: float | None = None
     seed: int = 0
     force: bool = False
@@ -70,10 +71,11 @@ class DemoResult:
     int8_factor: float  # INT8 / FP32 latency on this machine, measured on a few archs of the space
     report: dict[str, Any]
     stages: dict[str, float]
-    # the budget the search ran under, on the profile's predicted FP32 latency (pareto.png's line):
-    # the INT8 budget over the INT8 factor, with a margin
+    # the budget the search ran under (pareto.png's line): the budget with a margin, on the
+    # predictions of the table of the precision that ships
     search_budget_ms: float | None = None
     compare: Any = None  # hwnas.compare.run.CompareResult, None with compare=False
+    search_profile: Path | None = None  # profile-int8.json where INT8 is the faster file here, else the profile
 
 
 Phase = Callable[[str, int, int], None]  # (phase, done, total)
@@ -129,28 +131,34 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
     stages["supernet"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    table = load_table(prof)
-    pred = LatencyPredictor(table, space)
-    rng = random.Random(cfg.seed)
-    lat = np.array([pred.predict(space.sample(rng)) for _ in range(200)])
-    # the table predicts FP32 latency; the demo deploys INT8, whose speed relative to FP32 depends
-    # on the machine and the input size (on 8x8 inputs on x86 without VNNI it is slower): measure it
+    # which file ships decides which table the search reads: INT8 where it runs faster here
+    # (on 8x8 inputs on x86 without VNNI it is slower), measured on a few archs of the space
     say("measuring INT8 vs FP32 latency on this machine")
     factor = int8_factor(space, [space.smallest(), space.largest(), space.sample(random.Random(cfg.seed))],
-                         table, fast, cfg.seed)
-    # the export deploys INT8 only where it is the faster file (deploy_choice): where INT8 is
-    # slower here, FP32 ships and the budget is FP32's
-    deployed = min(factor, 1.0)
-    budget = float(np.quantile(lat, cfg.budget_quantile)) * deployed
-    search_ms = budget / deployed * cfg.search_margin
-    form = "the INT8 model" if factor < 1.0 else "the FP32 model (INT8 is not faster here)"
-    say(f"budget {budget:.4f} ms for {form} (the {cfg.budget_quantile:.0%} quantile of random archs; "
-        f"INT8 runs at {factor:.2f}x FP32 here); searching under {search_ms:.4f} ms predicted FP32")
+                         load_table(prof), fast, cfg.seed)
     stages["int8 factor"] = time.perf_counter() - t
+    precision = "int8" if factor < 1.0 else "fp32"
+    search_prof = prof
+    if precision == "int8":
+        t = time.perf_counter()
+        search_prof = folder / "profile-int8.json"
+        if not _reusable_profile(search_prof, space, "int8"):
+            say("profiling this machine for INT8 files (ort-cpu, 1 thread, the export's quantizer)")
+            profile(space, get_backend("ort-cpu", threads=1, batch=1, dtype="int8"), search_prof,
+                    n_calibrate=cfg.profile_calibrate, n_validate=cfg.profile_validate, seed=cfg.seed, protocol=fast,
+                    force=True, on_progress=lambda p, d, n: tick(f"INT8 profile: {p}", d, n))
+        stages["int8 profile"] = time.perf_counter() - t
+    pred = LatencyPredictor(load_table(search_prof), space)
+    rng = random.Random(cfg.seed)
+    lat = np.array([pred.predict(space.sample(rng)) for _ in range(200)])
+    budget = float(np.quantile(lat, cfg.budget_quantile))
+    search_ms = budget * cfg.search_margin
+    say(f"budget {budget:.4f} ms for the {precision.upper()} model (the {cfg.budget_quantile:.0%} quantile of random "
+        f"archs on the {precision.upper()} table; INT8 runs at {factor:.2f}x FP32 here); searching under {search_ms:.4f} ms")
 
     t = time.perf_counter()
     run_dir = folder / "search"
-    run(SearchConfig(space=DEMO_SPACE, profile=str(prof), evaluator=f"supernet:{ckpt}", strategy="evolution",
+    run(SearchConfig(space=DEMO_SPACE, profile=str(search_prof), evaluator=f"supernet:{ckpt}", strategy="evolution",
                      budget_evals=cfg.search_evals, seed=cfg.seed, latency_ms=search_ms, space_settings=cfg.space_settings,
                      strategy_options={"population": min(12, cfg.search_evals), "sample_size": min(4, cfg.search_evals)}),
         out=run_dir, force=True, progress=lambda p: tick("search", p.evaluated, p.budget))
@@ -170,7 +178,8 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
         cmp = compare_found(cfg, prof, run_dir, folder / COMPARE_FOLDER, fast, say)
         stages["compare"] = time.perf_counter() - t
         report = add_compare_to_report(res.report, cmp, cfg, stages["compare"])
-    return DemoResult(folder, prof, ckpt, run_dir, model_path, budget, factor, report, stages, search_ms, cmp)
+    return DemoResult(folder, prof, ckpt, run_dir, model_path, budget, factor, report, stages, search_ms, cmp,
+                      search_prof)
 
 
 def compare_found(cfg: DemoConfig, profile: Path, run_dir: Path, out: Path, protocol: Any, say: Callable[[str], None]):
@@ -243,7 +252,8 @@ def int8_factor(space, archs, table, protocol, seed: int = 0) -> float:
     from hwnas.data import load_dataset
     from hwnas.exporters.measure import LatencySetup, paired_ratio
     from hwnas.exporters.onnx_io import to_onnx
-    from hwnas.exporters.quantize import QuantizeOptions, compact_bytes, quantize_int8
+    from hwnas.latency.int8 import QuantizeOptions, quantize_int8
+    from hwnas.latency.onnx_rewrites import compact_bytes
 
     ds = load_dataset("digits", image_size=space.input_shape[-1])
     g = torch.Generator().manual_seed(seed)
@@ -262,14 +272,14 @@ def int8_factor(space, archs, table, protocol, seed: int = 0) -> float:
     return float(np.median(ratios))
 
 
-def _reusable_profile(path: Path, space) -> bool:
+def _reusable_profile(path: Path, space, dtype: str = "float32") -> bool:
     if not path.is_file():
         return False
     try:
         from hwnas.latency import load_table
 
         t = load_table(path)
-        return t.space.get("config_hash") == space.config_hash()
+        return t.space.get("config_hash") == space.config_hash() and t.backend.get("dtype", "float32") == dtype
     except (UserError, KeyError, ValueError):
         return False
 

@@ -3,6 +3,7 @@ with the profiler's protocol on the profile's backend, and file size."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -99,3 +100,22 @@ def paired_ratio(model: bytes | str, reference: bytes | str, input_shape: Sequen
     ref_ms = m.ref_ms or 1.0
     return {"ratio": float(m.ratio), "iqr": m.iqr_ms / ref_ms, "session_spread": m.session_spread,
             "reference_ms": m.ref_ms, "count": m.count}
+
+
+def plain_times(fp32: bytes, int8: bytes | None, module: Any | None, input_shape: Sequence[int],
+                setup: LatencySetup, module_backend: str | None = None) -> dict[str, Any]:
+    """Plain timings (median and p90 of a plain loop, fresh process) of the ONNX files in ONNX
+    Runtime with the profile's settings, and of the torch module where the profile is eager torch."""
+    from hwnas.latency.plain import PlainFiles
+
+    shape = (setup.batch, *tuple(input_shape))
+    with PlainFiles() as files:
+        names = ["fp32"] + (["int8"] if int8 is not None else [])
+        for b in [fp32] + ([int8] if int8 is not None else []):
+            files.add_onnx(b, shape, setup.provider, setup.threads)
+        if module is not None:
+            names.append("torch")
+            files.add_torch(copy.deepcopy(module).eval(), shape, setup.threads,
+                            device="cuda" if module_backend == "torch-cuda" else "cpu")
+        times = files.run()
+    return dict(zip(names, times))

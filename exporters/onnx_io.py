@@ -2,73 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-import re
-import sys
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from hwnas.errors import UserError
+from hwnas.latency.onnx_export import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx_bytes
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
-MIN_OPSET = 17
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "MIN_OPSET", "to_onnx", "check", "with_metadata", "read_metadata", "session",
+           "ort_logits", "parity"]
 
 
 def to_onnx(model: nn.Module, sample_input: torch.Tensor, opset: int = MIN_OPSET) -> bytes:
-    """Serialize ``model`` to ONNX bytes with a dynamic batch axis; ``onnx.checker`` must pass.
-
-    The TorchScript exporter (``dynamo=False``) keeps every weight inside the file and takes
-    milliseconds; its outputs match the dynamo exporter's in ORT.
-    """
-    import onnx
-
-    if opset < MIN_OPSET:
-        raise UserError(f"--opset must be {MIN_OPSET} or newer, got {opset}")
-    model = model.eval()
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), _stdout_fd_silenced():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (sample_input[:1],), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              opset_version=opset, dynamo=False, do_constant_folding=True,
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-    except Exception as e:  # the exporter names the operator it cannot handle; pass that on in one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        op = re.search(r"operator '?([\w:.]+)'?", msg)
-        what = f"operator {op.group(1)}" if op else "an operator"
-        raise UserError(f"ONNX export (opset {opset}) cannot handle {what} in this model: {msg[:200]}; "
-                        f"replace that layer or try a newer --opset") from None
-    data = buf.getvalue()
+    """Serialize ``model`` to ONNX bytes with a dynamic batch axis (the latency room's serializer,
+    which tables are profiled with too); ``onnx.checker`` must pass."""
+    data = export_onnx_bytes(model, (1, *sample_input.shape[1:]), opset, dynamic_batch=True)
     check(data)
     return data
-
-
-@contextlib.contextmanager
-def _stdout_fd_silenced():
-    """The TorchScript exporter prints the whole IR graph to file descriptor 1 (from C++) when an
-    operator fails; the one-line error says what matters, and stdout belongs to the CLI's output."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # captured or replaced stdout: nothing to silence
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), fd)
-            yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
 
 
 def check(data: bytes) -> None:

@@ -24,13 +24,14 @@ from torch import nn
 
 from hwnas.errors import UserError
 from hwnas.exporters.finetune import Batches, FinetuneConfig, finetune
-from hwnas.exporters.measure import LatencySetup, evaluate, latency, paired_ratio, top1
+from hwnas.exporters.measure import LatencySetup, evaluate, latency, paired_ratio, plain_times, top1
 from hwnas.exporters.onnx_io import parity, to_onnx, with_metadata
 from hwnas.exporters.prune import check_ratio, count_params, prune_channels
-from hwnas.exporters.quantize import (CALIBRATION_METHODS, QuantizeOptions, check_weight_range, compact_bytes,
-                                     cpu_int8_dot_product, quantize_int8, weight_bits)
 from hwnas.exporters.report import report_markdown
 from hwnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_path
+from hwnas.latency.int8 import (CALIBRATION_METHODS, QuantizeOptions, check_weight_range, cpu_int8_dot_product,
+                               quantize_int8, weight_bits)
+from hwnas.latency.onnx_rewrites import compact_bytes
 
 Log = Callable[[str], None]
 DEFAULT_STEM = "model"  # model.onnx: the report files are plain report.json / report.md
@@ -79,6 +80,7 @@ class ExportOptions:
     # this many points of top-1 on the test split
     int8_tolerance_points: float = 1.0
     profile_warnings: list[str] = field(default_factory=list)  # what a check of the profile found, for the report
+    profile_precision: str | None = None  # "int8" or "fp32": the files the profile's table times
 
     def check(self) -> None:
         if self.prune is not None:
@@ -253,6 +255,11 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     report["deployed"] = deployed_key
     report["deploy"] = {"precision": deployed_key, "file": str(paths.model if deployed_key == "int8" or paths.fp32 is None
                                                                else paths.fp32), "why": why}
+    if opts.profile_precision:
+        report["profile_precision"] = opts.profile_precision
+        if opts.profile_precision != deployed_key:  # the search chose for the other file's speed
+            report["deploy"]["profile_note"] = (f"the profile times {opts.profile_precision.upper()} files, so the search "
+                                                f"chose for their speed; the {deployed_key.upper()} file ships")
     deployed = report[deployed_key]
     if opts.profile_measure is not None:
         say(f"measuring the torch model on the profile's backend ({opts.profile_backend})")
@@ -336,25 +343,6 @@ def deploy_choice(report: dict, budget_ms: float | None, tolerance_points: float
         return "fp32", f"INT8 is faster (x{ratio:.2f}) but loses {drop:.2f} points of top-1 (tolerance {tolerance_points:g})"
     kept = f", top-1 within {tolerance_points:g} point(s)" if drop is not None else ""
     return "int8", f"INT8 is faster (x{ratio:.2f} FP32's time){kept}"
-
-
-def plain_times(fp32: bytes, int8: bytes | None, module: nn.Module | None, input_shape: Sequence[int],
-                setup: LatencySetup, module_backend: str | None = None) -> dict[str, Any]:
-    """Plain timings (median and p90 of a plain loop, fresh process) of the ONNX files in ONNX
-    Runtime with the profile's settings, and of the torch module where the profile is eager torch."""
-    from hwnas.latency.plain import PlainFiles
-
-    shape = (setup.batch, *tuple(input_shape))
-    with PlainFiles() as files:
-        names = ["fp32"] + (["int8"] if int8 is not None else [])
-        for b in [fp32] + ([int8] if int8 is not None else []):
-            files.add_onnx(b, shape, setup.provider, setup.threads)
-        if module is not None:
-            names.append("torch")
-            files.add_torch(copy.deepcopy(module).eval(), shape, setup.threads,
-                            device="cuda" if module_backend == "torch-cuda" else "cpu")
-        times = files.run()
-    return dict(zip(names, times))
 
 
 def int8_slower_note(ratios: dict, fp32_path: Path | None) -> str | None:

@@ -21,7 +21,8 @@ def report_markdown(r: dict[str, Any]) -> str:
                   f"vs budget {r['budget_ms']:.4f} ms" + (f"; the profile predicted {r['predicted_ms']:.4f} ms"
                                                           if r.get("predicted_ms") is not None else "") + ".", ""]
     if r.get("deploy"):
-        lines += [f"**Deploy**: `{r['deploy']['file']}` ({r['deploy']['why']}).", ""]
+        lines += [f"**Deploy**: `{r['deploy']['file']}` ({r['deploy']['why']})."
+                  + (f" Note: {r['deploy']['profile_note']}." if r["deploy"].get("profile_note") else ""), ""]
     if r.get("plain"):
         lines += ["Plain timing (a plain loop in a fresh process, as a user checks a budget; median / p90): " + ", ".join(
             f"{k} {v['median_ms']:.4f} / {v['p90_ms']:.4f} ms" for k, v in r["plain"].items()) + ".", ""]

@@ -107,6 +107,10 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
     space = _space(run)
     arch = space.parse(rec["arch"])
     table, predicted, latency_setup, profile_note = _profile(run, space, arch)
+    if table is not None and table.backend.get("dtype") == "int8" and cfg.quantize == "none":
+        raise UserError(f"the run searched on an INT8 table ({run.config['profile'].get('spec')}): its budget and "
+                        f"predictions are for the INT8 file, and --quantize none ships FP32; export INT8 (leave out "
+                        f"--quantize none) or search again on an FP32 table")
     profile_warnings: list[str] = []
     if table is not None and cfg.check_profile:
         from hwnas.latency.units import drift_warnings
@@ -173,6 +177,7 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         latency=latency_setup or LatencySetup(), protocol=cfg.protocol,
         budget_ms=budget if latency_setup is not None else None, predicted_ms=predicted,
         metadata=metadata, force=cfg.force, plain=cfg.plain, profile_warnings=profile_warnings,
+        profile_precision=None if table is None else ("int8" if table.backend.get("dtype") == "int8" else "fp32"),
         **_profile_measure(table, cfg.protocol))
     result = export(model, data, out, opts, teacher=teacher, log=say, on_step=on_step)
     if latency_setup is None and budget is not None:

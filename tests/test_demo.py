@@ -45,6 +45,15 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     assert r["metadata"]["arch_id"] == json.loads((out / "search" / "best.json").read_text())["id"]
     assert "Budget:" in (out / "report.md").read_text()
     assert {"profile", "supernet", "int8 factor", "search", "export", "compare"} <= set(res.stages)
+    # the search read the table of the file that ships here: INT8 files where INT8 is the faster form
+    run_cfg = json.loads((out / "search" / "config.json").read_text())
+    searched = json.loads(res.search_profile.read_text())
+    if res.int8_factor < 1.0:
+        assert res.search_profile == out / "profile-int8.json" and searched["backend"]["dtype"] == "int8"
+        assert "int8 profile" in res.stages and r["profile_precision"] == "int8"
+    else:
+        assert res.search_profile == out / "profile.json" and r["profile_precision"] == "fp32"
+    assert run_cfg["profile"]["spec"] == str(res.search_profile)
     assert any(p.startswith("profile") for p in phases) and "search" in phases
     meta = read_metadata(str(out / "model.onnx"))
     assert meta["hwnas.precision"] == "int8" and json.loads(meta["hwnas.budget_ms"]) == res.budget_ms

@@ -133,7 +133,7 @@ def test_export_end_to_end(trained, digits, tmp_path):
 
 def test_int8_weight_range_choice(trained, digits, tmp_path, monkeypatch):
     from hwnas.errors import UserError
-    from hwnas.exporters import quantize as q
+    from hwnas.latency import int8 as q
 
     assert q.weight_bits("8") == (8,) and q.weight_bits("7") == (7,)
     with pytest.raises(UserError, match="auto, 7 or 8"):
@@ -202,7 +202,8 @@ def test_int8_graph_runs_as_qlinear_ops_and_compaction_changes_nothing(trained, 
     import onnxruntime as ort
 
     from hwnas.exporters.onnx_io import to_onnx
-    from hwnas.exporters.quantize import QuantizeOptions, compact_bytes, quantize_int8
+    from hwnas.latency.int8 import QuantizeOptions, quantize_int8
+    from hwnas.latency.onnx_rewrites import compact_bytes
 
     x = digits.prepare(digits.train_x[:64])
     fp32 = to_onnx(trained, x[:1])
@@ -249,7 +250,7 @@ def test_hard_activations_rewritten_for_int8_compute_the_same_in_float(trained, 
     import onnxruntime as ort
 
     from hwnas.exporters.onnx_io import to_onnx
-    from hwnas.exporters.quantize import hard_activations_to_int8_ops
+    from hwnas.latency.onnx_rewrites import hard_activations_to_int8_ops
 
     x = digits.prepare(digits.train_x[:32]).numpy()
     fp32 = to_onnx(trained, torch.from_numpy(x[:1]))
@@ -276,7 +277,7 @@ def test_folding_a_constant_multiply_into_the_dequantize_scale_keeps_the_values(
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from hwnas.exporters.quantize import FOLD_PREFIX, fold_scales_into_dequantize
+    from hwnas.latency.onnx_rewrites import FOLD_PREFIX, fold_scales_into_dequantize
 
     def init(name, v, dtype):
         return numpy_helper.from_array(np.array(v, dtype=dtype), name)
@@ -338,7 +339,7 @@ def test_an_nb201_shift_quantizes_as_an_integer_add():
     import onnxruntime as ort
 
     from hwnas.exporters.onnx_io import to_onnx
-    from hwnas.exporters.quantize import QuantizeOptions, quantize_int8
+    from hwnas.latency.int8 import QuantizeOptions, quantize_int8
     from hwnas.space.nb201 import parse_cell
     from hwnas.space.nb201_modules import Cell
 

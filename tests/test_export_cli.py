@@ -18,7 +18,7 @@ def _hwnas(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hwnas.cli", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
-def _make_run(d: Path, backend: str):
+def _make_run(d: Path, backend: str, dtype: str = "float32"):
     """A run folder of one searched arch (the tiny space's largest), profiled on ``backend``;
     returns the profile's table."""
     from hwnas.latency.backends import get_backend
@@ -26,7 +26,7 @@ def _make_run(d: Path, backend: str):
 
     space = get_space("mbv3-32", **SETTINGS)
     prof = d / "profile.json"
-    table = profile(space, get_backend(backend, threads=1), prof, n_calibrate=2, n_validate=0, protocol=FAST)
+    table = profile(space, get_backend(backend, threads=1, dtype=dtype), prof, n_calibrate=2, n_validate=0, protocol=FAST)
     arch = space.largest()
     cfg = {"format": 1, "space": {"name": "mbv3-32", "config_hash": space.config_hash(), "settings": SETTINGS},
            "profile": {"spec": str(prof)}, "evaluator": {"spec": "train:1", "data": "digits"},
@@ -131,3 +131,26 @@ def test_a_torch_profile_checks_the_budget_on_eager_torch(tmp_path):
     onnx_out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(res.model.eval()(x).numpy(), onnx_out, rtol=1e-3, atol=1e-4)
+
+
+def test_an_int8_profile_checks_the_int8_file_and_refuses_an_fp32_export(tmp_path):
+    """A run searched on an INT8 table budgets INT8 files: the export times its files paired with
+    the table's INT8 reference, says which precision the table times, and refuses --quantize none."""
+    from hwnas.exporters.run_export import RunExportConfig, export_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    table = _make_run(run, "ort-cpu", dtype="int8")
+    bad = _hwnas("export", str(run), "--quantize", "none", "--out", str(tmp_path / "f.onnx"), cwd=tmp_path)
+    assert bad.returncode == 2 and "INT8 table" in bad.stderr and "--quantize none" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "f.onnx").exists()
+    export_run(run, tmp_path / "m.onnx", RunExportConfig(scratch_epochs=1, calibration="minmax", calibration_images=64,
+                                                         max_steps=5, protocol=FAST, check_profile=False))
+    r = json.loads((tmp_path / "m.report.json").read_text())
+    assert r["profile_precision"] == "int8" and r["int8"]["latency_ms"] > 0
+    from hwnas.latency import LatencyPredictor
+
+    predicted = LatencyPredictor(table).predict(get_space("mbv3-32", **SETTINGS).largest())
+    assert r["predicted_ms"] == pytest.approx(predicted)  # the INT8 table's prediction of the INT8 file
+    assert ("profile_note" in r["deploy"]) == (r["deployed"] == "fp32")
+

@@ -575,7 +575,7 @@ def _one_row(c: Contender, seed: int, cfg: CompareConfig, ds, bench: Bench, trai
         row["budget_ms"] = c.budget_ms
     if cfg.int8:
         from hwnas.exporters.measure import evaluate as ort_evaluate
-        from hwnas.exporters.quantize import quantize_int8
+        from hwnas.latency.int8 import quantize_int8
 
         bar.update(task, info="quantizing to INT8")
         g = torch.Generator().manual_seed(seed)

@@ -8,12 +8,11 @@
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from hwnas.errors import UserError
+from hwnas.latency.onnx_export import export_onnx_bytes
 from hwnas.latency.protocol import Runner, clock_for, wall_clock_runner
 from hwnas.registry import Registry
 
@@ -61,12 +60,20 @@ class Backend:
         from hwnas.latency.plain import CALLS
 
         prepared = prepare_for_timing(module, input_shape, seed)
-        shape = (self.batch, *input_shape)
-        if self.name.startswith("torch"):
-            files.add_torch(prepared, shape, self.threads, calls or CALLS, "cuda" if self.name == "torch-cuda" else "cpu")
-        else:
-            files.add_onnx(export_onnx_bytes(prepared, shape), shape, self.provider or "CPUExecutionProvider",
-                           self.threads, calls or CALLS)
+        files.add_torch(prepared, (self.batch, *input_shape), self.threads, calls or CALLS,
+                        "cuda" if self.name == "torch-cuda" else "cpu")
+
+
+DTYPES = ("float32", "int8")
+
+
+def check_dtype(dtype: str, backend: str) -> str:
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype must be float32 or int8, got {dtype!r}")
+    if dtype == "int8" and not backend.startswith("ort"):
+        raise UserError(f"INT8 tables are timed in ONNX Runtime, where the exported INT8 file runs; backend {backend} "
+                        f"runs float32 only: use --backend ort-cpu (or ort --provider NAME) with --dtype int8")
+    return dtype
 
 
 BACKENDS: Registry[Backend] = Registry("backend")
@@ -135,6 +142,22 @@ def activation_mb(module, input_shape: Sequence[int]) -> float:
         for h in hooks:
             h.remove()
     return total[0] * 4 / 1e6
+
+
+def timing_onnx(module, input_shape: Sequence[int], *, batch: int = 1, dtype: str = "float32", images: Any = None,
+                seed: int = 0) -> bytes:
+    """The ONNX file ``module`` is timed as: statistics of a trained network (``prepare_for_timing``),
+    the export's serializer with its dynamic batch axis, and for ``int8`` the export's quantizer,
+    calibrated on ``images`` when they have ``input_shape`` (real images, for whole networks), else
+    on seeded noise (a block; see ``ORT``)."""
+    model = export_onnx_bytes(prepare_for_timing(module, input_shape, seed), (batch, *input_shape), dynamic_batch=True)
+    if dtype != "int8":
+        return model
+    from hwnas.latency.int8 import quantize_int8, synthetic_calibration
+
+    if images is None or tuple(images.shape[1:]) != tuple(input_shape):
+        images = synthetic_calibration(input_shape, seed)
+    return quantize_int8(model, images)
 
 
 class TorchCPU(Backend):
@@ -218,51 +241,52 @@ class TorchCUDA(Backend):
 
 
 class ORT(Backend):
+    """ONNX Runtime. With ``dtype="int8"`` every module is timed as the export ships it: serialized
+    by the same code, then quantized by the export's static QDQ quantizer (``int8.quantize_int8``,
+    its default settings), so a table of INT8 blocks predicts the exported INT8 file.
+
+    ``calibration_images`` (real, preprocessed images of the space's input shape) calibrate whole
+    networks; a block inside a network sees activations, not images, and is calibrated on
+    seeded normal noise of its input shape, which is what its batch-normalized input looks like
+    (quantization scales change values, not the integer kernels that run, so not the time).
+    """
+
     def __init__(self, threads: int = 1, batch: int = 1, provider: str | None = None, clock: str = "auto",
-                 name: str = "ort") -> None:
+                 name: str = "ort", dtype: str = "float32") -> None:
         from hwnas.latency.ort_runner import check_provider
 
         provider = provider or "CPUExecutionProvider"
         check_provider(provider)
         threads = _check_threads(threads)
-        super().__init__(name, threads, _check_batch(batch), provider,
+        super().__init__(name, threads, _check_batch(batch), provider, dtype=check_dtype(dtype, name),
                          clock=clock_for(threads, provider == "CPUExecutionProvider", clock))
+        self.calibration_images: Any = None  # numpy (N, *input_shape), set by the profiler for INT8 tables
+
+    def onnx_model(self, module, input_shape: Sequence[int], seed: int = 0) -> bytes:
+        return timing_onnx(module, input_shape, batch=self.batch, dtype=self.dtype, images=self.calibration_images,
+                           seed=seed)
 
     def sessions(self, module, input_shape, seed: int = 0) -> Callable[[], Runner]:
         from hwnas.latency.ort_runner import ort_runner
 
-        model = export_onnx_bytes(prepare_for_timing(module, input_shape, seed), (self.batch, *input_shape))
+        model = self.onnx_model(module, input_shape, seed)
         shape = (self.batch, *input_shape)
         provider = self.provider or "CPUExecutionProvider"
         return lambda: ort_runner(model, shape, provider, self.threads, seed, self.clock)
 
+    def add_plain(self, files, module, input_shape: Sequence[int], calls: int | None = None, seed: int = 0) -> None:
+        from hwnas.latency.plain import CALLS
+
+        files.add_onnx(self.onnx_model(module, input_shape, seed), (self.batch, *input_shape),
+                       self.provider or "CPUExecutionProvider", self.threads, calls or CALLS)
+
 
 class ORTCPU(ORT):
-    def __init__(self, threads: int = 1, batch: int = 1, provider: str | None = None, clock: str = "auto") -> None:
+    def __init__(self, threads: int = 1, batch: int = 1, provider: str | None = None, clock: str = "auto",
+                 dtype: str = "float32") -> None:
         if provider and provider != "CPUExecutionProvider":
             raise UserError("ort-cpu always uses CPUExecutionProvider; use --backend ort --provider NAME for others")
-        super().__init__(threads, batch, "CPUExecutionProvider", clock, name="ort-cpu")
-
-
-def export_onnx_bytes(module, full_input_shape: Sequence[int], opset: int = 17, dynamic_batch: bool = False) -> bytes:
-    """Export a module with the TorchScript-based exporter (fast: milliseconds per block).
-
-    The dynamo exporter gives the same ORT outputs but takes seconds per model, too slow for
-    hundreds of table entries.
-    """
-    import torch
-
-    module = module.eval()
-    x = torch.randn(tuple(full_input_shape))
-    buf = io.BytesIO()
-    kwargs: dict[str, Any] = {}
-    if dynamic_batch:
-        kwargs["dynamic_axes"] = {"input": {0: "batch"}, "output": {0: "batch"}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x,), buf, input_names=["input"], output_names=["output"], opset_version=opset,
-                          dynamo=False, do_constant_folding=True, **kwargs)
-    return buf.getvalue()
+        super().__init__(threads, batch, "CPUExecutionProvider", clock, name="ort-cpu", dtype=dtype)
 
 
 @BACKENDS.register("torch-cpu", "eager PyTorch on the CPU (inference mode)")
@@ -285,11 +309,15 @@ def _ort(**kw: Any) -> Backend:
     return ORT(**kw)
 
 
-def get_backend(name: str, threads: int = 1, batch: int = 1, provider: str | None = None, clock: str = "auto") -> Backend:
-    """A backend by name; ``clock`` is auto (thread CPU time for one CPU thread, else wall), wall or thread."""
+def get_backend(name: str, threads: int = 1, batch: int = 1, provider: str | None = None, clock: str = "auto",
+                dtype: str = "float32") -> Backend:
+    """A backend by name; ``clock`` is auto (thread CPU time for one CPU thread, else wall), wall or
+    thread; ``dtype`` float32, or int8 (ONNX Runtime backends: modules timed as the export's INT8 file)."""
     if clock not in ("auto", "wall", "thread"):
         raise UserError(f"unknown clock {clock!r}; choose auto, wall or thread")
-    return BACKENDS.create(name, threads=threads, batch=batch, provider=provider, clock=clock)
+    check_dtype(dtype, name)
+    kw: dict[str, Any] = {"dtype": dtype} if dtype != "float32" else {}
+    return BACKENDS.create(name, threads=threads, batch=batch, provider=provider, clock=clock, **kw)
 
 
 def available_backends() -> list[dict[str, Any]]:

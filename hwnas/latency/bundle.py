@@ -14,14 +14,20 @@ from pathlib import Path
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_bytes, atomic_write_json, make_parents, remove_folders
-from hwnas.latency.backends import activation_mb, export_onnx_bytes, prepare_for_timing
+from hwnas.latency.backends import activation_mb, check_dtype, timing_onnx
 from hwnas.latency.bundle_runner import BUNDLE_SCHEMA, BUNDLE_VERSION
-from hwnas.latency.profiler import overhead_module, sample_networks, space_header
+from hwnas.latency.profiler import int8_calibration_images, int8_record, overhead_module, sample_networks, space_header
 
 
 def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int | None = None, n_validate: int = 20,
-                 seed: int = 0, force: bool = False, on_progress=None) -> Path:
-    """Write the bundle into ``out_dir`` (built in a temp folder beside it, then renamed)."""
+                 seed: int = 0, force: bool = False, on_progress=None, dtype: str = "float32",
+                 calibration_data: str | None = None) -> Path:
+    """Write the bundle into ``out_dir`` (built in a temp folder beside it, then renamed). With
+    ``dtype="int8"`` every file is the export's INT8 form (``backends.timing_onnx``), whole networks
+    calibrated on real images of ``calibration_data`` (default: digits); the device then times INT8
+    as it will run it."""
+    check_dtype(dtype, "ort")
+    images = int8_calibration_images(space, calibration_data, seed) if dtype == "int8" else None
     out = Path(out_dir)
     parent = out.parent if str(out.parent) else Path(".")
     if out.exists() and not force:
@@ -46,8 +52,8 @@ def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int
 
         def emit(module, input_shape, rel: str) -> str:
             nonlocal done
-            module = prepare_for_timing(module, input_shape, seed)
-            atomic_write_bytes(tmp / rel, export_onnx_bytes(module, (batch, *input_shape)))
+            atomic_write_bytes(tmp / rel, timing_onnx(module, input_shape, batch=batch, dtype=dtype,
+                                                      images=images, seed=seed))
             done += 1
             if on_progress:
                 on_progress("export", done, total)
@@ -58,7 +64,7 @@ def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int
             "schema_version": BUNDLE_VERSION,
             "space": space_header(space),
             "batch": batch,
-            "dtype": "float32",
+            "dtype": dtype,
             "seed": seed,
             "overhead": {"file": emit(overhead_module(), space.input_shape, "overhead.onnx"),
                          "input_shape": [batch, *space.input_shape]},
@@ -66,6 +72,8 @@ def write_bundle(space, out_dir: str | Path, *, batch: int = 1, n_calibrate: int
             "calibration": [],
             "validation": [],
         }
+        if dtype == "int8":
+            manifest["int8"] = int8_record(calibration_data, seed)
         for i, b in enumerate(blocks):
             module = space.build_block(b)
             manifest["blocks"].append({

@@ -74,6 +74,8 @@ def run_bundle(bundle: str | Path, out: str | Path, *, provider: str = "CPUExecu
     table = profile_tasks(tasks, header=header, space=manifest["space"], backend=backend,
                           fingerprint=device_fingerprint(), protocol=protocol, out=out, fresh=force,
                           on_progress=on_progress)
+    if manifest.get("int8"):
+        table.extra["int8"] = manifest["int8"]  # how the bundle's INT8 files were quantized
     table.extra["units"] = _plain_units(table, d, manifest, net_shape, provider, threads, on_progress)
     table.save(out)
     partial_path(out).unlink(missing_ok=True)

@@ -29,8 +29,8 @@ def measure_onnx_for_table(model: bytes | str | os.PathLike, table: LatencyTable
     Returns ``latency_ms`` (comparable with the table's predictions), the session's
     ``median_ms`` and ``iqr_ms``, and ``paired`` (whether the reference scale was used).
     """
-    from hwnas.latency.backends import get_backend
     from hwnas.latency.ort_runner import ort_runner
+    from hwnas.latency.units import backend_of
 
     b = table.backend
     provider = b.get("provider") or "CPUExecutionProvider"
@@ -44,8 +44,8 @@ def measure_onnx_for_table(model: bytes | str | os.PathLike, table: LatencyTable
         m = measure_sessions(lambda: ort_runner(model, shape, provider, threads, 0, clock), protocol)
         return _in_table_units({"latency_ms": m.latency_ms, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms,
                                 "paired": False}, table)
-    backend = get_backend("ort", threads=threads, batch=batch, provider=provider, clock=clock)
-    ref_runner = fastest_session(reference_sessions(table, backend), protocol)
+    # the reference as the table timed it (for an INT8 table, quantized like its entries)
+    ref_runner = fastest_session(reference_sessions(table, backend_of(table)), protocol)
     m = measure_sessions(lambda: ort_runner(model, shape, provider, threads, 0, clock), protocol, ref_runner)
     return _in_table_units(_on_table_scale(m, float(ref["latency_ms"])), table)
 
@@ -58,15 +58,13 @@ def measure_module_for_table(module, table: LatencyTable, protocol: Protocol = P
     Returns what ``measure_onnx_for_table`` returns; ``paired`` is False for a table without a
     reference (built unpaired), whose ``latency_ms`` is then this machine's milliseconds now.
     """
-    from hwnas.latency.backends import get_backend
     from hwnas.latency.profiler import with_backend_pairing
+    from hwnas.latency.units import backend_of
 
-    b = table.backend
-    name = str(b.get("name", ""))
+    name = str(table.backend.get("name", ""))
     if not name.startswith("torch"):
         raise UserError(f"latency table is for backend {name!r}; time the exported ONNX file with measure_onnx_for_table")
-    backend = get_backend(name, threads=int(b.get("threads", 1)), batch=int(b.get("batch", 1)),
-                          clock=b.get("clock", "auto"))
+    backend = backend_of(table)
     protocol = with_backend_pairing(protocol, backend)  # as the profiler measures on this backend
     space = table.get_space()
     sessions = backend.sessions(module, space.input_shape)

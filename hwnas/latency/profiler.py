@@ -42,6 +42,34 @@ def sample_networks(space, n_calibrate: int, n_validate: int, seed: int) -> tupl
     return archs[:n_calibrate], archs[n_calibrate:]
 
 
+INT8_CALIBRATION_DATA = "digits"  # embedded, so an INT8 table builds offline
+INT8_CALIBRATION_IMAGES = 32
+
+
+def int8_calibration_images(space, data: str | None = None, seed: int = 0, n: int = INT8_CALIBRATION_IMAGES):
+    """Real training images (preprocessed, numpy) of ``data`` at ``space``'s input shape: what an
+    INT8 table's whole networks are calibrated on, as the export calibrates the file it ships."""
+    import torch
+
+    from hwnas.data import load_dataset
+
+    spec = data or INT8_CALIBRATION_DATA
+    c, h, w = space.input_shape
+    ds = load_dataset(spec, image_size=h)
+    idx = torch.randperm(len(ds.train_y), generator=torch.Generator().manual_seed(seed))[:n]
+    images = ds.prepare(ds.train_x[idx]).numpy()
+    if tuple(images.shape[1:]) != (c, h, w):
+        raise UserError(f"--calibration-data {spec} gives images of shape {tuple(images.shape[1:])}, the space "
+                        f"{space.name} takes {(c, h, w)}; name a dataset of that shape")
+    return images
+
+
+def int8_record(data: str | None, seed: int) -> dict[str, Any]:
+    """What an INT8 table (or bundle) records of how it was quantized."""
+    return {"calibration_data": data or INT8_CALIBRATION_DATA, "images": INT8_CALIBRATION_IMAGES, "seed": seed,
+            "blocks": "seeded normal noise of each block's input shape"}
+
+
 def with_backend_pairing(protocol: Protocol, backend: Backend) -> Protocol:
     """``protocol`` with the backend's pairing cadence and, for each setting the caller left at
     ``Protocol()``'s default, the backend's own default (eager torch: one session)."""
@@ -112,10 +140,13 @@ def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed
 
 def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None = None, n_validate: int = 20, seed: int = 0,
             protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None,
-            paired: bool | None = None, plain_units_step: bool = True) -> LatencyTable:
+            paired: bool | None = None, plain_units_step: bool = True,
+            calibration_data: str | None = None) -> LatencyTable:
     """Measure every block of ``space`` on ``backend``, calibrate, validate, time the reference and
     a few calibration networks with a plain loop (the table's ``units``), write ``out`` atomically.
 
+    On an INT8 backend (``backend.dtype``) every block and network is timed as the export's INT8
+    file, whole networks calibrated on real images of ``calibration_data`` (default: digits).
     An unfinished run with the same settings resumes from ``out``'s ``.partial.jsonl`` journal.
     """
     check_output_path(out, force=force, what="table")
@@ -133,12 +164,19 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None
               "calibrate": n_calibrate, "validate": n_validate, "seed": seed, "paired": paired}
     if reference is not None and "block" in reference.info:
         header["reference"] = reference.key  # absent for a reference network, as in older journals
+    int8 = None
+    if backend.dtype == "int8":
+        int8 = int8_record(calibration_data, seed)
+        backend.calibration_images = int8_calibration_images(space, int8["calibration_data"], seed)
+        header["int8"] = int8  # absent for float32, as in older journals
     # other settings than an unfinished run's are refused now, not after building every block
     open_partial(partial_path(out), header, fresh=force)
     tasks = build_tasks(space, backend, n_calibrate, n_validate, seed)
     table = profile_tasks(tasks, header=header, space=space_header(space), backend=backend.describe(),
                           fingerprint=fingerprint, protocol=protocol, out=out, fresh=False, on_progress=on_progress,
                           reference=reference)
+    if int8 is not None:
+        table.extra["int8"] = int8
     if plain_units_step and paired:
         # latency_ms means a plain loop's median: time the reference and a few calibration
         # networks that way and record the conversion (units.py)

@@ -60,11 +60,21 @@ def units_note(table: LatencyTable, path: str) -> str | None:
 
 
 def backend_of(table: LatencyTable):
+    """The backend ``table`` was measured on, as this machine can run it (for INT8 tables, with the
+    real images its whole networks were calibrated on)."""
     from hwnas.latency.backends import get_backend
 
     b = table.backend
-    return get_backend(str(b["name"]), threads=int(b.get("threads", 1)), batch=int(b.get("batch", 1)),
-                       provider=b.get("provider"), clock=str(b.get("clock") or "auto"))
+    backend = get_backend(str(b["name"]), threads=int(b.get("threads", 1)), batch=int(b.get("batch", 1)),
+                          provider=b.get("provider"), clock=str(b.get("clock") or "auto"),
+                          dtype=str(b.get("dtype") or "float32"))
+    if backend.dtype == "int8":
+        from hwnas.latency.profiler import int8_calibration_images
+
+        rec = table.extra.get("int8") or {}
+        backend.calibration_images = int8_calibration_images(table.get_space(), rec.get("calibration_data"),
+                                                             int(rec.get("seed", 0)))
+    return backend
 
 
 def other_device(table: LatencyTable) -> list[str]:
