@@ -45,7 +45,7 @@ from scipy.stats import kendalltau, spearmanr  # noqa: E402
 from hwnas.accuracy.fewshot import FewShotPredictor  # noqa: E402
 from hwnas.accuracy.proxies import PROXIES  # noqa: E402
 from hwnas.accuracy.proxy_ensemble import ENSEMBLE_PROXIES, log_ranks, reference_sample  # noqa: E402
-from hwnas.accuracy.table import load_csv_table, resolve_csv  # noqa: E402
+from hwnas.data.benchmark_csv import load_csv_table, resolve_csv  # noqa: E402
 from hwnas.accuracy.zc_evaluator import DEFAULT_BATCH, ProxyScorer  # noqa: E402
 from hwnas.space import get_space  # noqa: E402
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from hwnas.accuracy.table import load_csv_table  # noqa: E402
+from hwnas.data.benchmark_csv import load_csv_table  # noqa: E402
 from hwnas.compare.nb201 import RESNET_CELL, equal_accuracy, equal_latency, optimum  # noqa: E402
 from hwnas.search.loop import drive  # noqa: E402
 from hwnas.search.problem import ACCURACY, LATENCY, Problem  # noqa: E402

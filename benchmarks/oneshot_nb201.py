@@ -55,7 +55,7 @@ GPU_EPOCHS = {"gdas": 30, "darts": 10}  # DARTS computes every operation: about 
 
 def table_truth(column: str):
     """(accuracy in percent, latency in ms) of every cell, by arch id."""
-    from hwnas.accuracy.table import load_csv_table, resolve_csv
+    from hwnas.data.benchmark_csv import load_csv_table, resolve_csv
     from hwnas.space import get_space
 
     t = load_csv_table(resolve_csv("nb201"), get_space("nb201"))

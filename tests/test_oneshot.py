@@ -53,7 +53,7 @@ def recalibrated(profile_path, tmp_path_factory):
 
 @functools.lru_cache(maxsize=None)
 def _expected(path):
-    from hwnas.search.objectives import get_latency_model
+    from hwnas.latency.sources import get_latency_model
     from hwnas.search.oneshot.latency import ExpectedLatency
 
     space = tiny_space()

@@ -78,8 +78,9 @@ class _Lookup:
 
     def __init__(self, cfg: NB201CompareConfig) -> None:
         from hwnas.accuracy import get_evaluator
-        from hwnas.accuracy.table import load_csv_table, resolve_csv, split_spec
-        from hwnas.search.objectives import CostModel, get_latency_model
+        from hwnas.data.benchmark_csv import load_csv_table, resolve_csv, split_spec
+        from hwnas.latency.sources import get_latency_model
+        from hwnas.search.objectives import CostModel
         from hwnas.space import get_space
 
         self.space = get_space(cfg.space)

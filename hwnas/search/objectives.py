@@ -1,87 +1,15 @@
-"""Where the objectives and constraints of a search come from.
-
-- Latency: a device profile (a latency table JSON, through ``hwnas.latency``) or, for
-  benchmarks, a column of a tabular benchmark: ``table:CSV#COLUMN``. Both sit behind the same
-  small interface (``predict_many``, ``min_latency``, ``describe``).
-- Parameters, FLOPs and model bytes: from the torch module the space builds, FLOPs counted by
-  torch's ``FlopCounterMode`` on one input; computed once per arch id and cached.
+"""The size objectives and constraints of a search: parameters, FLOPs and model bytes from the
+torch module the space builds, FLOPs counted by torch's ``FlopCounterMode`` on one input;
+computed once per arch id and cached. Latency comes from the latency room
+(``hwnas.latency.sources``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any
 
-import numpy as np
-
-from hwnas.errors import UserError
 from hwnas.space import Arch, SearchSpace
-
-
-class LatencyModel(Protocol):
-    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray: ...
-
-    def min_latency(self) -> tuple[float, Arch]: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-class TableLatency:
-    """Latency (ms) read from a benchmark CSV column, e.g. ``table:nb201#lat_pixel3``."""
-
-    def __init__(self, arg: str, space: SearchSpace, table: Any = None) -> None:
-        from hwnas.accuracy.table import load_csv_table, resolve_csv, split_spec
-
-        path, column = split_spec(arg, "latency profile table:")
-        self.spec = f"table:{arg}"
-        self.table = table if table is not None else load_csv_table(resolve_csv(path), space)
-        self.column = column
-        self.values = self.table.column(column)
-        if np.any(self.values < 0):
-            raise UserError(f"column {column!r} of {str(self.table.path)!r} holds negative values; it is not a latency in ms")
-
-    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
-        return self.values[self.table.rows(archs)]
-
-    def min_latency(self) -> tuple[float, Arch]:
-        i = int(np.argmin(self.values))
-        return float(self.values[i]), self.table.archs[i]
-
-    def describe(self) -> dict[str, Any]:
-        return {"spec": self.spec, "column": self.column, "sha256": self.table.sha256}
-
-
-class ProfileLatency:
-    """Latency predicted from a device profile (latency table JSON written by ``hwnas profile``)."""
-
-    def __init__(self, path: str, space: SearchSpace) -> None:
-        from hwnas.latency import LatencyPredictor, load_table
-
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"profile {path!r} does not exist; write one with `hwnas profile` or use table:CSV#COLUMN")
-        self.path = p
-        self.sha256 = hashlib.sha256(p.read_bytes()).hexdigest()
-        self.predictor = LatencyPredictor(load_table(p), space)
-
-    def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
-        return np.asarray(self.predictor.predict_many(archs), dtype=np.float64)
-
-    def min_latency(self) -> tuple[float, Arch]:
-        ms, arch = self.predictor.min_latency()
-        return float(ms), arch
-
-    def describe(self) -> dict[str, Any]:
-        return {"spec": str(self.path), "sha256": self.sha256}
-
-
-def get_latency_model(spec: str, space: SearchSpace, table: Any = None) -> LatencyModel:
-    """``table:CSV#COLUMN`` or the path of a latency table JSON."""
-    if spec.startswith("table:"):
-        return TableLatency(spec[len("table:"):], space, table=table)
-    return ProfileLatency(spec, space)
 
 
 @dataclass(frozen=True)

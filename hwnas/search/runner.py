@@ -91,7 +91,8 @@ class _Setup:
 
     def __init__(self, cfg: SearchConfig) -> None:
         from hwnas.accuracy import get_evaluator
-        from hwnas.search.objectives import CostModel, get_latency_model
+        from hwnas.latency.sources import get_latency_model
+        from hwnas.search.objectives import CostModel
         from hwnas.space import get_space
 
         _check_config(cfg)
@@ -250,17 +251,13 @@ def shared_csv_table(cfg: SearchConfig, space: Any = None) -> Any:
     that they share one copy; else None."""
     if not (cfg.profile.startswith("table:") and (cfg.evaluator or "").startswith("table:")):
         return None
-    from hwnas.accuracy.table import load_csv_table, resolve_csv, split_spec
+    from hwnas.data.benchmark_csv import shared_csv_table as shared
 
-    p1, _ = split_spec(cfg.profile[6:], "latency profile table:")
-    p2, _ = split_spec(cfg.evaluator[6:], "table evaluator")
-    if resolve_csv(p1).resolve() != resolve_csv(p2).resolve():
-        return None
     if space is None:
         from hwnas.space import get_space
 
         space = get_space(cfg.space, **cfg.space_settings)
-    return load_csv_table(resolve_csv(p1), space)
+    return shared(cfg.profile, cfg.evaluator or "", space)
 
 
 def run(

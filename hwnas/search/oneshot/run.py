@@ -55,7 +55,8 @@ class _Setup:
 
     def __init__(self, cfg: SearchConfig) -> None:
         from hwnas.data import load_dataset
-        from hwnas.search.objectives import CostModel, get_latency_model
+        from hwnas.latency.sources import get_latency_model
+        from hwnas.search.objectives import CostModel
         from hwnas.search.paths import resolve_evaluator_spec, resolve_profile_spec
         from hwnas.space import get_space
 
