@@ -2,9 +2,10 @@
 
 Each op holds the weights of the largest choice and runs a smaller one by taking the first
 channels (channels are kept sorted by importance, so the first k are the ones worth keeping)
-and, for depthwise kernels, the centre of the largest kernel, optionally through OFA's learned
-kernel transformation. Parameter names mirror ``hwnas.space.mbconv_modules`` so that a subnet's
-state dict is the supernet's tensors sliced to the subnet's shapes.
+and, for depthwise and regular (Fused-MBConv) kxk kernels, the centre of the largest kernel,
+optionally through OFA's learned kernel transformation. Parameter names mirror
+``hwnas.space.mbconv_modules`` so that a subnet's state dict is the supernet's tensors sliced to
+the subnet's shapes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,49 @@ class ElasticPointwise(nn.Conv2d):
         return F.conv2d(x, w, b)
 
 
-class ElasticDepthwise(nn.Module):
+def centre_kernel(weight: torch.Tensor, kernels: tuple[int, ...], k: int,
+                  transforms: nn.ParameterDict | None) -> torch.Tensor:
+    """The k x k centre of an (O, I, K, K) kernel, stepping down through ``kernels`` (largest
+    first); with ``transforms`` each step passes the crop through that size's learned matrix,
+    shared by every (O, I) pair (OFA)."""
+    w = weight
+    size = kernels[0]
+    for nxt in kernels[1:]:
+        if size == k:
+            break
+        start = (size - nxt) // 2
+        w = w[:, :, start:start + nxt, start:start + nxt]
+        if transforms is not None:
+            m = transforms[str(nxt)]
+            w = (w.reshape(-1, nxt * nxt) @ m.t()).reshape(w.shape[0], w.shape[1], nxt, nxt)
+        size = nxt
+    if size != k:
+        raise ValueError(f"kernel {k} is not one of {kernels}")
+    return w
+
+
+class _ElasticKernel(nn.Module):
+    """The weight of the largest kernel and, with ``transform=True``, one learned (k*k x k*k)
+    matrix per smaller kernel, initialised to identity."""
+
+    def __init__(self, shape: tuple[int, int], kernels: tuple[int, ...], stride: int, transform: bool) -> None:
+        super().__init__()
+        self.kernels = tuple(sorted(set(kernels), reverse=True))
+        self.k_max = self.kernels[0]
+        self.stride = stride
+        self.weight = nn.Parameter(torch.empty(*shape, self.k_max, self.k_max))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        self.transform = transform
+        self.transforms = nn.ParameterDict()
+        if transform:
+            for k in self.kernels[1:]:
+                self.transforms[str(k)] = nn.Parameter(torch.eye(k * k))
+
+    def _crop(self, weight: torch.Tensor, k: int) -> torch.Tensor:
+        return centre_kernel(weight, self.kernels, k, self.transforms if self.transform else None)
+
+
+class ElasticDepthwise(_ElasticKernel):
     """Depthwise kxk convolution whose smaller kernels are the centre of the largest one.
 
     With ``transform=True`` each step down (7 -> 5 -> 3) passes the cropped kernel through a
@@ -36,37 +79,28 @@ class ElasticDepthwise(nn.Module):
     """
 
     def __init__(self, channels: int, kernels: tuple[int, ...], stride: int, transform: bool) -> None:
-        super().__init__()
-        self.kernels = tuple(sorted(set(kernels), reverse=True))
-        self.k_max = self.kernels[0]
-        self.stride = stride
-        self.weight = nn.Parameter(torch.empty(channels, 1, self.k_max, self.k_max))
-        nn.init.kaiming_normal_(self.weight, mode="fan_out")
-        self.transform = transform
-        self.transforms = nn.ParameterDict()
-        if transform:
-            for k in self.kernels[1:]:
-                self.transforms[str(k)] = nn.Parameter(torch.eye(k * k))
+        super().__init__((channels, 1), kernels, stride, transform)
 
     def kernel(self, k: int, channels: int) -> torch.Tensor:
-        w = self.weight[:channels]
-        size = self.k_max
-        for nxt in self.kernels[1:]:
-            if size == k:
-                break
-            start = (size - nxt) // 2
-            w = w[:, :, start:start + nxt, start:start + nxt]
-            if self.transform:
-                m = self.transforms[str(nxt)]
-                w = (w.reshape(channels, nxt * nxt) @ m.t()).reshape(channels, 1, nxt, nxt)
-            size = nxt
-        if size != k:
-            raise ValueError(f"kernel {k} is not one of {self.kernels}")
-        return w
+        return self._crop(self.weight[:channels], k)
 
     def forward(self, x: torch.Tensor, k: int) -> torch.Tensor:
         c = x.shape[1]
         return F.conv2d(x, self.kernel(k, c), None, self.stride, k // 2, 1, c)
+
+
+class ElasticConv(_ElasticKernel):
+    """Regular kxk convolution (a Fused-MBConv block's): input channels follow the input, output
+    channels are chosen per call, smaller kernels are the centre of the largest (as depthwise)."""
+
+    def __init__(self, c_in: int, c_out: int, kernels: tuple[int, ...], stride: int, transform: bool) -> None:
+        super().__init__((c_out, c_in), kernels, stride, transform)
+
+    def kernel(self, k: int, c_out: int, c_in: int) -> torch.Tensor:
+        return self._crop(self.weight[:c_out, :c_in], k)
+
+    def forward(self, x: torch.Tensor, k: int, c_out: int) -> torch.Tensor:
+        return F.conv2d(x, self.kernel(k, c_out, x.shape[1]), None, self.stride, k // 2)
 
 
 class ElasticBatchNorm(nn.BatchNorm2d):

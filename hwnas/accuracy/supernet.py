@@ -1,11 +1,19 @@
-"""The weight-sharing supernet of an MBConv space (elastic depth, width, kernel, expand ratio).
+"""The weight-sharing supernet of an MBConv space (elastic depth, width, kernel, expand ratio,
+and, where the space searches them, block kind, activation and SE per stage).
 
 ``Supernet(space).set_active(arch)`` makes the supernet compute ``arch``; ``extract(arch)``
 returns ``space.build(arch)`` holding the subnet's weights, computing the same function.
 Block ``i`` of stage ``s`` in the supernet is ``blocks.{s * max_depth + i}``; a subnet keeps the
 first ``depths[s]`` blocks of each stage (elastic depth), the first ``widths[s]`` output
 channels of each stage, the first ``c_in * expand`` middle channels of each block and the
-centre of each depthwise kernel.
+centre of each depthwise or fused kxk kernel.
+
+A space with several block kinds gives each block slot one branch per kind with its own weights
+(``blocks.{j}.mbconv.*``, ``blocks.{j}.fused.*``): a fused conv and a depthwise conv compute
+different features, so they share nothing. A slot of a single kind is that kind's block itself,
+so the default space's parameter names (and old checkpoints) are unchanged. SE weights exist in
+every stage whose SE can be on and are skipped when the arch turns it off; the activation is
+chosen per call and has no weights.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from hwnas.accuracy.elastic import ElasticBatchNorm, ElasticDepthwise, ElasticPointwise, ElasticSE
+from hwnas.accuracy.elastic import ElasticBatchNorm, ElasticConv, ElasticDepthwise, ElasticPointwise, ElasticSE
 from hwnas.errors import UserError
 from hwnas.space import Arch, MBConvSpace, SearchSpace
-from hwnas.space.mbconv_modules import Stem, activation
+from hwnas.space.mbconv import StageStyle
+from hwnas.space.mbconv_modules import Stem, activate, activation
 
 
 class ElasticConvBN(nn.Module):
@@ -34,13 +43,18 @@ class ElasticConvBN(nn.Module):
     def __getitem__(self, i: int) -> nn.Module:
         return list(self._modules.values())[i]
 
-    def forward(self, x: torch.Tensor, *conv_args: Any) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *conv_args: Any, act: str | None = None) -> torch.Tensor:
+        """``act``: the activation of this call (None: the one built in)."""
         mods = list(self._modules.values())
         x = mods[1](mods[0](x, *conv_args))
-        return mods[2](x) if len(mods) > 2 else x
+        if len(mods) <= 2:
+            return x
+        return mods[2](x) if act is None else activate(act, x)
 
 
 class ElasticMBConv(nn.Module):
+    """MBConv slot; ``se``: SE weights exist (the stage's SE can be on)."""
+
     def __init__(self, c_in_max: int, c_out_max: int, kernels: tuple[int, ...], expand_max: int, stride: int,
                  se: bool, act: str, kernel_transform: bool) -> None:
         super().__init__()
@@ -52,14 +66,84 @@ class ElasticMBConv(nn.Module):
         self.se = ElasticSE(mid) if se else None
         self.project = ElasticConvBN(ElasticPointwise(mid, c_out_max), c_out_max, None)
 
-    def forward(self, x: torch.Tensor, k: int, e: int, c_out: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, k: int, e: int, c_out: int, style: StageStyle | None = None) -> torch.Tensor:
+        """``style`` None: the activation and SE the slot was built with."""
         c_in = x.shape[1]
-        h = self.expand(x, c_in * e) if e != 1 else x
-        h = self.depthwise(h, k)
-        if self.se is not None:
+        act = style.act if style is not None else None
+        h = self.expand(x, c_in * e, act=act) if e != 1 else x
+        h = self.depthwise(h, k, act=act)
+        if self.se is not None and (style is None or style.se):
             h = self.se(h)
         y = self.project(h, c_out)
         return x + y if self.stride == 1 and c_in == c_out else y
+
+    def middle_layers(self) -> list[tuple[torch.Tensor, int]]:
+        """(tensor, axis) of everything indexed by the middle channels, for channel sorting."""
+        return [(self.expand[0].weight, 0), *_bn_layers(self.expand[1]), (self.depthwise[0].weight, 0),
+                *_bn_layers(self.depthwise[1]), *_se_layers(self.se), (self.project[0].weight, 1)]
+
+
+class ElasticFusedMBConv(nn.Module):
+    """Fused-MBConv slot: kxk regular conv to the middle channels (elastic kernel by centre crop,
+    elastic expand by channel slicing), optional SE, 1x1 project; names as ``FusedMBConv``."""
+
+    def __init__(self, c_in_max: int, c_out_max: int, kernels: tuple[int, ...], expand_max: int, stride: int,
+                 se: bool, act: str, kernel_transform: bool) -> None:
+        super().__init__()
+        mid = c_in_max * expand_max
+        self.stride = stride
+        self.always_residual = stride == 1 and c_in_max == c_out_max
+        self.conv = ElasticConvBN(ElasticConv(c_in_max, mid, kernels, stride, kernel_transform), mid, act)
+        self.se = ElasticSE(mid) if se else None
+        self.project = ElasticConvBN(ElasticPointwise(mid, c_out_max), c_out_max, None)
+
+    def forward(self, x: torch.Tensor, k: int, e: int, c_out: int, style: StageStyle | None = None) -> torch.Tensor:
+        c_in = x.shape[1]
+        h = self.conv(x, k, c_in * e, act=style.act if style is not None else None)
+        if self.se is not None and (style is None or style.se):
+            h = self.se(h)
+        y = self.project(h, c_out)
+        return x + y if self.stride == 1 and c_in == c_out else y
+
+    def middle_layers(self) -> list[tuple[torch.Tensor, int]]:
+        return [(self.conv[0].weight, 0), *_bn_layers(self.conv[1]), *_se_layers(self.se),
+                (self.project[0].weight, 1)]
+
+
+ELASTIC_BLOCKS: dict[str, type[nn.Module]] = {"mbconv": ElasticMBConv, "fused": ElasticFusedMBConv}
+
+
+class ElasticChoice(nn.Module):
+    """A block slot of a space with several block kinds: one branch per kind, named by the kind."""
+
+    def __init__(self, branches: dict[str, nn.Module]) -> None:
+        super().__init__()
+        for kind, branch in branches.items():
+            self.add_module(kind, branch)
+
+    def branch(self, kind: str) -> nn.Module:
+        return self._modules[kind]
+
+    def forward(self, x: torch.Tensor, k: int, e: int, c_out: int, style: StageStyle) -> torch.Tensor:
+        return self._modules[style.kind](x, k, e, c_out, style)
+
+
+def _slot(kinds: tuple[str, ...], *args: Any) -> nn.Module:
+    """One block slot: the kind's elastic block, or a choice between kinds."""
+    branches = {kind: ELASTIC_BLOCKS[kind](*args) for kind in kinds}
+    return branches[kinds[0]] if len(kinds) == 1 else ElasticChoice(branches)
+
+
+def _branches(slot: nn.Module) -> list[nn.Module]:
+    return list(slot.children()) if isinstance(slot, ElasticChoice) else [slot]
+
+
+def _bn_layers(bn: nn.BatchNorm2d) -> list[tuple[torch.Tensor, int]]:
+    return [(t, 0) for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)]
+
+
+def _se_layers(se: ElasticSE | None) -> list[tuple[torch.Tensor, int]]:
+    return [] if se is None else [(se.reduce.weight, 1), (se.expand.weight, 0), (se.expand.bias, 0)]
 
 
 class ElasticHead(nn.Module):
@@ -94,9 +178,11 @@ class Supernet(nn.Module):
         c_in = c.stem_channels
         for s in range(len(c.strides)):
             w = max(c.widths[s])
+            choices = c.stage_choices(s)
             for b in range(self.max_depth):
-                blocks.append(ElasticMBConv(c_in if b == 0 else w, w, c.kernels, max(c.expands),
-                                            c.strides[s] if b == 0 else 1, c.se[s], c.acts[s], kernel_transform))
+                blocks.append(_slot(choices.kind, c_in if b == 0 else w, w, c.kernels, max(c.expands),
+                                    c.strides[s] if b == 0 else 1, True in choices.se, choices.act[0],
+                                    kernel_transform))
             c_in = w
         self.blocks = nn.ModuleList(blocks)
         self.head = ElasticHead(c_in, c.head_channels, c.head_hidden, self.num_classes, c.dropout)
@@ -116,36 +202,49 @@ class Supernet(nn.Module):
         a = self._active
         x = self.stem(x)
         for s, (d, w) in enumerate(zip(a["depths"], a["widths"])):
+            style = self.space.stage_style(a, s)
             for b in range(d):
-                x = self.blocks[s * self.max_depth + b](x, a["kernels"][s][b], a["expands"][s][b], w)
+                x = self.blocks[s * self.max_depth + b](x, a["kernels"][s][b], a["expands"][s][b], w, style)
         return self.head(x)
 
     # ---- subnets --------------------------------------------------------------------
-    def active_blocks(self, arch: Arch) -> list[tuple[int, int, int]]:
-        """(subnet block index, supernet block index, kernel) of each block the arch uses."""
+    def active_blocks(self, arch: Arch) -> list[tuple[int, int, int, str]]:
+        """(subnet block index, supernet block index, kernel, block kind) of each block the arch uses."""
         out, i = [], 0
         for s, d in enumerate(arch["depths"]):
+            kind = self.space.stage_style(arch, s).kind
             for b in range(d):
-                out.append((i, s * self.max_depth + b, arch["kernels"][s][b]))
+                out.append((i, s * self.max_depth + b, arch["kernels"][s][b], kind))
                 i += 1
         return out
+
+    def _source(self, sup: int, kind: str) -> tuple[nn.Module, str]:
+        """The branch of supernet block ``sup`` that computes ``kind``, and its state-dict prefix."""
+        slot = self.blocks[sup]
+        if isinstance(slot, ElasticChoice):
+            return slot.branch(kind), f"blocks.{sup}.{kind}."
+        return slot, f"blocks.{sup}."
 
     def subnet_state_dict(self, arch: Arch | dict | str) -> dict[str, torch.Tensor]:
         arch = self.space.parse(arch)
         target = self.space.build(arch, num_classes=self.num_classes)
         wanted = target.state_dict()
         mine = self.state_dict()
-        kernels = {sub: (sup, k) for sub, sup, k in self.active_blocks(arch)}
+        blocks = {sub: (sup, k, kind) for sub, sup, k, kind in self.active_blocks(arch)}
         out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for name, t in wanted.items():
                 src_name = name
                 if name.startswith("blocks."):
                     _, idx, rest = name.split(".", 2)
-                    sup, k = kernels[int(idx)]
-                    src_name = f"blocks.{sup}.{rest}"
+                    sup, k, kind = blocks[int(idx)]
+                    branch, prefix = self._source(sup, kind)
+                    src_name = prefix + rest
                     if rest == "depthwise.0.weight":
-                        out[name] = self.blocks[sup].depthwise[0].kernel(k, t.shape[0]).detach().clone()
+                        out[name] = branch.depthwise[0].kernel(k, t.shape[0]).detach().clone()
+                        continue
+                    if rest == "conv.0.weight":  # a fused block's kxk conv
+                        out[name] = branch.conv[0].kernel(k, t.shape[0], t.shape[1]).detach().clone()
                         continue
                 src = mine[src_name]
                 out[name] = src[tuple(slice(0, n) for n in t.shape)].clone() if src.dim() else src.clone()
@@ -166,20 +265,12 @@ class Supernet(nn.Module):
         """Reorder each block's middle channels by importance (L1 norm of the projection's
         weights on them), so that a smaller expand ratio keeps the most important channels.
         The largest subnet's function is unchanged; optimizer state moves with its parameters."""
-        for blk in self.blocks:
-            if not isinstance(blk, ElasticMBConv):
-                continue
-            importance = blk.project[0].weight.abs().sum((0, 2, 3))
-            perm = torch.argsort(importance, descending=True)
-            _permute(blk.expand[0].weight, perm, 0, optimizer)
-            _permute_bn(blk.expand[1], perm, optimizer)
-            _permute(blk.depthwise[0].weight, perm, 0, optimizer)
-            _permute_bn(blk.depthwise[1], perm, optimizer)
-            if blk.se is not None:
-                _permute(blk.se.reduce.weight, perm, 1, optimizer)
-                _permute(blk.se.expand.weight, perm, 0, optimizer)
-                _permute(blk.se.expand.bias, perm, 0, optimizer)
-            _permute(blk.project[0].weight, perm, 1, optimizer)
+        for slot in self.blocks:
+            for blk in _branches(slot):
+                importance = blk.project[0].weight.abs().sum((0, 2, 3))
+                perm = torch.argsort(importance, descending=True)
+                for t, dim in blk.middle_layers():
+                    _permute(t, perm, dim, optimizer)
 
 
 def _permute(p: torch.Tensor, perm: torch.Tensor, dim: int, optimizer: torch.optim.Optimizer | None) -> None:
@@ -190,16 +281,11 @@ def _permute(p: torch.Tensor, perm: torch.Tensor, dim: int, optimizer: torch.opt
                 v.copy_(v.index_select(dim, perm))
 
 
-def _permute_bn(bn: nn.BatchNorm2d, perm: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
-    for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
-        _permute(t, perm, 0, optimizer)
-
-
 def _init_weights(model: nn.Module) -> None:
     """Kaiming convs, small classifier, and the last BN of every residual block at zero, so a
     deep subnet starts as a shallow one (BigNAS: needed for training from scratch without a
     pretrained largest network)."""
-    from hwnas.space.mbconv_modules import MBConv
+    from hwnas.space.mbconv_modules import FusedMBConv, MBConv
 
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -213,5 +299,6 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
     for m in model.modules():
-        if (isinstance(m, ElasticMBConv) and m.always_residual) or (isinstance(m, MBConv) and m.residual):
+        if ((isinstance(m, (ElasticMBConv, ElasticFusedMBConv)) and m.always_residual)
+                or (isinstance(m, (MBConv, FusedMBConv)) and m.residual)):
             nn.init.zeros_(m.project[1].weight)

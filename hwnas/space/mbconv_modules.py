@@ -1,4 +1,4 @@
-"""torch modules of the MBConv spaces (stem, MBConv block, head, whole network)."""
+"""torch modules of the MBConv spaces (stem, MBConv and Fused-MBConv blocks, head, whole network)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,15 @@ def activation(name: str) -> nn.Module:
         return nn.ReLU(inplace=True)
     if name == "hswish":
         return nn.Hardswish(inplace=True)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def activate(name: str, x: torch.Tensor) -> torch.Tensor:
+    """``activation(name)(x)`` without a module: for the supernet, whose activation is chosen per call."""
+    if name == "relu":
+        return torch.relu(x)
+    if name == "hswish":
+        return nn.functional.hardswish(x)
     raise ValueError(f"unknown activation {name!r}")
 
 
@@ -56,6 +65,25 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + y if self.residual else y
+
+
+class FusedMBConv(nn.Module):
+    """EfficientNetV2's Fused-MBConv: kxk regular conv to ``c_in * expand`` (the block's stride),
+    optional SE, 1x1 project (+ identity). A regular conv runs well in INT8 where a depthwise one
+    does not. ``expand == 1`` keeps the projection, so the supernet shares one kxk weight
+    across every expand ratio."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, expand: int, se: bool, act: str) -> None:
+        super().__init__()
+        mid = c_in * expand
+        self.conv = ConvBNAct(c_in, mid, k, stride, act=act)
+        self.se = SqueezeExcite(mid) if se else nn.Identity()
+        self.project = ConvBNAct(mid, c_out, 1, act=None)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.conv(x)))
         return x + y if self.residual else y
 
 
