@@ -16,7 +16,9 @@ from typing import Any
 from hwnas.registry import Registry
 from hwnas.space.arch import Arch
 from hwnas.space.base import Block, Decision, SearchSpace, as_rng
+from hwnas.space.cnn import CNN_32, CNNConfig, CNNSpace, make_cnn_space
 from hwnas.space.mbconv import MBV3_32, MBV3_224, MBConvConfig, MBConvSpace, make_mbconv_space
+from hwnas.space.mbconv import MBV3_32_INT8
 from hwnas.space.nb201 import NB201Config, NB201Space, make_nb201_space
 
 SPACES: Registry[SearchSpace] = Registry("space")
@@ -32,9 +34,19 @@ def _mbv3_224(**settings: Any) -> SearchSpace:
     return make_mbconv_space("mbv3-224", MBV3_224, **settings)
 
 
+@SPACES.register("mbv3-32-int8", "mbv3-32 with fused blocks, ReLU/h-swish and SE on/off chosen per stage (INT8-friendly)")
+def _mbv3_32_int8(**settings: Any) -> SearchSpace:
+    return make_mbconv_space("mbv3-32-int8", MBV3_32_INT8, **settings)
+
+
 @SPACES.register("nb201", "NAS-Bench-201 cell space: 5 ops on 6 edges, 15,625 cells, 16/32/64 channels")
 def _nb201(**settings: Any) -> SearchSpace:
     return make_nb201_space("nb201", NB201Config(), **settings)
+
+
+@SPACES.register("cnn", "plain conv-layer chain (kernel, stride, channels, pooling, activation per layer; 2-8 layers; FC) for 32x32 inputs")
+def _cnn(**settings: Any) -> SearchSpace:
+    return make_cnn_space("cnn", CNN_32, **settings)
 
 
 def get_space(name: str, **settings: Any) -> SearchSpace:
@@ -54,4 +66,5 @@ def list_spaces() -> list[str]:
 __all__ = [
     "Arch", "Block", "Decision", "SearchSpace", "MBConvConfig", "MBConvSpace", "NB201Config",
     "NB201Space", "SPACES", "as_rng", "get_space", "list_spaces", "space_from_config",
+    "CNNConfig", "CNNSpace",
 ]
