@@ -81,3 +81,22 @@ def test_latency_predict_many_reports_missing_entries():
     assert np.array_equal(pred.predict_many(ok), [pred.predict(a) for a in ok])
     with pytest.raises(UserError, match="no entry"):
         pred.predict_many(ok + [big])
+
+
+def test_latency_predict_many_equals_predict_with_searched_block_styles(tmp_path):
+    """Fused blocks, activation and SE searched per stage: the vectorized path indexes each
+    stage's style from its genes and still gives predict's floats."""
+    from hwnas.latency.backends import get_backend
+    from hwnas.latency.profiler import profile
+    from latency_helpers import FAST
+
+    space = get_space("mbv3-32", strides=(1, 2), widths=((8, 16), (16,)), se=(False, True), acts=("relu", "hswish"),
+                      depths=(1, 2), kernels=(3,), expands=(3,), stem_channels=8, head_channels=32, image_size=8,
+                      block_kinds=("mbconv", "fused"), act_choices=("relu", "hswish"), se_choices=(False, True))
+    table = profile(space, get_backend("ort-cpu"), tmp_path / "t.json", n_calibrate=2, n_validate=0, protocol=FAST,
+                    plain_units_step=False)
+    pred = LatencyPredictor(table, space)
+    assert pred._mbconv_plan() is not None
+    archs = _archs(space, 300, 5)
+    assert len({tuple(a["kinds"]) + tuple(a["acts"]) + tuple(a["se"]) for a in archs}) > 20
+    assert np.array_equal(pred.predict_many(archs), np.array([pred.predict(a) for a in archs]))

@@ -231,27 +231,38 @@ class LatencyPredictor:
 class _MBConvPlan:
     """Per-stage cost arrays of an MBConv space, indexed by genes, so that a batch of genomes
     is scored in a few numpy operations. The sums run in ``predict``'s order (stem, blocks in
-    order, head, then the base added last) so that the results are the same floats."""
+    order, head, then the base added last) so that the results are the same floats. A stage's
+    style (block kind, activation, SE; one style where the space searches none) is one more
+    axis, its index built from the stage's style genes (``MBConvSpace.stage_styles``' order)."""
 
     def __init__(self, space, cost) -> None:
         from hwnas.space.mbconv import _conv_out
 
         c = space.config
         self.n, self.m = space.num_stages, space.max_depth
-        self.n_genes = 2 * self.n + 2 * self.n * self.m
+        searched = c.searched()
+        self.n_genes = 2 * self.n + 2 * self.n * self.m + self.n * len(searched)
         self.depths = np.array(c.depths, dtype=np.int64)
-        res = space._resolutions()
-        self.stem = cost(space._stem_block())
-        self.first, self.rest = [], []  # first[s][prev width, width, kernel, expand]; rest[s][width, kernel, expand]
+        # style index = sum over searched settings of gene * stride, strides of the product order
+        counts = [len(ch) for ch in c.stage_choices(0)]
+        self.style_genes = [(2 * self.n + 2 * self.n * self.m + j * self.n, int(np.prod(counts[i + 1:])))
+                            for j, i in enumerate(searched)]
+        res = space.stage_resolutions()
+        self.stem = cost(space.stem_term())
+        # first[s][style, prev width, width, kernel, expand]; rest[s][style, width, kernel, expand]
+        self.first, self.rest = [], []
         prev = (c.stem_channels,)
         for s in range(self.n):
             r_after = _conv_out(res[s], c.strides[s])
-            self.first.append(np.array([[[[cost(space._mbconv_block(s, ci, w, res[s], c.strides[s], k, e))
-                                           for e in c.expands] for k in c.kernels] for w in c.widths[s]] for ci in prev]))
-            self.rest.append(np.array([[[cost(space._mbconv_block(s, w, w, r_after, 1, k, e))
-                                         for e in c.expands] for k in c.kernels] for w in c.widths[s]]))
+            styles = space.stage_styles(s)
+            self.first.append(np.array([[[[[cost(space.block_term(s, ci, w, res[s], c.strides[s], k, e, st))
+                                            for e in c.expands] for k in c.kernels] for w in c.widths[s]]
+                                          for ci in prev] for st in styles]))
+            self.rest.append(np.array([[[[cost(space.block_term(s, w, w, r_after, 1, k, e, st))
+                                          for e in c.expands] for k in c.kernels] for w in c.widths[s]]
+                                        for st in styles]))
             prev = c.widths[s]
-        self.head = np.array([cost(space._head_block(w)) for w in prev])
+        self.head = np.array([cost(space.head_term(w)) for w in prev])
 
     @classmethod
     def of(cls, pred: "LatencyPredictor") -> "_MBConvPlan | None":
@@ -282,12 +293,15 @@ class _MBConvPlan:
         for s in range(n):
             depth = self.depths[genomes[:, s]]
             w = genomes[:, n + s]
+            style = np.zeros(len(genomes), dtype=np.int64)
+            for g0, stride in self.style_genes:
+                style = style + genomes[:, g0 + s] * stride
             for b in range(m):
                 k, e = genomes[:, 2 * n + s * m + b], genomes[:, 2 * n + n * m + s * m + b]
                 if b == 0:
-                    total = total + self.first[s][prev, w, k, e]
+                    total = total + self.first[s][style, prev, w, k, e]
                 else:  # adding 0.0 for a block beyond the depth leaves the sum unchanged
-                    total = total + np.where(b < depth, self.rest[s][w, k, e], 0.0)
+                    total = total + np.where(b < depth, self.rest[s][style, w, k, e], 0.0)
             prev = w
         total = total + self.head[prev]
         return base + total

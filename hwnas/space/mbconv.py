@@ -91,7 +91,7 @@ class MBConvSpace(SearchSpace):
     def max_depth(self) -> int:
         return max(self.config.depths)
 
-    def _resolutions(self) -> list[int]:
+    def stage_resolutions(self) -> list[int]:
         """Input resolution of each stage's first block."""
         r = _conv_out(self.config.image_size, self.config.stem_stride)
         out = []
@@ -101,7 +101,7 @@ class MBConvSpace(SearchSpace):
         return out
 
     def final_resolution(self) -> int:
-        r = self._resolutions()[-1]
+        r = self.stage_resolutions()[-1]
         return _conv_out(r, self.config.strides[-1])
 
     # ---- per-stage kind, activation and SE ------------------------------------------
@@ -112,7 +112,9 @@ class MBConvSpace(SearchSpace):
             return fixed
         return StageStyle(*(arch[STAGE_FIELDS[i]][stage] if i in self._searched else fixed[i] for i in range(3)))
 
-    def _styles(self, stage: int) -> list[StageStyle]:
+    def stage_styles(self, stage: int) -> list[StageStyle]:
+        """Every (kind, activation, SE) ``stage`` may use, in ``itertools.product`` order of
+        ``config.stage_choices``: style index = (kind index * acts + act index) * ses + SE index."""
         return [StageStyle(*t) for t in itertools.product(*self.config.stage_choices(stage))]
 
     # ---- genomes --------------------------------------------------------------------
@@ -217,7 +219,7 @@ class MBConvSpace(SearchSpace):
         per_stage_depth = sum(per_block**d for d in c.depths)
         n = 1
         for s in range(self.num_stages):
-            n *= per_stage_depth * len(c.widths[s]) * len(self._styles(s))
+            n *= per_stage_depth * len(c.widths[s]) * len(self.stage_styles(s))
         return n
 
     def cheapest(self, cost) -> Arch:
@@ -230,21 +232,21 @@ class MBConvSpace(SearchSpace):
         """
         c = self.config
         d = min(c.depths)
-        res = self._resolutions()
+        res = self.stage_resolutions()
         # best[w] = (cost so far ending with stage width w, choices so far)
-        best: dict[int, tuple[float, list]] = {c.stem_channels: (cost(self._stem_block()), [])}
+        best: dict[int, tuple[float, list]] = {c.stem_channels: (cost(self.stem_term()), [])}
         for s in range(self.num_stages):
             nxt: dict[int, tuple[float, list]] = {}
             for w in c.widths[s]:
                 for w_prev, (acc, hist) in best.items():
-                    for style in self._styles(s):
+                    for style in self.stage_styles(s):
                         first, rest, blocks = self._cheapest_stage(cost, s, w_prev, w, res[s], d, style)
                         total = acc + first + rest
                         if w not in nxt or total < nxt[w][0]:
                             nxt[w] = (total, hist + [(w, style, blocks)])
             best = nxt
         total_best, hist_best = min(
-            ((acc + cost(self._head_block(w)), hist) for w, (acc, hist) in best.items()), key=lambda t: t[0])
+            ((acc + cost(self.head_term(w)), hist) for w, (acc, hist) in best.items()), key=lambda t: t[0])
         arch: dict[str, Any] = {
             "depths": [d] * self.num_stages,
             "widths": [w for w, _, _ in hist_best],
@@ -262,21 +264,22 @@ class MBConvSpace(SearchSpace):
         c = self.config
         stride, r_after = c.strides[s], _conv_out(res, c.strides[s])
         ke = [(k, e) for k in c.kernels for e in c.expands]
-        k0, e0 = min(ke, key=lambda p: cost(self._mbconv_block(s, w_prev, w, res, stride, *p, style)))
-        first = cost(self._mbconv_block(s, w_prev, w, res, stride, k0, e0, style))
-        rest = [min(ke, key=lambda p: cost(self._mbconv_block(s, w, w, r_after, 1, *p, style)))] * (depth - 1)
-        rest_cost = sum(cost(self._mbconv_block(s, w, w, r_after, 1, *p, style)) for p in rest)
+        k0, e0 = min(ke, key=lambda p: cost(self.block_term(s, w_prev, w, res, stride, *p, style)))
+        first = cost(self.block_term(s, w_prev, w, res, stride, k0, e0, style))
+        rest = [min(ke, key=lambda p: cost(self.block_term(s, w, w, r_after, 1, *p, style)))] * (depth - 1)
+        rest_cost = sum(cost(self.block_term(s, w, w, r_after, 1, *p, style)) for p in rest)
         return first, rest_cost, [(k0, e0)] + rest
 
     # ---- latency terms --------------------------------------------------------------
-    def _stem_block(self) -> Block:
+    def stem_term(self) -> Block:
         c = self.config
         return Block.make("stem", self.input_shape, c_out=c.stem_channels, k=3, s=c.stem_stride, act="hswish")
 
-    def _mbconv_block(self, stage: int, c_in: int, c_out: int, res: int, stride: int, k: int, e: int,
-                      style: StageStyle | None = None) -> Block:
-        """One block; ``style`` None: the stage's fixed style (its first choices). The op is the
-        block kind, so that today's MBConv blocks keep today's keys."""
+    def block_term(self, stage: int, c_in: int, c_out: int, res: int, stride: int, k: int, e: int,
+                   style: StageStyle | None = None) -> Block:
+        """The latency term of one block (what tables time and predictors add up); ``style``
+        None: the stage's fixed style (its first choices). The op is the block kind, so that
+        today's MBConv blocks keep today's keys."""
         if style is None:
             style = self._fixed[stage]
         # the same few hundred blocks recur in every arch: build each once (and its key once)
@@ -288,7 +291,7 @@ class MBConvSpace(SearchSpace):
                                              se=int(style.se), act=style.act)
         return block
 
-    def _head_block(self, c_in: int) -> Block:
+    def head_term(self, c_in: int) -> Block:
         c = self.config
         r = self.final_resolution()
         return Block.make("head", (c_in, r, r), c_mid=c.head_channels, hidden=c.head_hidden,
@@ -300,23 +303,23 @@ class MBConvSpace(SearchSpace):
         handful of small eager ops, as the networks are made of, at a tenth of the cost of the
         smallest network."""
         c = self.config
-        return self._mbconv_block(0, c.stem_channels, c.widths[0][0], self._resolutions()[0], c.strides[0],
+        return self.block_term(0, c.stem_channels, c.widths[0][0], self.stage_resolutions()[0], c.strides[0],
                                   c.kernels[0], c.expands[0])
 
     def latency_terms(self, arch: Arch) -> list[Block]:
         c = self.config
-        blocks = [self._stem_block()]
+        blocks = [self.stem_term()]
         c_in = c.stem_channels
-        for s, res in enumerate(self._resolutions()):
+        for s, res in enumerate(self.stage_resolutions()):
             w = arch["widths"][s]
             style = self.stage_style(arch, s)
             for b in range(arch["depths"][s]):
                 stride = c.strides[s] if b == 0 else 1
                 r = res if b == 0 else _conv_out(res, c.strides[s])
-                blocks.append(self._mbconv_block(s, c_in, w, r, stride, arch["kernels"][s][b], arch["expands"][s][b],
+                blocks.append(self.block_term(s, c_in, w, r, stride, arch["kernels"][s][b], arch["expands"][s][b],
                                                  style))
                 c_in = w
-        blocks.append(self._head_block(c_in))
+        blocks.append(self.head_term(c_in))
         return blocks
 
     def all_latency_terms(self) -> list[Block]:
@@ -326,21 +329,21 @@ class MBConvSpace(SearchSpace):
         def add(b: Block) -> None:
             seen.setdefault(b.key, b)
 
-        add(self._stem_block())
+        add(self.stem_term())
         prev_widths: tuple[int, ...] = (c.stem_channels,)
-        for s, res in enumerate(self._resolutions()):
+        for s, res in enumerate(self.stage_resolutions()):
             r_after = _conv_out(res, c.strides[s])
-            for style in self._styles(s):
+            for style in self.stage_styles(s):
                 for w in c.widths[s]:
                     for k in c.kernels:
                         for e in c.expands:
                             for c_in in prev_widths:
-                                add(self._mbconv_block(s, c_in, w, res, c.strides[s], k, e, style))
+                                add(self.block_term(s, c_in, w, res, c.strides[s], k, e, style))
                             if max(c.depths) > 1:
-                                add(self._mbconv_block(s, w, w, r_after, 1, k, e, style))
+                                add(self.block_term(s, w, w, r_after, 1, k, e, style))
             prev_widths = c.widths[s]
         for w in prev_widths:
-            add(self._head_block(w))
+            add(self.head_term(w))
         return list(seen.values())
 
     # ---- modules --------------------------------------------------------------------
