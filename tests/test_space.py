@@ -263,10 +263,10 @@ def test_nb201_zero_nodes_fold_away_in_inference():
     # its latency terms: no zero tensor and no convolution of it, two shifts into nodes with a
     # convolution among their inputs
     space = get_space("nb201")
-    terms = [b.op for b in space._cell_terms(ops, 16, 32)]
+    terms = [b.op for b in space.cell_terms(ops, 16, 32)]
     assert sorted(terms) == sorted(["nor_conv_1x1", "nor_conv_1x1", "relu", "relu", "avg_pool_3x3",
                                     "add_conv", "shift_conv", "shift_conv"])
-    assert sorted(b.param("k") for b in space._cell_terms(ops, 16, 32) if b.op == "shift_conv") == [1, 3]
+    assert sorted(b.param("k") for b in space.cell_terms(ops, 16, 32) if b.op == "shift_conv") == [1, 3]
     # training runs the cell as written (BatchNorm statistics of the zero node's convolutions)
     cell = Cell(ops, 8).train()
     x = torch.randn(4, 8, 6, 6)

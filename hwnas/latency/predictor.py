@@ -172,7 +172,8 @@ class LatencyPredictor:
         self._cost = {k: f * (max(e.latency_ms - self.overhead, 0.0) * float(op_scales.get(e.op, scale))
                               + float(block_ms.get(e.op, 0.0)) + act * float(e.act_mb or 0.0))
                       for k, e in table.entries.items()}
-        self._base = f * (scale * self.overhead + float(table.calibration["offset_ms"]))
+        # what every network costs besides its blocks' terms: one call's overhead and the offset
+        self.base_ms = f * (scale * self.overhead + float(table.calibration["offset_ms"]))
 
     def term_cost(self, key: str) -> float:
         try:
@@ -187,7 +188,7 @@ class LatencyPredictor:
                               self.overhead)
 
     def predict(self, arch) -> float:
-        return self._base + sum(self.term_cost(b.key) for b in self.space.latency_terms(arch))
+        return self.base_ms + sum(self.term_cost(b.key) for b in self.space.latency_terms(arch))
 
     def predict_many(self, archs: Sequence) -> np.ndarray:
         """``predict`` of every arch, equal to it bit for bit. MBConv spaces take a vectorized
@@ -208,7 +209,7 @@ class LatencyPredictor:
                 rows.append(i)
                 genomes.append(g)
         if genomes:
-            out[rows] = plan.predict(np.array(genomes, dtype=np.int64), self._base)
+            out[rows] = plan.predict(np.array(genomes, dtype=np.int64), self.base_ms)
         for i in np.flatnonzero(np.isnan(out)):
             out[i] = self.predict(archs[i])
         return out
@@ -283,7 +284,7 @@ class _MBConvPlan:
             want = np.array([pred.predict(a) for a in probe])
         except UserError:  # an incomplete table: predict() reports it where it matters
             return plan
-        got = plan.predict(np.array([space.encode(a) for a in probe], dtype=np.int64), pred._base)
+        got = plan.predict(np.array([space.encode(a) for a in probe], dtype=np.int64), pred.base_ms)
         return plan if np.array_equal(got, want) else None
 
     def predict(self, genomes: np.ndarray, base: float) -> np.ndarray:

@@ -208,7 +208,7 @@ class NB201Space(SearchSpace):
         return self.from_dict({"cell": format_cell(["none"] * len(EDGES))})
 
     # ---- latency terms --------------------------------------------------------------
-    def _stages(self) -> list[tuple[int, int]]:
+    def stage_shapes(self) -> list[tuple[int, int]]:
         """(channels, resolution) of each stage."""
         r = self.config.image_size
         out = []
@@ -217,7 +217,7 @@ class NB201Space(SearchSpace):
             r = -(-r // 2)
         return out
 
-    def _cell_terms(self, ops: Sequence[str], c: int, r: int) -> list[Block]:
+    def cell_terms(self, ops: Sequence[str], c: int, r: int) -> list[Block]:
         """The operations a cell runs, as a graph runtime runs them.
 
         A node's ReLU is computed once for every convolution that reads the node, and its
@@ -268,7 +268,7 @@ class NB201Space(SearchSpace):
     def _skeleton_terms(self, stage_terms) -> list[Block]:
         """Stem, then per stage a reduction block (after the first) and ``stage_terms(c, r)``, then the head."""
         cfg = self.config
-        stages = self._stages()
+        stages = self.stage_shapes()
         terms = [Block.make("stem", self.input_shape, c_out=cfg.channels[0])]
         for s, (c, r) in enumerate(stages):
             if s > 0:
@@ -282,7 +282,7 @@ class NB201Space(SearchSpace):
     def latency_terms(self, arch: Arch) -> list[Block]:
         ops = self.ops(arch)
         n = self.config.cells_per_stage
-        return self._skeleton_terms(lambda c, r: self._cell_terms(ops, c, r) * n)
+        return self._skeleton_terms(lambda c, r: self.cell_terms(ops, c, r) * n)
 
     def all_latency_terms(self) -> list[Block]:
         return self._skeleton_terms(lambda c, r: [Block.make(op, (c, r, r)) for op in OPS[1:] + ("relu", "add", "add_conv", "zero")]

@@ -80,10 +80,10 @@ def _nb201_table_latencies(space: Any, latency: Any, archs: list) -> np.ndarray 
     from hwnas.space import Block, NB201Space
 
     predictor = getattr(latency, "predictor", None)
-    if not isinstance(space, NB201Space) or predictor is None or not hasattr(predictor, "_base"):
+    if not isinstance(space, NB201Space) or predictor is None or not hasattr(predictor, "base_ms"):
         return None
     skeleton = space.latency_terms(space.smallest())
-    stages = space._stages()
+    stages = space.stage_shapes()
     n = space.config.cells_per_stage
     c0, r0 = stages[0]
     by_stage: list[dict] = [{} for _ in stages]
@@ -100,14 +100,14 @@ def _nb201_table_latencies(space: Any, latency: Any, archs: list) -> np.ndarray 
     res = [predictor.term_cost(b.key) for b in skeleton if b.op == "resblock"]
     if len(res) != len(stages) - 1:
         return None
-    base = predictor._base
+    base = predictor.base_ms
     out = np.empty(len(archs))
     cells: dict = {}
     for k, arch in enumerate(archs):
         ops = space.ops(arch)
         hit = cells.get(ops)
         if hit is None:
-            blocks = space._cell_terms(ops, c0, r0)
+            blocks = space.cell_terms(ops, c0, r0)
             terms = [stem]
             for s in range(len(stages)):
                 if s > 0:
