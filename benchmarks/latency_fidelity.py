@@ -36,6 +36,7 @@ from hwnas.latency.backends import get_backend
 from hwnas.latency.fingerprint import device_fingerprint
 from hwnas.latency.profiler import measure_archs, profile
 from hwnas.latency.stats import fidelity
+from hwnas.latency.units import backend_of
 from hwnas.space import as_rng, get_space
 
 
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--space", default="mbv3-32")
     ap.add_argument("--backend", default="ort-cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="float32", help="float32 or int8 (the table of INT8 files, ONNX Runtime)")
     ap.add_argument("--n", type=int, default=120, help="fresh networks measured end to end")
     ap.add_argument("--noise", type=int, default=30, help="networks measured a second time")
     ap.add_argument("--repeats", type=int, default=1,
@@ -64,11 +66,12 @@ def main() -> None:
     args = ap.parse_args()
 
     space = get_space(args.space)
-    backend = get_backend(args.backend, threads=args.threads)
+    backend = get_backend(args.backend, threads=args.threads, dtype=args.dtype)
     table_path = Path(args.table or f"benchmarks/results/{args.space}_{args.backend}.table.json")
     build_seconds = None
     if table_path.exists():
         table = load_table(table_path)
+        backend = backend_of(table)  # the table's own backend (INT8 tables: quantized the same way)
         print(f"reusing {table_path}")
     else:
         t0 = time.perf_counter()
