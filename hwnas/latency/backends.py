@@ -116,7 +116,7 @@ def prepare_for_timing(module, input_shape: Sequence[int], seed: int = 0):
 # Eager torch's calls jitter more than ONNX Runtime's (IQR 3-8% of the median inside one session
 # on a shared 2-core VM: Python dispatch between ~200 kernels per network). With the default
 # 24-100 calls, two runs over the same 100 networks ranked each other at Kendall tau 0.88-0.91;
-# with 64-300 calls and up to 1 s per measurement, at 0.92 (BENCHMARKS.md, the Xeon). The table
+# with 64-300 calls and up to 1 s per measurement, at 0.92 (docs/notes/2026-12-02-xeon-eager-torch-and-nb201.md). The table
 # build stays within 3 minutes on 2 cores (90 s for mbv3-32).
 TORCH_CPU_PROTOCOL = {"sessions": 1, "min_repeats": 64, "max_repeats": 300, "max_seconds": 1.0, "rel_tol": 0.003}
 
@@ -126,7 +126,7 @@ def activation_mb(module, input_shape: Sequence[int]) -> float:
     of ``input_shape``: its activation traffic. A block timed alone keeps its activations in
     the caches from call to call; inside a network they meet the other blocks' data, and eager
     torch on a 2-core Xeon ran slower than its blocks add up in proportion to this traffic
-    (BENCHMARKS.md). The calibration may fit a time per megabyte from it."""
+    (docs/notes/2026-12-02-xeon-eager-torch-and-nb201.md). The calibration may fit a time per megabyte from it."""
     import torch
 
     total = [0]

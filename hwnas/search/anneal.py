@@ -19,7 +19,7 @@ from hwnas.search.strategy import STRATEGIES, Strategy
 @STRATEGIES.register("anneal", "simulated annealing with a geometric temperature schedule")
 class SimulatedAnnealing(Strategy):
     name = "anneal"
-    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py, BENCHMARKS.md)
+    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py; docs/notes/2026-11-search-defaults-tuning.md)
     defaults = {"t_start": 0.01, "t_end": 0.0005, "restart_after": 50, "swap_prob": 0.5}
 
     def setup(self) -> None:

@@ -35,7 +35,7 @@ from hwnas.search.strategy import STRATEGIES, Strategy
 @STRATEGIES.register("evolution", "regularized (aging) evolution with tournament selection and constraint repair")
 class RegularizedEvolution(Strategy):
     name = "evolution"
-    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py, BENCHMARKS.md)
+    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py; docs/notes/2026-11-search-defaults-tuning.md)
     defaults = {"population": 50, "sample_size": 10, "mutation_rate": 0.0, "crossover_prob": 0.0, "swap_prob": 0.5,
                 **Strategy.SCREEN_DEFAULTS}
 

@@ -20,7 +20,7 @@ from hwnas.search.strategy import STRATEGIES, Strategy
 @STRATEGIES.register("nsga2", "NSGA-II: non-dominated sorting and crowding distance, any number of objectives")
 class NSGA2(Strategy):
     name = "nsga2"
-    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py, BENCHMARKS.md)
+    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py; docs/notes/2026-11-search-defaults-tuning.md)
     defaults = {"population": 50, "crossover_prob": 0.5}
 
     def setup(self) -> None:

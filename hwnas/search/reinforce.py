@@ -51,7 +51,7 @@ REWARDS = ("soft", "hard")
 @STRATEGIES.register("reinforce", "REINFORCE policy over the decisions with a MnasNet latency-aware reward")
 class Reinforce(Strategy):
     name = "reinforce"
-    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py, BENCHMARKS.md)
+    # tuned on the NAS-Bench-201 benchmark (benchmarks/search_nb201.py; docs/notes/2026-11-search-defaults-tuning.md)
     defaults = {"reward": "hard", "w": -0.07, "lr": 0.05, "baseline_decay": 0.9, "batch_size": 10, "pg_steps": 4,
                 "entropy": 0.0, "elite": 3, "elite_weight": 2.0, "max_draws": 100,
                 "penalize_rejects": False, "swap_prob": 0.2, **Strategy.SCREEN_DEFAULTS}
