@@ -80,9 +80,9 @@ def _train(profile, data, epochs, baselines, runs, front, arch, space, seeds, in
         if space is not None:
             sp = get_space(space)
         else:
-            from hwnas.compare.run import _load_profile
+            from hwnas.compare.contenders import load_profile
 
-            sp = _load_profile(profile)[0].get_space()
+            sp = load_profile(profile)[0].get_space()
         archs = read_archs(arch, sp)
     cfg = CompareConfig(profile=profile, data=data, epochs=epochs, baselines=names, runs=runs, front=front, archs=archs,
                         space=space, seeds=seeds, int8=int8, train_limit=train_limit, threads=threads,

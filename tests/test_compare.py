@@ -313,7 +313,8 @@ def test_resume_with_front_keeps_finished_rows(tmp_path, front_folder, monkeypat
 
 def test_front_notes_draw_an_accuracy_estimate_and_say_which_front_it_is(tmp_path):
     from hwnas.compare.report import figure_png, verdict
-    from hwnas.compare.run import SearchFront, _front_notes
+    from hwnas.compare.contenders import SearchFront
+    from hwnas.compare.run import _front_notes
 
     base = {"kind": "baseline", "seed": 0}
     rows = [{**base, "name": "small", "latency_ms": 2.0, "top1": 0.90}, {**base, "name": "big", "latency_ms": 4.0, "top1": 0.95},

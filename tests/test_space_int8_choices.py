@@ -14,6 +14,7 @@ import torch
 from hwnas.accuracy.supernet import Supernet
 from hwnas.errors import UserError
 from hwnas.space import SearchSpace, get_space, space_from_config
+from test_supernet import _scramble  # non-trivial weights and BN statistics
 
 PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "mbv3-32_ort-cpu_t1_b1.json"
 INT8 = dict(block_kinds=["mbconv", "fused"], act_choices=["relu", "hswish"], se_choices=[False, True])
@@ -30,20 +31,6 @@ def tiny(**kw):
 def _env(tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(1)
-
-
-def _scramble(net: torch.nn.Module) -> None:
-    """Non-trivial weights and BN statistics, so that a wrong slice or branch shows in the outputs."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if t.is_floating_point():
-                if "running_var" in name:
-                    t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-                elif "transforms" in name:
-                    t.add_(0.1 * torch.randn(t.shape, generator=g))
-                else:
-                    t.copy_(torch.randn(t.shape, generator=g) * (0.3 if t.dim() > 1 else 0.5))
 
 
 def _with(arch, **fields):

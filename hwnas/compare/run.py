@@ -16,14 +16,14 @@ against predicted latency) faintly, where the evaluator gives accuracies.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+from hwnas.compare.bench import Bench, model_costs
+from hwnas.compare.contenders import (Contender, SearchFront, baseline_contenders, found_archs, found_from_run,
+                                      load_profile)
 from hwnas.errors import UserError
 from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json, atomic_write_text, read_journal
 
@@ -89,282 +89,6 @@ class CompareResult:
     verdicts: list[dict] = field(default_factory=list)
 
 
-@dataclass
-class Contender:
-    """One network to train: a baseline of the zoo or an arch a search found."""
-
-    name: str
-    kind: str  # baseline | found
-    build: Callable[[int], Any]  # num_classes -> freshly initialised nn.Module
-    info: dict[str, Any]
-    budget_ms: float | None = None
-
-
-# ---- inputs -------------------------------------------------------------------------------
-def _load_profile(spec: str):
-    from hwnas.latency import load_table
-
-    if spec.startswith("table:"):
-        raise UserError(f"--profile {spec} is a benchmark column, not a backend to time networks on; give a latency "
-                        f"table from `hwnas profile`, or compare on the benchmark with --space nb201 --evaluator table:...")
-    p = Path(spec)
-    if not p.is_file():
-        raise UserError(f"profile {spec!r} does not exist; write one with `hwnas profile` (or use profiles/)")
-    return load_table(p), hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def _data_name(spec: str | None) -> str | None:
-    return None if not spec else str(spec).partition(":")[0]
-
-
-@dataclass
-class SearchFront:
-    """A run folder's Pareto front as its search saw it: the evaluator's accuracy (or score)
-    against the profile's predicted latency, from ``pareto.json``."""
-
-    run: str
-    evaluator: str
-    is_accuracy: bool  # False for ranking scores (zero-cost proxies): not drawn on the top-1 axis
-    points: list[dict]  # arch_id, latency_ms (predicted), accuracy (the evaluator's)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run, "evaluator": self.evaluator, "accuracy_is_estimate": self.is_accuracy,
-                "points": self.points}
-
-
-def _estimates_accuracy(spec: str) -> bool:
-    """Whether an evaluator spec gives accuracies (fractions) rather than ranking scores."""
-    from hwnas.accuracy import EVALUATORS, describe_evaluators
-
-    kind = spec.partition(":")[0]
-    if kind not in EVALUATORS:
-        describe_evaluators()  # imports every evaluator kind's module, which registers it
-    try:
-        return bool(getattr(EVALUATORS.get(kind), "estimates_accuracy", True))
-    except UserError:
-        return False  # an evaluator this hwnas does not know: nothing says its values are accuracies
-
-
-def _read_front(folder: str, required: bool) -> list[dict]:
-    from hwnas.fileio import read_json
-    from hwnas.search.runner import PARETO_FILE
-
-    path = Path(folder) / PARETO_FILE
-    if not path.is_file():
-        if required:
-            raise UserError(f"run folder {folder!r} holds no {PARETO_FILE}; finish the search with `hwnas search ... "
-                            f"--resume`, or compare without --front")
-        return []
-    doc = read_json(path, "Pareto front")
-    front = doc.get("front") if isinstance(doc, dict) else None
-    if not isinstance(front, list) or not all(isinstance(r, dict) and "arch" in r for r in front):
-        if required:
-            raise UserError(f"{str(path)!r} is not a Pareto front of `hwnas search` (no list of archs under 'front'); "
-                            f"rerun the search, or compare without --front")
-        return []
-    return front
-
-
-def _found_from_run(folder: str, space_name: str, image_size: int, data: str,
-                    front: bool = False) -> tuple[list[Contender], SearchFront]:
-    """The run's best arch (with ``front``: every arch of its Pareto front, then the best where it
-    is not on it), and the front as the search estimated it."""
-    from hwnas.accuracy.supernet import _init_weights
-    from hwnas.exporters.run_export import read_run
-    from hwnas.space import get_space
-
-    run = read_run(folder)
-    s = run.config["space"]
-    if s.get("name") != space_name:
-        raise UserError(f"run folder {folder!r} was searched in space {s.get('name')!r}, this comparison is in "
-                        f"{space_name!r}; compare runs of one space (pass --space or another profile)")
-    space = get_space(s["name"], **(s.get("settings") or {}))
-    if s.get("config_hash") and space.config_hash() != s["config_hash"]:
-        raise UserError(f"run folder {folder!r} was searched in a {s['name']} configuration this hwnas builds differently; "
-                        f"rerun the search")
-    if space.input_shape[-1] != image_size:
-        raise UserError(f"run folder {folder!r} searched {space.input_shape[-1]} px networks, this comparison trains at "
-                        f"{image_size} px; compare runs of the profile's input size")
-    run_data = run.config["evaluator"].get("data")
-    if run_data and _data_name(run_data) != _data_name(data):
-        raise UserError(f"run folder {folder!r} was searched on data {run_data!r}, this comparison trains on {data!r}; "
-                        f"pass --data {run_data} or a run searched on {data}")
-    budget = (run.config.get("budgets") or {}).get("latency_ms")
-    records = _read_front(folder, required=front)
-    best = space.parse(run.best["arch"])
-    front_archs = []
-    for r in records:
-        try:
-            front_archs.append((space.parse(r["arch"]), r))
-        except UserError as e:
-            raise UserError(f"{str(Path(folder) / 'pareto.json')!r} holds an arch this space cannot build ({e}); "
-                            f"rerun the search") from None
-    on_front = {a.id for a, _ in front_archs}
-    picked = list(front_archs) if front else []
-    if best.id not in {a.id for a, _ in picked}:
-        picked.append((best, run.best))
-    picked.sort(key=lambda ar: (ar[1].get("latency_ms") is None, ar[1].get("latency_ms") or 0.0))
-
-    out, seen = [], set()
-    for arch, rec in picked:
-        if arch.id in seen:
-            continue
-        seen.add(arch.id)
-
-        def build(num_classes: int, arch=arch):
-            model = space.build(arch, num_classes=num_classes)
-            _init_weights(model)  # as stand-alone training of an arch initialises it
-            return model
-
-        out.append(Contender(f"{Path(folder).name}:{arch.id}", "found", build, {
-            "arch": arch.to_dict(), "arch_id": arch.id, "space": space.name, "run": str(Path(folder)),
-            "search_accuracy": rec.get("accuracy"), "search_latency_ms": rec.get("latency_ms"),
-            "front": arch.id in on_front, "best": arch.id == best.id}, budget))
-    spec = str(run.config["evaluator"].get("spec") or run.config["evaluator"].get("typed") or "")
-    estimate = SearchFront(str(Path(folder)), spec, _estimates_accuracy(spec),
-                           [{"arch_id": a.id, "latency_ms": r.get("latency_ms"), "accuracy": r.get("accuracy")}
-                            for a, r in front_archs])
-    return out, estimate
-
-
-def _found_archs(archs: Sequence[Any], space) -> list[Contender]:
-    from hwnas.accuracy.supernet import _init_weights
-
-    out, seen = [], set()
-    for a in archs:
-        arch = space.parse(a)
-        if arch.id in seen:
-            continue
-        seen.add(arch.id)
-
-        def build(num_classes: int, arch=arch):
-            model = space.build(arch, num_classes=num_classes)
-            _init_weights(model)
-            return model
-
-        out.append(Contender(arch.id, "found", build, {"arch": arch.to_dict(), "arch_id": arch.id, "space": space.name}))
-    return out
-
-
-def _baselines(names: Sequence[str], image_size: int) -> list[Contender]:
-    from hwnas.compare.zoo import baseline_info, build_baseline, parse_baselines
-
-    names = parse_baselines(",".join(names)) if names else []
-    out = []
-    for n in names:
-        info = baseline_info(n)
-        out.append(Contender(n, "baseline", lambda k, n=n: build_baseline(n, k, image_size),
-                             {"description": info.description, "found_by_nas": info.found_by_nas}))
-    return out
-
-
-# ---- the backend: can it run a network, and how fast -------------------------------------
-def _op_from_message(msg: str) -> str | None:
-    for pattern in (r"implementation for (\w+)\(", r"op_type[=: ]+'?(\w+)", r"operator '?([\w:.]+)'?", r"node .*?\((\w+)\)"):
-        m = re.search(pattern, msg)
-        if m:
-            return m.group(1)
-    return None
-
-
-class Bench:
-    """Times finished networks on the profile's backend with the profiler's protocol, in the
-    profile's units (ONNX Runtime: the exported file, paired with the profile's reference;
-    eager torch: the module itself)."""
-
-    def __init__(self, table, input_shape: Sequence[int], protocol: Any = None) -> None:
-        from hwnas.exporters.measure import LatencySetup
-        from hwnas.latency.protocol import Protocol
-
-        self.protocol = protocol or Protocol()
-        self.table = table
-        self.input_shape = tuple(input_shape)
-        self.backend = str(table.backend.get("name", ""))
-        self.setup = LatencySetup.from_table(table)
-        self.on_ort = not self.backend.startswith("torch")
-
-    def describe(self) -> dict[str, Any]:
-        return {"backend": self.backend, "provider": self.setup.provider, "threads": self.setup.threads,
-                "batch": self.setup.batch}
-
-    def onnx(self, model, name: str) -> bytes:
-        import torch
-
-        from hwnas.exporters.onnx_io import to_onnx
-
-        model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
-        try:
-            return to_onnx(model, torch.zeros(1, *self.input_shape))
-        except UserError as e:
-            raise UserError(f"{name} cannot run on the profile's backend ({self.backend}): {e}") from None
-
-    def check_runs(self, data: bytes, name: str) -> None:
-        """Open a session on the profile's execution provider: the backend names what it cannot run."""
-        from hwnas.latency.ort_runner import make_session
-
-        try:
-            make_session(data, self.setup.provider, self.setup.threads)
-        except Exception as e:  # onnxruntime raises its own exception types, one per failure kind
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            op = _op_from_message(msg)
-            what = f"operator {op}" if op else "an operator"
-            raise UserError(f"the profile's backend ({self.backend}, {self.setup.provider}) cannot run {name}: {what} is "
-                            f"not supported ({msg[:160]}); leave {name} out or use another profile") from None
-
-    def preflight(self, model, name: str) -> None:
-        import torch
-
-        if self.on_ort:
-            self.check_runs(self.onnx(model, name), name)
-            return
-        try:
-            with torch.inference_mode():
-                model.eval()(torch.zeros(1, *self.input_shape))
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"the profile's backend ({self.backend}) cannot run {name}: {msg[:200]}") from None
-
-    def latency(self, model, data: bytes, name: str) -> dict[str, Any]:
-        from hwnas.exporters.measure import latency
-
-        try:
-            if self.on_ort:
-                m = latency(data, self.input_shape, self.setup, self.protocol)
-            else:
-                from hwnas.latency.measure import measure_module_for_table
-
-                m = measure_module_for_table(copy.deepcopy(model), self.table, self.protocol)  # timing resets BN statistics
-        except UserError:
-            raise
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            op = _op_from_message(msg)
-            raise UserError(f"the profile's backend ({self.backend}) failed to run {name}"
-                            f"{f' at operator {op}' if op else ''}: {msg[:160]}") from None
-        return {"latency_ms": float(m["latency_ms"]), "latency_median_ms": float(m["median_ms"]),
-                "latency_iqr_ms": float(m["iqr_ms"])}
-
-    def int8_latency(self, data: bytes, name: str) -> float:
-        from hwnas.exporters.measure import LatencySetup, latency
-
-        setup = self.setup if self.on_ort else LatencySetup.from_table(self.table)
-        self.check_runs(data, f"{name} (INT8)")
-        return float(latency(data, self.input_shape, setup, self.protocol)["latency_ms"])
-
-
-def _costs(model, input_shape: Sequence[int]) -> tuple[int, int]:
-    """Parameters and FLOPs of one image (torch's FlopCounterMode, as the search counts them)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = model.to("cpu").eval()
-    params = sum(p.numel() for p in model.parameters())
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape))
-    return int(params), int(counter.get_total_flops())
-
-
-# ---- the output folder ----------------------------------------------------------------------
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     """Refuse an output folder that cannot be used, before anything is loaded or written."""
 
@@ -444,17 +168,17 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
     out_path = Path(out) if out is not None else None
     if out_path is not None:
         _prepare_out(out_path, resume, force)
-    table, profile_sha = _load_profile(cfg.profile)
+    table, profile_sha = load_profile(cfg.profile)
     space = get_space(cfg.space) if cfg.space else table.get_space()
     input_shape = tuple(space.input_shape)
     image_size = int(input_shape[-1])
-    contenders = _baselines(cfg.baselines, image_size)
+    contenders = baseline_contenders(cfg.baselines, image_size)
     search_fronts = []
     for r in cfg.runs:
-        found, estimate = _found_from_run(str(r), space.name, image_size, cfg.data, cfg.front)
+        found, estimate = found_from_run(str(r), space.name, image_size, cfg.data, cfg.front)
         contenders += found
         search_fronts.append(estimate)
-    contenders += _found_archs(cfg.archs, space)
+    contenders += found_archs(cfg.archs, space)
     names = [c.name for c in contenders]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -563,7 +287,7 @@ def _one_row(c: Contender, seed: int, cfg: CompareConfig, ds, bench: Bench, trai
     model = c.build(ds.num_classes)
     result, scores = trainer(model, seed, bar, task, f"{c.name} seed {seed}")
     model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
-    params, flops = _costs(model, bench.input_shape)
+    params, flops = model_costs(model, bench.input_shape)
     bar.update(task, info="measuring latency")
     data = bench.onnx(model, c.name)
     row: dict[str, Any] = {"name": c.name, "kind": c.kind, **bench.latency(model, data, c.name), "params": params,

@@ -263,3 +263,21 @@ def check_choice(field: str, value: Any, allowed: Sequence[Any]) -> Any:
         shown = ", ".join(str(a) for a in allowed)
         raise UserError(f"invalid arch: {field} = {value!r} is not allowed; choose one of: {shown}")
     return value
+
+
+def configured(name: str, base: Any, overrides: dict[str, Any]) -> Any:
+    """The preset configuration ``base`` (a frozen dataclass) with ``overrides`` (JSON lists become
+    tuples): an unknown setting or an invalid value is one line naming the space."""
+    fields = set(type(base).__dataclass_fields__)
+    bad = set(overrides) - fields
+    if bad:
+        raise UserError(f"unknown {name} setting(s): {', '.join(sorted(bad))}; known: {', '.join(sorted(fields))}")
+    try:
+        return dataclasses.replace(base, **{k: _tupleize(v) for k, v in overrides.items()})
+    except (ValueError, TypeError) as e:
+        raise UserError(f"invalid {name} settings: {e}") from None
+
+
+def _tupleize(v: Any) -> Any:
+    return tuple(_tupleize(x) for x in v) if isinstance(v, list) else v
+

@@ -16,14 +16,14 @@ pool, then its stride), so sampling, mutation and crossover only give valid arch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from hwnas.errors import UserError
 from hwnas.space.arch import Arch
-from hwnas.space.base import Block, Decision, SearchSpace, check_choice, one_hot_features
+from hwnas.space.base import Block, Decision, SearchSpace, check_choice, configured, one_hot_features
 
 POOLS = ("none", "max2", "avg2")
 ACTS = ("relu", "hswish", "sigmoid", "tanh")
@@ -399,13 +399,4 @@ class CNNSpace(SearchSpace):
 
 
 def make_cnn_space(name: str, base: CNNConfig, **overrides: Any) -> CNNSpace:
-    fields = set(CNNConfig.__dataclass_fields__)
-    bad = set(overrides) - fields
-    if bad:
-        raise UserError(f"unknown {name} setting(s): {', '.join(sorted(bad))}; known: {', '.join(sorted(fields))}")
-    norm = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    try:
-        config = replace(base, **norm)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"invalid {name} settings: {e}") from None
-    return CNNSpace(name, config)
+    return CNNSpace(name, configured(name, base, overrides))

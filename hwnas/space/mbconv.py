@@ -34,12 +34,11 @@ A block's latency term is keyed by its kind (the op: ``mbconv`` or ``fused``), a
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from hwnas.errors import UserError
 from hwnas.space.arch import Arch
-from hwnas.space.base import Block, Decision, SearchSpace, check_choice
+from hwnas.space.base import Block, Decision, SearchSpace, check_choice, configured
 from hwnas.space.mbconv_config import (
     ACTIVATIONS, BLOCK_KINDS, CAPACITY, MBV3_32, MBV3_32_INT8, MBV3_224, STAGE_FIELDS, STAGE_PREFIXES,
     STAGE_SETTINGS, MBConvConfig, StageStyle, check_stage_choice)
@@ -383,19 +382,4 @@ def _conv_out(size: int, stride: int) -> int:
 
 
 def make_mbconv_space(name: str, base: MBConvConfig, **overrides: Any) -> MBConvSpace:
-    fields = {f for f in MBConvConfig.__dataclass_fields__}
-    bad = set(overrides) - fields
-    if bad:
-        raise UserError(f"unknown {name} setting(s): {', '.join(sorted(bad))}; known: {', '.join(sorted(fields))}")
-    norm = {k: _tupleize(v) for k, v in overrides.items()}
-    try:
-        config = replace(base, **norm)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"invalid {name} settings: {e}") from None
-    return MBConvSpace(name, config)
-
-
-def _tupleize(v: Any) -> Any:
-    if isinstance(v, list):
-        return tuple(_tupleize(x) for x in v)
-    return v
+    return MBConvSpace(name, configured(name, base, overrides))

@@ -8,14 +8,14 @@ and a linear classifier. Arch strings use NAS-Bench-201 notation, e.g.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from hwnas.errors import UserError
 from hwnas.space.arch import Arch
-from hwnas.space.base import Block, Decision, SearchSpace
+from hwnas.space.base import Block, Decision, SearchSpace, configured
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (to_node, from_node) of each edge, in the order the arch string lists them
@@ -321,9 +321,4 @@ class NB201Space(SearchSpace):
 
 
 def make_nb201_space(name: str, base: NB201Config, **overrides: Any) -> NB201Space:
-    fields = set(NB201Config.__dataclass_fields__)
-    bad = set(overrides) - fields
-    if bad:
-        raise UserError(f"unknown {name} setting(s): {', '.join(sorted(bad))}; known: {', '.join(sorted(fields))}")
-    norm = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return NB201Space(name, replace(base, **norm))
+    return NB201Space(name, configured(name, base, overrides))
