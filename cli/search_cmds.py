@@ -20,7 +20,11 @@ def search_cmd(
     evaluator: Optional[str] = typer.Option(None, "--evaluator", help="accuracy evaluator KIND:ARG, e.g. table:nb201#c10_test (gdas/darts: optional, default the supernet's own val accuracy)"),
     out_dir: str = typer.Option(..., "--out", help="run folder to write (config.json, journal.jsonl, pareto.json, best.json, pareto.png)"),
     strategy: str = typer.Option("evolution", "--strategy", help="random, evolution, nsga2, reinforce, anneal, the Bayesian optimisers gp and tpe, or the gradient methods gdas and darts (hwnas list strategies)"),
-    budget_evals: int = typer.Option(100, "--budget-evals", help="number of distinct candidates to evaluate"),
+    budget_evals: int = typer.Option(100, "--budget-evals", help="number of distinct candidates to evaluate (with --fidelity: started at its first rung)"),
+    fidelity: Optional[str] = typer.Option(None, "--fidelity", help="successive halving over training epochs, e.g. epochs:1,3,9: each candidate "
+                                           "trains 1 epoch, the best 1/eta of every batch 3, the best 1/eta of those 9 (needs --evaluator train; "
+                                           "best.json and pareto.json come from the top rung)"),
+    eta: Optional[int] = typer.Option(None, "--eta", help="with --fidelity: the best 1/eta of each rung go up to the next (default 3)"),
     seed: int = typer.Option(0, "--seed", help="random seed (a run is a deterministic function of it)"),
     latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="latency budget in ms on the profile"),
     params_max: Optional[float] = typer.Option(None, "--params-max", help="parameter budget"),
@@ -62,6 +66,9 @@ def search_cmd(
 
     if strategy not in list_strategies() and not is_oneshot(strategy):
         raise UserError(f"unknown strategy {strategy!r}; choose one of: {', '.join(list_strategies() + list_methods())}")
+    if is_oneshot(strategy) and (fidelity is not None or eta is not None):
+        raise UserError(f"--fidelity and --eta work with the ask/tell strategies; {strategy} trains one supernet: "
+                        f"drop them or choose another --strategy")
     if is_oneshot(strategy):
         import dataclasses
 
@@ -82,7 +89,7 @@ def search_cmd(
     cfg = SearchConfig(space=space, profile=profile, evaluator=evaluator, strategy=strategy,
                        budget_evals=budget_evals, seed=seed, latency_ms=latency_ms, params_max=params_max,
                        flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options,
-                       space_settings=parse_space_settings(space_settings))
+                       space_settings=parse_space_settings(space_settings), fidelity=fidelity, eta=eta)
 
     def best_text(best: Optional[dict]) -> str:
         if best is None:
@@ -100,8 +107,9 @@ def search_cmd(
             _warn_about_profile(profile, check_profile)
             bar.start()
             started = True
+        rung = f" rung {p.rung}" if p.rung is not None else ""
         bar.update(task, completed=p.evaluated, best=best_text(p.best),
-                   description=f"{strategy} (replay)" if p.replayed else strategy)
+                   description=f"{strategy}{rung} (replay)" if p.replayed else f"{strategy}{rung}")
 
     try:
         result = run(cfg, out=out_dir, resume=resume, force=force, progress=on_progress)
@@ -198,15 +206,19 @@ def _kept_text(out_dir: str) -> str:
     folder = Path(out_dir)
     if not (folder / CONFIG_FILE).is_file():
         return f"the search had not started; nothing was written to {out_dir}"
-    n = len(read_journal(folder / JOURNAL_FILE)[0])
-    return (f"{n} evaluated candidate(s) are kept in {folder / JOURNAL_FILE}; continue with --resume "
+    records = read_journal(folder / JOURNAL_FILE)[0]
+    what = "evaluation(s) (every rung's)" if any("rung" in r for r in records) else "evaluated candidate(s)"
+    return (f"{len(records)} {what} are kept in {folder / JOURNAL_FILE}; continue with --resume "
             f"(the same command with --resume added)")
 
 
 def _print_summary(result, cfg) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Pareto front ({len(result.pareto)} of {len(result.records)} evaluated)")
+    spent = result.fidelity  # a multi-fidelity search: the front is its top rung's
+    at = f" at {spent['top_epochs']} epochs" if spent else ""
+    shown = spent["evaluations_per_rung"][spent["top_rung"]] if spent else len(result.records)
+    table = Table(title=f"Pareto front ({len(result.pareto)} of {shown} evaluated{at})")
     for col in ("id", "accuracy %", "latency ms", "params", "MFLOPs", ""):
         table.add_column(col, justify="right" if col not in ("id", "") else "left")
     best_id = result.best["id"] if result.best else None
@@ -218,6 +230,10 @@ def _print_summary(result, cfg) -> None:
         b = result.best
         out.print(f"best within budgets: {b['id']}  accuracy {100 * b['accuracy']:.2f}%  latency {b['latency_ms']:.4g} ms  "
                   f"params {b['params']:,}  -> {result.out}/best.json", markup=False)
+    if spent:
+        rungs = ", ".join(f"{n} x {e}" for n, e in zip(spent["evaluations_per_rung"], spent["epochs"]))
+        out.print(f"fidelity {spent['spec']} eta {spent['eta']}: {spent['candidates']} candidates, evaluations x epochs per rung "
+                  f"{rungs}; {spent['total_epochs']} training epochs in all", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -54,31 +54,52 @@ class TrainEvaluator(Evaluator):
         self.data_spec, self.split, self.progress = data, split, progress
         self.ds = load_dataset(data, image_size=space.input_shape[-1], train_limit=train_limit, val_limit=val_limit)
         self.seconds_per_arch: list[float] = []
-        self._cache: dict[str, float] = {}
-        self._journal: Journal | None = None
-        if cache:
-            blob = json.dumps({"space": space.config_hash(), "data": self.ds.describe(), "split": split,
+        self.use_cache = cache
+        # one cache per number of epochs (a multi-fidelity search trains an arch at several)
+        self._caches: dict[int, tuple[dict[str, float], Journal | None]] = {}
+        self._cache_for(recipe)  # the recipe's own cache opens now, as it always did
+
+    def _cache_for(self, recipe: TrainRecipe) -> tuple[dict[str, float], Journal | None]:
+        hit = self._caches.get(recipe.epochs)
+        if hit is not None:
+            return hit
+        results: dict[str, float] = {}
+        journal = None
+        if self.use_cache:
+            blob = json.dumps({"space": self.space.config_hash(), "data": self.ds.describe(), "split": self.split,
                                "recipe": {k: getattr(recipe, k) for k in _RESULT_FIELDS}}, sort_keys=True)
             folder = cache_dir() / "evals"
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"train-{space.name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}.jsonl"
+            path = folder / f"train-{self.space.name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}.jsonl"
             for rec in read_journal(path)[0]:
                 if isinstance(rec.get("id"), str) and isinstance(rec.get("accuracy"), (int, float)):
-                    self._cache[rec["id"]] = float(rec["accuracy"])
-            self._journal = Journal(path)
+                    results[rec["id"]] = float(rec["accuracy"])
+            journal = Journal(path)
+        self._caches[recipe.epochs] = (results, journal)
+        return results, journal
 
-    def evaluate(self, archs: Sequence[Arch]) -> list[float]:
+    def evaluate(self, archs: Sequence[Arch], epochs: int | None = None) -> list[float]:
+        """Accuracies of ``archs``; ``epochs`` replaces the recipe's for this call (the rung of a
+        multi-fidelity search: ``hwnas search --fidelity epochs:1,3,9``). Each arch is trained
+        from scratch for that many epochs (the schedule depends on the length, so a longer run
+        does not continue a shorter one)."""
+        recipe = self.cfg
+        if epochs is not None and epochs != recipe.epochs:
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+                raise UserError(f"train evaluator: epochs must be a positive integer, got {epochs!r}")
+            recipe = dataclasses.replace(recipe, epochs=epochs)
+        results, journal = self._cache_for(recipe)
         out = []
         for a in archs:
             arch = self.space.parse(a)
-            if arch.id not in self._cache:
+            if arch.id not in results:
                 t0 = time.perf_counter()
-                acc = train_standalone(self.space, arch, self.ds, self.cfg, self.progress, self.split)
+                acc = train_standalone(self.space, arch, self.ds, recipe, self.progress, self.split)
                 self.seconds_per_arch.append(time.perf_counter() - t0)
-                self._cache[arch.id] = acc
-                if self._journal is not None:
-                    self._journal.append({"id": arch.id, "accuracy": acc})
-            out.append(self._cache[arch.id])
+                results[arch.id] = acc
+                if journal is not None:
+                    journal.append({"id": arch.id, "accuracy": acc})
+            out.append(results[arch.id])
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -3,19 +3,24 @@ demo): its file names, its format version, and ``load_run``, which checks what a
 on before it is used, so that a damaged or foreign folder is one clear error, not a traceback.
 
     config.json    what was searched: space, profile, evaluator, strategy, budgets, seed (format 1)
-    journal.jsonl  one evaluated candidate per line (id, arch, accuracy, latency_ms, ...)
+    journal.jsonl  one evaluated candidate per line (id, arch, accuracy, latency_ms, ...; in a
+                   multi-fidelity search one line per evaluation, with its rung and epochs)
     pareto.json    the front within the budgets; best.json the best candidate; pareto.png
+
+``load_for_resume`` reads a folder back for ``hwnas search --resume``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hwnas.errors import UserError
-from hwnas.fileio import read_journal, read_json
+from hwnas.fileio import atomic_write_text, read_journal, read_json
+from hwnas.search.paths import resolve_evaluator_spec, resolve_profile_spec
 
 CONFIG_FILE = "config.json"
 JOURNAL_FILE = "journal.jsonl"
@@ -84,6 +89,10 @@ def check_record(r: Any, where: str) -> None:
     for key in ("accuracy", "latency_ms"):
         if key in r and not _number_or_none(r[key]):
             raise UserError(f"{where}: {key} should be a number, got {r[key]!r}; the folder is damaged, rerun the search")
+    for key in ("rung", "epochs"):  # a multi-fidelity search's records
+        v = r.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise UserError(f"{where}: {key} should be a whole number, got {v!r}; the folder is damaged, rerun the search")
 
 
 def load_run(folder: str | Path) -> RunFolder:
@@ -105,3 +114,64 @@ def load_run(folder: str | Path) -> RunFolder:
         raise UserError(f"run folder {str(d)!r} holds no evaluated arch; run the search longer")
     check_record(best, f"best arch {str(d / BEST_FILE)!r}")
     return RunFolder(d, cfg, records, best)
+
+
+# ---- resume -------------------------------------------------------------------------
+def _identity(d: Any) -> Any:
+    """What must match on resume: a file's hash stands for it, whatever path reached it, and
+    the path as typed does not count (it depends on where the command was typed)."""
+    if isinstance(d, dict):
+        hashed = any("sha256" in k for k in d)
+        return {k: _identity(v) for k, v in d.items() if k != "typed" and not (k == "spec" and hashed)}
+    return d
+
+
+def _as_written_now(stored: dict) -> dict:
+    """Older run folders recorded specs as typed (relative to where the search ran, which is
+    where a resume runs): resolve them as a new run would."""
+    out = dict(stored)
+    for key, resolve in (("profile", resolve_profile_spec), ("evaluator", resolve_evaluator_spec)):
+        d = out.get(key)
+        if isinstance(d, dict) and "typed" not in d and isinstance(d.get("spec"), str):
+            out[key] = {**d, "spec": resolve(d["spec"])}
+    return out
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')} was {a!r}, now {b!r}"]
+
+
+def load_for_resume(out: Path, described: dict,
+                    check: Callable[[Any, dict, str], None] | None = None) -> tuple[list[dict], list[str]]:
+    """The journal of the run folder ``out`` to replay, after checking that its config is the
+    one ``described`` now (``check(stored, described, where)`` first, for a clearer message
+    about one part); notes about what was recovered."""
+    stored = read_json(out / CONFIG_FILE, "run config")
+    if isinstance(stored, dict):
+        stored = _as_written_now(stored)
+    if check is not None:
+        check(stored, described, str(out))
+    diffs = _differences(_identity(stored), _identity(json_roundtrip(described)))
+    if diffs:
+        raise UserError(f"cannot resume {str(out)!r}: its journal comes from a different configuration ({'; '.join(diffs[:4])}); "
+                        f"rerun with the same options or use a new --out")
+    records, dropped = read_journal(out / JOURNAL_FILE)
+    notes = []
+    if dropped:
+        # keep only the valid prefix on disk too, so new records follow a clean line
+        atomic_write_text(out / JOURNAL_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        notes.append(f"journal {str(out / JOURNAL_FILE)!r} ended in {dropped} unreadable line(s) (an interrupted write); "
+                     f"recovered the {len(records)} valid record(s) before it")
+    for k, r in enumerate(records):
+        if r.get("i") != k or "id" not in r or "accuracy" not in r:
+            raise UserError(f"journal {str(out / JOURNAL_FILE)!r} record {k} is not a search record; start a new run folder")
+    return records, notes
+
+
+def json_roundtrip(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))

@@ -10,11 +10,14 @@ The run folder holds ``config.json``, ``journal.jsonl`` (one record per evaluate
 flushed before the next is asked for), ``pareto.json``, ``best.json`` and ``pareto.png``.
 Resuming replays the journal through the strategy (whose state is a function of its seed and
 what it was told), so a resumed run ends exactly where an uninterrupted one would.
+``fidelity="epochs:1,3,9"`` makes it a successive-halving search (``search/fidelity.py``): a
+journal record per evaluation at each rung, best and front from the highest rung reached.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +26,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from hwnas.errors import UserError
-from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json, atomic_write_text, read_journal
+from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json
+from hwnas.search.fidelity import check_resume, drive_halving, parse_fidelity, top_rung
+from hwnas.search.fidelity import report as fidelity_report
 from hwnas.search.loop import drive
 from hwnas.search.pareto import non_dominated_mask
 from hwnas.search.paths import resolve_evaluator_spec, resolve_profile_spec
@@ -32,6 +37,7 @@ from hwnas.search.strategy import make_strategy
 
 from hwnas.search.run_folder import (  # noqa: F401  (the run folder's names, owned there; re-exported)
     BEST_FILE, CONFIG_FILE, FORMAT_VERSION, JOURNAL_FILE, PARETO_FILE, PLOT_FILE, RUN_FILES,
+    _differences, _identity, json_roundtrip, load_for_resume,
 )
 
 
@@ -51,6 +57,8 @@ class SearchConfig:
     objectives: tuple[str, ...] = ("accuracy", "latency_ms")
     strategy_options: dict[str, Any] = field(default_factory=dict)
     space_settings: dict[str, Any] = field(default_factory=dict)
+    fidelity: Optional[str] = None  # "epochs:1,3,9": successive halving over training epochs (search/fidelity.py)
+    eta: Optional[int] = None  # the best 1/eta of a rung go up to the next (default 3; only with fidelity)
 
 
 @dataclass
@@ -62,14 +70,17 @@ class SearchResult:
     stopped_early: Optional[str] = None
     notes: list[str] = field(default_factory=list)
     resumed_from: int = 0
+    fidelity: Optional[dict] = None  # a multi-fidelity search's evaluations and epochs per rung (fidelity.report)
 
 
 @dataclass(frozen=True)
 class Progress:
-    evaluated: int
+    evaluated: int  # candidates started (at rung 0 in a multi-fidelity search), out of budget
     budget: int
     best: Optional[dict]
     replayed: bool
+    rung: Optional[int] = None  # the rung of the evaluation just done (multi-fidelity search)
+    evaluations: int = 0  # journal records so far, every rung counted
 
 
 def _check_config(cfg: SearchConfig) -> None:
@@ -96,6 +107,7 @@ class _Setup:
         from hwnas.space import get_space
 
         _check_config(cfg)
+        self.fidelity = parse_fidelity(cfg.fidelity, cfg.eta, cfg.evaluator)
         self.cfg = cfg
         # paths as absolute as they are when the run is written: the run folder is read from elsewhere
         self.profile_spec = resolve_profile_spec(cfg.profile)
@@ -157,14 +169,18 @@ class _Setup:
                 return False
         return True
 
-    def evaluate(self, g: Genome) -> dict[str, Any]:
+    def evaluate(self, g: Genome, rung: Optional[int] = None) -> dict[str, Any]:
         arch = self.space.decode(g)
-        acc = float(self.evaluator.evaluate([arch])[0])
+        at = {} if rung is None else {"rung": rung, "epochs": self.fidelity.epochs[rung]}
+        if at:  # a rung of a multi-fidelity search: its epochs replace the train evaluator's
+            acc = float(self.evaluator.evaluate([arch], epochs=at["epochs"])[0])
+        else:
+            acc = float(self.evaluator.evaluate([arch])[0])
         cost = self.costs(arch)
         return {
             "id": arch.id, "arch": arch.to_dict(), "genome": list(g), "accuracy": acc,
             "latency_ms": self.latency_of(g), "params": cost.params, "flops": cost.flops,
-            "model_bytes": cost.model_bytes,
+            "model_bytes": cost.model_bytes, **at,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -179,36 +195,8 @@ class _Setup:
             "seed": cfg.seed,
             "budgets": {"latency_ms": cfg.latency_ms, "params_max": cfg.params_max, "flops_max": cfg.flops_max},
             "objectives": list(cfg.objectives),
+            **({"fidelity": self.fidelity.describe()} if self.fidelity else {}),
         }
-
-
-def _identity(d: Any) -> Any:
-    """What must match on resume: a file's hash stands for it, whatever path reached it, and
-    the path as typed does not count (it depends on where the command was typed)."""
-    if isinstance(d, dict):
-        hashed = any("sha256" in k for k in d)
-        return {k: _identity(v) for k, v in d.items() if k != "typed" and not (k == "spec" and hashed)}
-    return d
-
-
-def _as_written_now(stored: dict) -> dict:
-    """Older run folders recorded specs as typed (relative to where the search ran, which is
-    where a resume runs): resolve them as a new run would."""
-    out = dict(stored)
-    for key, resolve in (("profile", resolve_profile_spec), ("evaluator", resolve_evaluator_spec)):
-        d = out.get(key)
-        if isinstance(d, dict) and "typed" not in d and isinstance(d.get("spec"), str):
-            out[key] = {**d, "spec": resolve(d["spec"])}
-    return out
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix.rstrip('.')} was {a!r}, now {b!r}"]
 
 
 def _best(records: list[dict]) -> Optional[dict]:
@@ -227,7 +215,8 @@ def _front(records: list[dict], problem: Problem) -> list[dict]:
 
 
 def _summary(r: dict) -> dict:
-    return {k: r[k] for k in ("id", "arch", "accuracy", "latency_ms", "params", "flops", "model_bytes", "i")}
+    out = {k: r[k] for k in ("id", "arch", "accuracy", "latency_ms", "params", "flops", "model_bytes", "i")}
+    return {**out, **{k: r[k] for k in ("rung", "epochs") if k in r}}
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
@@ -279,6 +268,9 @@ def run(
     from hwnas.search.oneshot.methods import is_oneshot
 
     if is_oneshot(config.strategy):  # gradient methods train a supernet instead of asking and telling
+        if config.fidelity is not None or config.eta is not None:
+            raise UserError(f"--fidelity and --eta work with the ask/tell strategies; {config.strategy} trains one "
+                            f"supernet: drop them or choose another --strategy")
         from hwnas.search.oneshot.run import run_oneshot
 
         return run_oneshot(config, out=out, resume=resume, force=force, progress=progress)
@@ -290,7 +282,7 @@ def run(
     notes: list[str] = []
     replay: list[dict] = []
     if out_path is not None and resume:
-        replay, notes = _load_for_resume(out_path, described)
+        replay, notes = load_for_resume(out_path, described, check_resume)
     elif out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
         for name in RUN_FILES:
@@ -301,75 +293,57 @@ def run(
     records: list[dict] = []
     n_replay = len(replay)
     best: Optional[dict] = None
+    started = 0
 
-    def evaluate(g: Genome) -> Values:
+    def evaluate(g: Genome, rung: Optional[int] = None) -> Values:
         i = len(records)
         if i < n_replay:
             rec = replay[i]
             arch_id = setup.space.decode(g).id
-            if rec.get("id") != arch_id:
-                raise UserError(f"journal record {i} holds arch {rec.get('id')} but the replayed search asks for {arch_id}; "
-                                f"the journal was not written by this configuration: start a new run folder")
-        else:
-            rec = {"i": i, **setup.evaluate(g)}
+            if rec.get("id") != arch_id or rec.get("rung") != rung:
+                held, asked = (f" at rung {r}" if r is not None else "" for r in (rec.get("rung"), rung))
+                raise UserError(f"journal record {i} holds arch {rec.get('id')}{held} but the replayed search asks for "
+                                f"{arch_id}{asked}; the journal was not written by this configuration: start a new run folder")
+        else:  # (one argument without fidelity: tests wrap _Setup.evaluate)
+            rec = {"i": i, **(setup.evaluate(g) if rung is None else setup.evaluate(g, rung))}
+            # as the journal gives it back (keys sorted), so that a resumed run writes the same files
+            rec = json.loads(json.dumps(rec, sort_keys=True))
         return rec
 
-    def on_evaluated(i: int, g: Genome, rec: Values) -> None:
-        nonlocal best
+    def on_evaluated(_: int, g: Genome, rec: Values, rung: Optional[int] = None) -> None:
+        nonlocal best, started
         rec = dict(rec)
+        replayed = len(records) < n_replay
         records.append(rec)
-        if journal is not None and i >= n_replay:
-            journal.append(rec)  # flushed and fsynced before the next ask
-        if best is None or (rec["accuracy"], -rec["latency_ms"]) > (best["accuracy"], -best["latency_ms"]):
+        if not rung:  # a candidate started (rung 0, or no fidelity)
+            started += 1
+        if journal is not None and not replayed:
+            journal.append(rec)  # flushed and fsynced before the next ask (or the next rung's evaluation)
+        # the best so far at the highest rung reached so far (every record is rung 0 without fidelity)
+        key = (rung or 0, rec["accuracy"], -rec["latency_ms"])
+        if best is None or key > (best.get("rung", 0), best["accuracy"], -best["latency_ms"]):
             best = rec
         if progress is not None:
-            progress(Progress(len(records), config.budget_evals, best, i < n_replay))
+            progress(Progress(started, config.budget_evals, best, replayed, rung, len(records)))
 
     try:
-        loop = drive(setup.strategy, evaluate, config.budget_evals, on_evaluated)
+        if setup.fidelity is None:
+            loop = drive(setup.strategy, evaluate, config.budget_evals, on_evaluated)
+        else:
+            loop = drive_halving(setup.strategy, evaluate, config.budget_evals, setup.fidelity, on_evaluated)
     finally:
         if journal is not None:
             journal.close()
     if len(records) < n_replay:
         notes.append(f"the journal holds {n_replay} records but this search ends after {len(records)}")
-    front = _front(records, setup.problem)
-    best_rec = _best(records)
+    top = top_rung(records)  # all of them without fidelity
+    front, best_rec = _front(top, setup.problem), _best(top)
     result = SearchResult(records, [_summary(r) for r in front], _summary(best_rec) if best_rec else None,
-                          out_path, loop.stopped_early, notes, n_replay)
+                          out_path, loop.stopped_early, notes, n_replay,
+                          fidelity_report(records, setup.fidelity) if setup.fidelity else None)
     if out_path is not None:
         _write_outputs(out_path, result, config, setup.space)
     return result
-
-
-def _load_for_resume(out: Path, described: dict) -> tuple[list[dict], list[str]]:
-    from hwnas.fileio import read_json
-
-    stored = read_json(out / CONFIG_FILE, "run config")
-    if isinstance(stored, dict):
-        stored = _as_written_now(stored)
-    diffs = _differences(_identity(stored), _identity(json_roundtrip(described)))
-    if diffs:
-        raise UserError(f"cannot resume {str(out)!r}: its journal comes from a different configuration ({'; '.join(diffs[:4])}); "
-                        f"rerun with the same options or use a new --out")
-    records, dropped = read_journal(out / JOURNAL_FILE)
-    notes = []
-    if dropped:
-        # keep only the valid prefix on disk too, so new records follow a clean line
-        import json
-
-        atomic_write_text(out / JOURNAL_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-        notes.append(f"journal {str(out / JOURNAL_FILE)!r} ended in {dropped} unreadable line(s) (an interrupted write); "
-                     f"recovered the {len(records)} valid record(s) before it")
-    for k, r in enumerate(records):
-        if r.get("i") != k or "id" not in r or "accuracy" not in r:
-            raise UserError(f"journal {str(out / JOURNAL_FILE)!r} record {k} is not a search record; start a new run folder")
-    return records, notes
-
-
-def json_roundtrip(obj: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(obj))
 
 
 def space_label(space: Any, settings: dict[str, Any]) -> str:
@@ -383,11 +357,13 @@ def space_label(space: Any, settings: dict[str, Any]) -> str:
 def _write_outputs(out: Path, result: SearchResult, cfg: SearchConfig, space: Any) -> None:
     from hwnas.search.plot import pareto_png
 
-    atomic_write_json(out / PARETO_FILE, {"objectives": list(cfg.objectives), "front": result.pareto})
-    atomic_write_json(out / BEST_FILE, result.best if result.best is not None else {})
-    title = (f"{space_label(space, cfg.space_settings)}\n{cfg.strategy} | {len(result.records)} evals | "
-             f"latency from {cfg.profile}")
-    atomic_write_bytes(out / PLOT_FILE, pareto_png(result.records, result.pareto, cfg.latency_ms, title))
+    spent = {"fidelity": result.fidelity} if result.fidelity else {}  # what a multi-fidelity search spent
+    atomic_write_json(out / PARETO_FILE, {"objectives": list(cfg.objectives), "front": result.pareto, **spent})
+    atomic_write_json(out / BEST_FILE, {**result.best, **spent} if result.best is not None else {})
+    shown = top_rung(result.records)
+    evals = f"{len(shown)} evals" + (f" at {result.fidelity['top_epochs']} epochs" if result.fidelity else "")
+    title = f"{space_label(space, cfg.space_settings)}\n{cfg.strategy} | {evals} | latency from {cfg.profile}"
+    atomic_write_bytes(out / PLOT_FILE, pareto_png(shown, result.pareto, cfg.latency_ms, title))
 
 
 def true_front_hypervolume_ratio(found: np.ndarray, true: np.ndarray, ref: np.ndarray) -> float:
