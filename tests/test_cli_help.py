@@ -34,7 +34,7 @@ def test_list_strategies_table_and_json(capsys):
     assert {r["name"] for r in rows} == {"random", "evolution", "nsga2", "reinforce", "anneal", "gp", "tpe", "gdas", "darts"}
     assert all(r["description"] for r in rows)
     assert {r["name"] for r in rows if r["kind"] == "oneshot"} == {"gdas", "darts"}
-    assert all(r["spaces"] == "nb201" for r in rows if r["kind"] == "oneshot")
+    assert all(r["spaces"] == "nb201, mbv3-32, mbv3-32-int8, mbv3-224" for r in rows if r["kind"] == "oneshot")
 
 
 def test_list_evaluators_names_every_kind_with_its_help(capsys):

@@ -14,11 +14,14 @@ from typing import Any, Optional
 from hwnas.errors import UserError
 
 METHODS = {
-    "gdas": "GDAS: Gumbel-softmax sample per step, one operation per edge in the forward pass (straight-through)",
-    "darts": "DARTS (first order): softmax mixture of every operation on every edge",
+    "gdas": "GDAS: Gumbel-softmax sample per step, one operation per edge (nb201) or one subnet of the MBConv "
+            "supernet (kernel, expand, depth, width, kind/act/SE) in the forward pass (straight-through)",
+    "darts": "DARTS (first order): softmax mixture of every operation on every edge (nb201); on MBConv spaces "
+             "ProxylessNAS' binarized one-path approximation (a path drawn from softmax(alpha), its gates straight-through)",
 }
-# spaces whose networks have a mixed-op (supernet) form that gradient methods train
-MIXED_OP_SPACES = ("nb201",)
+# spaces whose networks have a mixed-op (supernet) form that gradient methods train; any MBConv
+# space (these presets or their --space-settings variants) has one
+MIXED_OP_SPACES = ("nb201", "mbv3-32", "mbv3-32-int8", "mbv3-224")
 
 
 def is_oneshot(name: str) -> bool:
@@ -87,8 +90,8 @@ class OneShotOptions:
 
 
 def check_mixed_form(method: str, space: Any) -> None:
-    from hwnas.space import NB201Space
+    from hwnas.space import MBConvSpace, NB201Space
 
-    if not isinstance(space, NB201Space):
+    if not isinstance(space, (NB201Space, MBConvSpace)):
         raise UserError(f"strategy {method!r} trains a mixed-op supernet, which space {space.name!r} does not have; "
-                        f"use it with --space {' or '.join(MIXED_OP_SPACES)}, or pick another --strategy")
+                        f"use it with --space {', '.join(MIXED_OP_SPACES)} (or another MBConv space's settings), or pick another --strategy")

@@ -10,8 +10,13 @@ appended to the journal, then the epoch checkpoint is written atomically; the fi
 into the latency budget where the argmax misses it (the most probable arch within the budget,
 by the search's own latency model), is evaluated and journaled last and is the run's best.
 
+The space's one-shot form (``hwnas.search.oneshot.forms``: nb201's mixed cells, or the MBConv
+supernet of ``mbconv_mixed``) supplies the network, the sampling and the expected latency.
+
 The run folder is a search run folder like any other (``config.json``, ``journal.jsonl``,
-``pareto.json``, ``best.json``, ``pareto.png``), plus ``oneshot.ckpt``. Every step's randomness
+``pareto.json``, ``best.json``, ``pareto.png``), plus ``oneshot.ckpt``; an MBConv run also writes
+``supernet.pt``, the trained supernet as ``hwnas train-supernet`` writes one, and records it as
+the evaluator so that ``hwnas export`` extracts the found arch's weights. Every step's randomness
 is a function of (seed, epoch, step), so a run resumed from its checkpoint (written every epoch
 and on Ctrl-C) computes what the uninterrupted run computes and ends on the same arch.
 """
@@ -23,8 +28,6 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
-
-import numpy as np
 
 from hwnas.errors import UserError
 from hwnas.fileio import Journal, atomic_write_bytes, atomic_write_json
@@ -73,12 +76,11 @@ class _Setup:
         self.profile_spec = resolve_profile_spec(cfg.profile)
         shared = shared_csv_table(cfg, self.space)
         self.latency = get_latency_model(self.profile_spec, self.space, table=shared)
-        from hwnas.search.oneshot.latency import ExpectedLatency
+        from hwnas.search.oneshot.forms import mixed_form
 
-        self.expected = ExpectedLatency(self.space, self.latency)  # every cell's latency, once
+        self.form = mixed_form(self.space, self.latency)
         if cfg.latency_ms is not None:
-            cheapest = int(np.argmin(self.expected.latencies))
-            ms, arch = float(self.expected.latencies[cheapest]), self.space.decode(self.expected.genomes[cheapest])
+            ms, arch = self.form.min_latency()
             if cfg.latency_ms < ms:
                 raise UserError(f"--latency-ms {cfg.latency_ms:g} is below the smallest latency the space reaches on this profile, "
                                 f"{ms:.4g} ms (arch {arch.id}); raise the budget")
@@ -96,14 +98,20 @@ class _Setup:
                             f"(half train the weights, half the architecture); lower --batch-size or raise --train-limit")
         self.costs = CostModel(self.space)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, out: Optional[Path] = None) -> dict[str, Any]:
         cfg = self.cfg
         if self.evaluator is not None:
             evaluator = {**self.evaluator.describe(), "typed": cfg.evaluator}
+        elif out is not None and self.form.save_supernet is not None:
+            from hwnas.search.oneshot.mbconv_mixed import SUPERNET_FILE
+
+            # export reads the supernet the run writes; "typed" finds it beside a moved run folder
+            evaluator = {"spec": f"supernet:{(out / SUPERNET_FILE).resolve()}", "typed": f"supernet:{SUPERNET_FILE}",
+                         "what": "val accuracy of the arch's path in the trained supernet (BatchNorm recalibrated)"}
         else:
             evaluator = {"spec": SUPERNET_ESTIMATE, "typed": cfg.evaluator,
                          "what": "val accuracy of the arch's path in the trained supernet (BatchNorm recalibrated)"}
-        # export trains the found arch on this data (the supernet's weights are not a space's network)
+        # export trains the found arch on this data where the run leaves no supernet checkpoint
         evaluator["data"] = self.opts.data
         return {
             "format": FORMAT_VERSION,
@@ -135,10 +143,9 @@ class _Setup:
         import torch
 
         from hwnas.accuracy.subnet_eval import accuracy, recalibrate_bn
-        from hwnas.search.oneshot.nb201_mixed import FixedPath
 
         device = next(model.parameters()).device
-        path = FixedPath(copy.deepcopy(model), genome).to(device)
+        path = self.form.fixed_path(copy.deepcopy(model), genome).to(device)
         with torch.no_grad():
             recalibrate_bn(path, self.ds, device=device)
             return float(accuracy(path, self.ds, "val", device=device))
@@ -154,7 +161,7 @@ def run_oneshot(config: SearchConfig, out: str | Path | None = None, resume: boo
     if out_path is not None:
         _prepare_out(out_path, resume, force)
     setup = _Setup(config)  # every input error surfaces here, before anything is written
-    described = setup.describe()
+    described = setup.describe(out_path)
     state, replay, notes = None, [], []
     if out_path is not None and resume:
         state, replay, notes = load_for_resume(out_path, described)
@@ -162,7 +169,9 @@ def run_oneshot(config: SearchConfig, out: str | Path | None = None, resume: boo
         from hwnas.search.runner import RUN_FILES
 
         out_path.mkdir(parents=True, exist_ok=True)
-        for name in (*RUN_FILES, CHECKPOINT_FILE):
+        from hwnas.search.oneshot.mbconv_mixed import SUPERNET_FILE
+
+        for name in (*RUN_FILES, CHECKPOINT_FILE, SUPERNET_FILE):
             (out_path / name).unlink(missing_ok=True)
         atomic_write_json(out_path / CONFIG_FILE, described)
     journal = Journal(out_path / JOURNAL_FILE) if out_path is not None else None
@@ -184,25 +193,7 @@ def run_oneshot(config: SearchConfig, out: str | Path | None = None, resume: boo
 def _problem(setup: _Setup) -> Any:
     from hwnas.search.problem import KNOWN_OBJECTIVES, Problem
 
-    return Problem(cards=setup.expected.cards, objectives=tuple(KNOWN_OBJECTIVES[o] for o in setup.cfg.objectives))
-
-
-def _sample(alpha: Any, method: str, tau: float) -> tuple[Any, Optional[list[int]]]:
-    """(weights, chosen op per edge): softmax for DARTS; for GDAS a Gumbel-softmax sample, hard
-    one-hot in the forward pass with the soft sample's gradient (straight-through)."""
-    import torch
-
-    if method == "darts":
-        return alpha.softmax(-1), None
-    while True:  # a Gumbel draw of exactly 0 or 1 gives an infinite logit; draw again (as GDAS does)
-        gumbel = -torch.empty_like(alpha).exponential_().log()
-        logits = (alpha.log_softmax(-1) + gumbel) / tau
-        soft = logits.softmax(-1)
-        if torch.isfinite(soft).all():
-            break
-    index = soft.argmax(-1)
-    hard = torch.zeros_like(soft).scatter_(-1, index[:, None], 1.0)
-    return hard - soft.detach() + soft, index.tolist()
+    return Problem(cards=setup.form.cards, objectives=tuple(KNOWN_OBJECTIVES[o] for o in setup.cfg.objectives))
 
 
 def _halves(ds: Any) -> tuple[Any, Any]:
@@ -227,9 +218,8 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
     from hwnas.accuracy.runtime import Runtime, resolve_device
     from hwnas.accuracy.training import ResidentImages, TrainRecipe, make_optimizer, prepare_model, train, use_threads
     from hwnas.search.oneshot.latency import latency_penalty
-    from hwnas.search.oneshot.nb201_mixed import MixedNB201Net
 
-    cfg, opts, space = setup.cfg, setup.opts, setup.space
+    cfg, opts, space, form = setup.cfg, setup.opts, setup.space, setup.form
     method, budget = cfg.strategy, cfg.latency_ms
     recipe = TrainRecipe(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, momentum=0.9,
                          weight_decay=opts.weight_decay, label_smoothing=0.0, seed=cfg.seed, device=opts.device,
@@ -239,9 +229,8 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
     records = list(replay)
     with use_threads(recipe.threads):
         torch.manual_seed(cfg.seed)
-        sc = space.config
-        model = MixedNB201Net(sc.channels, sc.cells_per_stage, setup.ds.num_classes)
-        alpha = torch.nn.Parameter(1e-3 * torch.randn(len(setup.expected.cards), max(setup.expected.cards)))
+        model = form.make_net(setup.ds.num_classes)
+        alpha = torch.nn.Parameter(1e-3 * torch.randn(len(form.cards), max(form.cards)))
         prepare_model(model, recipe, rt.device)
         alpha.data = alpha.data.to(rt.device)
         opt = make_optimizer(model, recipe)
@@ -267,7 +256,7 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
 
         def expected_ms() -> float:
             with torch.no_grad():
-                return float(setup.expected(alpha.softmax(-1)))
+                return float(form.expected(form.probs(alpha)))
 
         from hwnas.accuracy.checkpoint import cpu_state
 
@@ -288,11 +277,9 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
                 journal.append(rec)  # flushed and fsynced before the checkpoint says the epoch is done
 
         def argmax_record(ep_done: int, extra: dict) -> dict:
-            genome = tuple(int(v) for v in alpha.detach().argmax(-1).cpu())
-            probs = alpha.detach().softmax(-1).cpu()
+            genome = tuple(int(v) for v in form.logits(alpha.detach()).argmax(-1).cpu())
             return setup.record(len(records), genome, model, "argmax", ep_done,
-                                {"expected_latency_ms": expected_ms(), "probs": [[round(float(v), 6) for v in row] for row in probs],
-                                 **extra})
+                                {"expected_latency_ms": expected_ms(), "probs": form.prob_rows(alpha), **extra})
 
         def report(loss: Optional[float]) -> None:
             if progress is not None:
@@ -309,14 +296,14 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
             # both gradients at this step's weights and logits; applied together after it (in
             # after_backward), so that an interrupt inside the step leaves both untouched
             xa, ya = next(where["arch"])
-            w, index = _sample(alpha, method, where["tau"])
+            w, index = form.sample(alpha, method, where["tau"])
             with rt.autocast():
                 logits = model(xa, w, index)
             arch_loss = F.cross_entropy(logits.float(), ya)
             if budget is not None and opts.latency_lambda > 0:
-                arch_loss = arch_loss + latency_penalty(setup.expected(alpha.softmax(-1)), budget, opts.latency_lambda).float()
+                arch_loss = arch_loss + latency_penalty(form.expected(form.probs(alpha)), budget, opts.latency_lambda).float()
             (where["alpha_grad"],) = torch.autograd.grad(arch_loss, [alpha])  # leaves the weights' gradients alone
-            w, index = _sample(alpha.detach(), method, where["tau"])
+            w, index = form.sample(alpha.detach(), method, where["tau"])
             with rt.autocast():
                 logits = model(x, w, index)
             loss = F.cross_entropy(logits.float(), y)
@@ -362,6 +349,10 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
             raise
         if not any(r["kind"] == "final" for r in records):
             append(_final_record(setup, alpha, model, len(records), records))
+            if out is not None and form.save_supernet is not None:  # before the checkpoint says finished
+                from hwnas.search.oneshot.mbconv_mixed import SUPERNET_FILE, supernet_meta
+
+                form.save_supernet(model, out / SUPERNET_FILE, supernet_meta(space, opts, setup.ds, cfg.seed, method, history))
             save(opts.epochs, 0, finished=True)
     return records
 
@@ -370,18 +361,18 @@ def _final_record(setup: _Setup, alpha: Any, model: Any, i: int, records: list[d
     """The argmax arch, or where it misses the budget the most probable arch within it."""
     import torch
 
-    budget = setup.cfg.latency_ms
-    log_p = torch.log_softmax(alpha.detach().double(), -1).cpu().numpy()
+    budget, form = setup.cfg.latency_ms, setup.form
+    log_p = torch.log_softmax(form.logits(alpha.detach()).double(), -1).cpu().numpy()
     genome = tuple(int(v) for v in log_p.argmax(-1))
     extra: dict[str, Any] = {"repaired_from": None}
-    if budget is not None and setup.expected.of_genome(genome) > budget:
-        repaired = setup.expected.most_probable_within(log_p, budget)
+    if budget is not None and form.genome_latency(genome) > budget:
+        repaired = form.repair(log_p, budget)
         assert repaired is not None  # the budget was checked against the space's minimum
         extra["repaired_from"] = setup.space.decode(genome).id
         genome = repaired
     with torch.no_grad():
-        extra["expected_latency_ms"] = float(setup.expected(alpha.detach().softmax(-1)))
-    extra["probs"] = [[round(float(v), 6) for v in row] for row in alpha.detach().softmax(-1).cpu()]
+        extra["expected_latency_ms"] = float(form.expected(form.probs(alpha.detach())))
+    extra["probs"] = form.prob_rows(alpha)
     return setup.record(i, genome, model, "final", setup.opts.epochs, extra)
 
 
