@@ -22,6 +22,7 @@ from hwnas.errors import UserError
 REFERENCE_PROFILES: dict[str, str] = {
     "mbv3-32/ort-cpu": "mbv3-32_ort-cpu_t1_b1_epyc-avx512.json",
     "mbv3-32/torch-cpu": "mbv3-32_torch-cpu_t1_b1_epyc-avx512.json",
+    "mbv3-32/ort-cpu-int8": "mbv3-32_ort-cpu-int8_t1_b1_epyc-avx512.json",  # the export's INT8 files
     "mbv3-32/ort-cpu@epyc-avx2": "mbv3-32_ort-cpu_t1_b1.json",
     "mbv3-32/torch-cpu@epyc-avx2": "mbv3-32_torch-cpu_t1_b1.json",
     "mbv3-32/ort-cpu@xeon": "mbv3-32_ort-cpu_t1_b1_xeon.json",
@@ -75,7 +76,8 @@ def describe_profiles() -> list[dict[str, Any]]:
         units = d.get("units") or {}
         row.update({
             "space": d.get("space", {}).get("name"),
-            "backend": f"{backend.get('name')} t{backend.get('threads')} b{backend.get('batch')}",
+            "backend": f"{backend.get('name')} t{backend.get('threads')} b{backend.get('batch')}"
+                       + (" int8" if backend.get("dtype") == "int8" else ""),
             "machine": f"{_short_cpu(str(fp.get('cpu_model')))}, {fp.get('cores')} cores",
             "created": str(d.get("created", ""))[:10],
             "units": units.get("latency", "protocol"),

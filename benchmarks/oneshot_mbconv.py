@@ -1,0 +1,102 @@
+"""Gradient search (gdas, darts) on an MBConv space against evolution on a trained supernet, at
+one latency budget, on digits: each found arch exported (fine-tuned one epoch from the weights
+its search trained) and measured: test top-1 in ONNX Runtime and plain latency of the FP32 file
+(fresh process, median of 300 calls), all files timed in one process at the end.
+
+    python benchmarks/oneshot_mbconv.py --profile FP32_TABLE.json --evolution-run RUN --budget-ms 0.698 \
+        --out OUT --json benchmarks/results/oneshot_mbconv_digits.json
+
+``--evolution-run`` is a run folder of `hwnas search --strategy evolution` on the same space,
+profile and budget (benchmarks/int8_design.py's run-a is one); the space settings are read from
+the profile. Half the training images train the weights and half the architecture logits, as
+the one-shot methods do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--evolution-run", required=True)
+    ap.add_argument("--budget-ms", type=float, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--methods", default="gdas,darts")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--arch-lr", type=float, default=0.01)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from hwnas.exporters.run_export import RunExportConfig, export_run
+    from hwnas.latency import load_table
+    from hwnas.latency.fingerprint import device_fingerprint
+    from hwnas.latency.plain import PlainFiles
+    from hwnas.search.runner import SearchConfig, run
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = load_table(args.profile)
+    settings = {k: v for k, v in table.space["config"].items()}
+    base = json.loads(json.dumps(settings))
+    runs = [("evolution", 0, Path(args.evolution_run), 0.0)]
+    for method in args.methods.split(","):
+        for seed in range(args.seeds):
+            folder = out / f"{method}-{seed}"
+            t0 = time.perf_counter()
+            if not (folder / "best.json").is_file():
+                run(SearchConfig(space=table.space_name, profile=str(Path(args.profile).resolve()), evaluator="",
+                                 strategy=method, seed=seed, latency_ms=args.budget_ms, space_settings=base,
+                                 strategy_options={"epochs": args.epochs, "data": "digits", "lr": args.lr,
+                                                   "arch_lr": args.arch_lr, "threads": 1}),
+                    out=folder, force=True)
+            runs.append((method, seed, folder, time.perf_counter() - t0))
+    rows = []
+    for method, seed, folder, seconds in runs:
+        model = out / f"model-{method}-{seed}.onnx"
+        res = export_run(folder, model, RunExportConfig(quantize="none", finetune_epochs=1, seed=0, force=True,
+                                                        budget_ms=args.budget_ms, check_profile=False))
+        best = json.loads((folder / "best.json").read_text())
+        rows.append({"method": method, "seed": seed, "arch_id": best["id"], "arch": best["arch"],
+                     "search_accuracy": best.get("accuracy"), "predicted_ms": res.report.get("predicted_ms"),
+                     "test_top1": res.report["fp32"]["top1"], "search_seconds": round(seconds, 1), "model": model})
+    with PlainFiles() as files:
+        for _ in range(3):
+            for r in rows:
+                files.add_onnx(str(r["model"]), (1, *table.get_space().input_shape))
+        times = files.run()
+    for j, r in enumerate(rows):
+        r["plain_median_ms"] = float(np.median([times[i * len(rows) + j]["median_ms"] for i in range(3)]))
+        r["meets_budget"] = r["plain_median_ms"] <= args.budget_ms
+        del r["model"]
+    print("| method | seed | test top-1 | predicted ms | plain ms | search s |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['seed']} | {100 * r['test_top1']:.2f} | {r['predicted_ms']:.4f} | "
+              f"{r['plain_median_ms']:.4f} | {r['search_seconds']:.0f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "machine": device_fingerprint(), "platform": platform.platform(), "budget_ms": args.budget_ms,
+            "space": table.space_name, "settings": settings, "epochs": args.epochs, "lr": args.lr,
+            "arch_lr": args.arch_lr, "rows": rows,
+            "command": " ".join(["python", "benchmarks/oneshot_mbconv.py", *(
+                Path(a).name if a in (args.out, args.profile, args.evolution_run, args.json) else a
+                for a in sys.argv[1:])])}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
