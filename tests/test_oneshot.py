@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from latency_helpers import FAST
 
 from hwnas.search import run
@@ -198,15 +199,6 @@ def test_resume_from_an_epoch_checkpoint_gives_the_same_arch(profile_path, tmp_p
         run_oneshot(SearchConfig(**{**cfg.__dict__, "strategy_options": {**QUICK, "epochs": 4}}), out=cut, resume=True)
 
 
-def cli(argv, capsys):
-    from hwnas.cli.main import main
-
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
-
-
 def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path, capsys):
     from conftest import REPO
 
@@ -226,7 +218,7 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path
         ([*tiny, "--strategy", "gdass"], "unknown strategy 'gdass'"),
     ]
     for argv, needle in cases:
-        code, _, err = cli(["search", *argv, "--out", str(out)], capsys)
+        code, _, err = run_cli(capsys, "search", *argv, "--out", str(out))
         assert code == 2, (argv, err)
         assert needle in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists(), "bad input left output behind"

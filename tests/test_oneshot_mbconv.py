@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from latency_helpers import FAST
 
 from hwnas.search import run
@@ -325,15 +326,6 @@ def test_resume_from_an_epoch_checkpoint_gives_the_same_arch(profile_path, tmp_p
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def cli(argv, capsys):
-    from hwnas.cli.main import main
-
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
-
-
 def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path, capsys):
     space, predictor, form = form_of(SETTINGS, profile_path)
     lowest = form.min_latency()[0]
@@ -348,7 +340,7 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path
         (["--space", "cnn", "--profile", str(profile_path), "--strategy", "gdas"], "space 'cnn' does not have"),
     ]
     for argv, needle in cases:
-        code, _, err = cli(["search", *argv, "--out", str(out)], capsys)
+        code, _, err = run_cli(capsys, "search", *argv, "--out", str(out))
         assert code == 2, (argv, err)
         assert needle in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists(), "bad input left output behind"
