@@ -47,6 +47,7 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="working folder (tables, supernets, runs, models)")
     ap.add_argument("--data", default="digits")
     ap.add_argument("--base", default=json.dumps(BASE), help="mbv3-32 settings shared by every pipeline (JSON)")
+    ap.add_argument("--extended", default=json.dumps(EXTENDED), help="settings (c) adds to --base (JSON)")
     ap.add_argument("--epochs", type=int, default=8, help="supernet epochs")
     ap.add_argument("--evals", type=int, default=40, help="evaluations per search")
     ap.add_argument("--quantile", type=float, default=0.4, help="budget: this quantile of random archs' FP32 latency")
@@ -74,7 +75,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base = json.loads(args.base)
-    settings = {"a": base, "c": {**base, **EXTENDED}}
+    settings = {"a": base, "c": {**base, **json.loads(args.extended)}}
     spaces = {k: get_space("mbv3-32", **v) for k, v in settings.items()}
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
