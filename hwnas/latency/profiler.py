@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +48,26 @@ INT8_CALIBRATION_IMAGES = 32
 
 
 def int8_calibration_images(space, data: str | None = None, seed: int = 0, n: int = INT8_CALIBRATION_IMAGES):
-    """Real training images (preprocessed, numpy) of ``data`` at ``space``'s input shape: what an
-    INT8 table's whole networks are calibrated on, as the export calibrates the file it ships."""
+    """Real training images (preprocessed, numpy, read-only) of ``data`` at ``space``'s input shape:
+    what an INT8 table's whole networks are calibrated on, as the export calibrates the file it
+    ships. Kept per (shape, data, seed, n): every measurement in an INT8 table's units rebuilds the
+    table's backend (``units.backend_of``), and would otherwise load the dataset again each time."""
+    return _calibration_images(tuple(space.input_shape), space.name, data or INT8_CALIBRATION_DATA, seed, n)
+
+
+@functools.lru_cache(maxsize=8)
+def _calibration_images(shape: tuple[int, ...], space_name: str, spec: str, seed: int, n: int):
     import torch
 
     from hwnas.data import load_dataset
 
-    spec = data or INT8_CALIBRATION_DATA
-    c, h, w = space.input_shape
-    ds = load_dataset(spec, image_size=h)
+    ds = load_dataset(spec, image_size=shape[1])
     idx = torch.randperm(len(ds.train_y), generator=torch.Generator().manual_seed(seed))[:n]
     images = ds.prepare(ds.train_x[idx]).numpy()
-    if tuple(images.shape[1:]) != (c, h, w):
+    if tuple(images.shape[1:]) != shape:
         raise UserError(f"--calibration-data {spec} gives images of shape {tuple(images.shape[1:])}, the space "
-                        f"{space.name} takes {(c, h, w)}; name a dataset of that shape")
+                        f"{space_name} takes {shape}; name a dataset of that shape")
+    images.flags.writeable = False
     return images
 
 
