@@ -24,6 +24,11 @@ def search_cmd(
     fidelity: Optional[str] = typer.Option(None, "--fidelity", help="successive halving over training epochs, e.g. epochs:1,3,9: each candidate "
                                            "trains 1 epoch, the best 1/eta of every batch 3, the best 1/eta of those 9 (needs --evaluator train; "
                                            "best.json and pareto.json come from the top rung)"),
+    hparams: Optional[str] = typer.Option(None, "--hparams", help="training hyperparameters searched with the arch (train evaluator): "
+                                          "a JSON object or file, e.g. '{\"lr\": {\"kind\": \"log\", \"low\": 0.01, \"high\": 0.3}, "
+                                          "\"optimizer\": [\"sgd\", \"adamw\"]}' (kinds log, float, int, categorical; docs/search.md)"),
+    fixed_arch: Optional[str] = typer.Option(None, "--fixed-arch", help="with --hparams: search only the hyperparameters, for this arch "
+                                             "(JSON, an arch file or a run's best.json)"),
     eta: Optional[int] = typer.Option(None, "--eta", help="with --fidelity: the best 1/eta of each rung go up to the next (default 3)"),
     seed: int = typer.Option(0, "--seed", help="random seed (a run is a deterministic function of it)"),
     latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="latency budget in ms on the profile"),
@@ -89,7 +94,8 @@ def search_cmd(
     cfg = SearchConfig(space=space, profile=profile, evaluator=evaluator, strategy=strategy,
                        budget_evals=budget_evals, seed=seed, latency_ms=latency_ms, params_max=params_max,
                        flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options,
-                       space_settings=parse_space_settings(space_settings), fidelity=fidelity, eta=eta)
+                       space_settings=parse_space_settings(space_settings), fidelity=fidelity, eta=eta,
+                       hparams=hparams, fixed_arch=fixed_arch)
 
     def best_text(best: Optional[dict]) -> str:
         if best is None:

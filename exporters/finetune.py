@@ -8,6 +8,7 @@ about the data than the hard labels say.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -33,6 +34,9 @@ class FinetuneConfig:
     max_steps: int | None = None  # stop early (tests, demos)
     seed: int = 0
     threads: int | None = None  # CPU threads (None: all cores)
+    # train with this recipe (a joint search's hyperparameters) instead of the one the fields above
+    # make; its epochs, max_steps and threads win, and its label smoothing and augmentation apply
+    recipe: TrainRecipe | None = None
 
     def check(self) -> None:
         if self.epochs < 0:
@@ -48,10 +52,12 @@ class DatasetBatches:
     def __init__(self, ds: Any, batch_size: int = 64, seed: int = 0) -> None:
         self.ds, self.batch_size, self.seed = ds, batch_size, seed
         self._resident: ResidentImages | None = None
+        self._augment = 1.0
 
-    def resident(self, channels_last: bool = True) -> ResidentImages:
-        if self._resident is None or self._resident.channels_last != channels_last:
-            self._resident = ResidentImages(self.ds, "train", "cpu", channels_last)
+    def resident(self, channels_last: bool = True, augment: float = 1.0) -> ResidentImages:
+        if self._resident is None or (self._resident.channels_last, self._augment) != (channels_last, augment):
+            self._resident = ResidentImages(self.ds, "train", "cpu", channels_last, augment=augment)
+            self._augment = augment
         return self._resident
 
     def __call__(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -66,7 +72,7 @@ def finetune(model: nn.Module, batches: Batches, cfg: FinetuneConfig, teacher: n
              on_step: Callable[[int, float], None] | None = None) -> int:
     """Train ``model`` in place (on the device it is on); returns the number of steps taken."""
     cfg.check()
-    if cfg.epochs == 0:
+    if (cfg.recipe.epochs if cfg.recipe is not None else cfg.epochs) == 0:
         return 0
     torch.manual_seed(cfg.seed)
     device = next(model.parameters()).device
@@ -76,15 +82,18 @@ def finetune(model: nn.Module, batches: Batches, cfg: FinetuneConfig, teacher: n
     recipe = TrainRecipe(epochs=cfg.epochs, batch_size=batch_size, lr=cfg.lr, momentum=cfg.momentum,
                          weight_decay=cfg.weight_decay, label_smoothing=0.0, seed=seed, device=str(device),
                          threads=cfg.threads, compile=False, max_steps=cfg.max_steps)
+    if cfg.recipe is not None:
+        recipe = dataclasses.replace(cfg.recipe, device=str(device), compile=False)
+        recipe.check()
     with use_threads(recipe.threads):
         prepare_model(model, recipe, device)
-        data = (batches.resident(recipe.channels_last) if isinstance(batches, DatasetBatches)
+        data = (batches.resident(recipe.channels_last, recipe.augment) if isinstance(batches, DatasetBatches)
                 else CallableBatches(batches, device, recipe.channels_last))
         if teacher is not None:
             prepare_model(teacher, recipe, device)
             inner = distillation_step(model, teacher, rt, cfg.kd_alpha, cfg.kd_temperature)
         else:
-            inner = cross_entropy_step(model, rt)
+            inner = cross_entropy_step(model, rt, recipe.label_smoothing)
         last = {"loss": 0.0}
 
         def step(x: torch.Tensor, y: torch.Tensor, s: int) -> torch.Tensor:

@@ -153,10 +153,17 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         from hwnas.accuracy.supernet import _init_weights
 
         _init_weights(model)
-        say(f"training {arch.id} from scratch ({cfg.scratch_epochs} epochs): the run has no supernet weights")
-        finetune(model, dataset_batches(ds, seed=cfg.seed),
-                 FinetuneConfig(epochs=cfg.scratch_epochs, lr=0.05, seed=cfg.seed, max_steps=cfg.max_steps), on_step=on_step)
-        source = {"weights": "trained from scratch", "epochs": cfg.scratch_epochs}
+        hp = rec.get("hparams")
+        if hp:  # a joint search: train as the search trained this candidate
+            recipe = scratch_recipe(ev, hp, cfg)
+            say(f"training {arch.id} from scratch with its searched hyperparameters ({recipe.epochs} epochs, "
+                + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(hp.items())) + ")")
+            scratch = FinetuneConfig(epochs=recipe.epochs, seed=recipe.seed, recipe=recipe)
+        else:
+            say(f"training {arch.id} from scratch ({cfg.scratch_epochs} epochs): the run has no supernet weights")
+            scratch = FinetuneConfig(epochs=cfg.scratch_epochs, lr=0.05, seed=cfg.seed, max_steps=cfg.max_steps)
+        finetune(model, dataset_batches(ds, seed=cfg.seed), scratch, on_step=on_step)
+        source = {"weights": "trained from scratch", "epochs": scratch.epochs, **({"hparams": hp} if hp else {})}
         ft_epochs = cfg.finetune_epochs if cfg.prune is not None else 0
     g = torch.Generator().manual_seed(cfg.seed)
     idx = torch.randperm(len(ds.train_y), generator=g)[: cfg.calibration_images]
@@ -183,6 +190,19 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
     if latency_setup is None and budget is not None:
         result.report["budget_note"] = profile_note
     return result
+
+
+def scratch_recipe(evaluator: dict[str, Any], hparams: dict[str, Any], cfg: RunExportConfig) -> Any:
+    """The recipe a joint search's train evaluator trained a candidate with: its base recipe
+    (config.json's evaluator record), the candidate's hyperparameters on top; ``--scratch-epochs``
+    where the hyperparameters name no epochs."""
+    import dataclasses
+
+    from hwnas.accuracy.training import TrainRecipe
+
+    base = TrainRecipe(epochs=cfg.scratch_epochs, batch_size=int(evaluator.get("batch_size") or 64),
+                       lr=float(evaluator.get("lr") or 0.05), seed=cfg.seed, max_steps=cfg.max_steps)
+    return dataclasses.replace(base, **hparams)
 
 
 def _profile(run: RunInfo, space, arch):

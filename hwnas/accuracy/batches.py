@@ -30,7 +30,7 @@ class ResidentImages:
     """
 
     def __init__(self, ds: Any, split: str = "train", device: torch.device | str = "cpu",
-                 channels_last: bool = True, augment: bool = True) -> None:
+                 channels_last: bool = True, augment: bool | float = True) -> None:
         x, y = ds.split(split)
         if len(y) == 0:
             raise UserError(f"the {split} split of {ds.spec} holds no images")
@@ -44,14 +44,15 @@ class ResidentImages:
         std = torch.tensor(prep.std, dtype=torch.float32).view(1, 3, 1, 1)
         aug = ds.augmentation
         native = x.shape[-1]
-        self.flip = bool(aug.flip) and augment
+        strength = float(augment)  # a multiple of the dataset's crop padding (True: 1)
+        self.flip = bool(aug.flip) and strength > 0
         if native == size and x.shape[-2] == size:
-            self.pad = int(aug.pad) if augment else 0
+            self.pad = int(round(aug.pad * strength))
             self.store = F.pad(x, (self.pad,) * 4).to(self.device)  # uint8, zero border as prepare pads
             self.scale = (prep.scale / std).to(self.device)
             self.shift = (-mean / std).to(self.device)
         else:
-            self.pad = int(round(aug.pad * size / native)) if augment else 0
+            self.pad = int(round(aug.pad * strength * size / native))
             chunks = [ds.prepare(x[i:i + 2048]) for i in range(0, len(y), 2048)]
             full = torch.cat(chunks)
             border = (-mean / std)  # a zero pixel, normalised

@@ -28,9 +28,21 @@ _RESULT_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "lab
                   "warmup_epochs", "seed", "max_steps")
 
 
+def _result_key(recipe: TrainRecipe) -> dict[str, Any]:
+    """The recipe fields a result depends on; ``augment`` only where it differs from the default,
+    so that the caches written before it existed keep their names."""
+    key = {k: getattr(recipe, k) for k in _RESULT_FIELDS}
+    if recipe.augment != 1.0:
+        key["augment"] = recipe.augment
+    return key
+
+
 @EVALUATORS.register("train", "each arch trained from scratch for E epochs on the shared loop: train:E "
                               "(options data=, seed=, train_limit=)")
 class TrainEvaluator(Evaluator):
+    # ``evaluate(..., hparams=)`` trains with a candidate's own hyperparameters (hwnas search --hparams)
+    accepts_hparams = True
+
     def __init__(self, arg: str, space: SearchSpace, data: str = "digits", epochs: int | None = None, seed: int = 0,
                  batch_size: int = 64, lr: float = 0.05, device: str = "auto", split: str = "val",
                  train_limit: int | None = None, val_limit: int | None = None, progress: bool = False,
@@ -55,19 +67,21 @@ class TrainEvaluator(Evaluator):
         self.ds = load_dataset(data, image_size=space.input_shape[-1], train_limit=train_limit, val_limit=val_limit)
         self.seconds_per_arch: list[float] = []
         self.use_cache = cache
-        # one cache per number of epochs (a multi-fidelity search trains an arch at several)
-        self._caches: dict[int, tuple[dict[str, float], Journal | None]] = {}
+        # one cache per recipe (a multi-fidelity search trains an arch at several epochs, a joint
+        # search with several hyperparameters)
+        self._caches: dict[str, tuple[dict[str, float], Journal | None]] = {}
         self._cache_for(recipe)  # the recipe's own cache opens now, as it always did
 
     def _cache_for(self, recipe: TrainRecipe) -> tuple[dict[str, float], Journal | None]:
-        hit = self._caches.get(recipe.epochs)
+        key = json.dumps(_result_key(recipe), sort_keys=True)
+        hit = self._caches.get(key)
         if hit is not None:
             return hit
         results: dict[str, float] = {}
         journal = None
         if self.use_cache:
             blob = json.dumps({"space": self.space.config_hash(), "data": self.ds.describe(), "split": self.split,
-                               "recipe": {k: getattr(recipe, k) for k in _RESULT_FIELDS}}, sort_keys=True)
+                               "recipe": _result_key(recipe)}, sort_keys=True)
             folder = cache_dir() / "evals"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"train-{self.space.name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}.jsonl"
@@ -75,15 +89,20 @@ class TrainEvaluator(Evaluator):
                 if isinstance(rec.get("id"), str) and isinstance(rec.get("accuracy"), (int, float)):
                     results[rec["id"]] = float(rec["accuracy"])
             journal = Journal(path)
-        self._caches[recipe.epochs] = (results, journal)
+        self._caches[key] = (results, journal)
         return results, journal
 
-    def evaluate(self, archs: Sequence[Arch], epochs: int | None = None) -> list[float]:
+    def evaluate(self, archs: Sequence[Arch], epochs: int | None = None,
+                 hparams: dict[str, Any] | None = None) -> list[float]:
         """Accuracies of ``archs``; ``epochs`` replaces the recipe's for this call (the rung of a
         multi-fidelity search: ``hwnas search --fidelity epochs:1,3,9``). Each arch is trained
         from scratch for that many epochs (the schedule depends on the length, so a longer run
-        does not continue a shorter one)."""
+        does not continue a shorter one). ``hparams`` (TrainRecipe fields: a joint search's
+        candidate, ``hwnas.accuracy.hparams``) replace the recipe's own for this call."""
         recipe = self.cfg
+        if hparams:
+            recipe = dataclasses.replace(recipe, **hparams)
+            recipe.check()
         if epochs is not None and epochs != recipe.epochs:
             if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
                 raise UserError(f"train evaluator: epochs must be a positive integer, got {epochs!r}")

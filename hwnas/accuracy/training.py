@@ -48,6 +48,7 @@ class TrainRecipe:
     label_smoothing: float = 0.1
     optimizer: str = "sgd"
     warmup_epochs: int = 0
+    augment: float = 1.0  # crop padding as a multiple of the dataset's (0: no augmentation; flips above 0)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None  # CPU threads; None: every core this process may use
@@ -62,6 +63,8 @@ class TrainRecipe:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+        if not (self.augment >= 0):
+            raise UserError(f"augment must be 0 or more (a multiple of the dataset's crop padding), got {self.augment}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.threads is not None and self.threads < 1:
@@ -297,7 +300,8 @@ def train_classifier(model: nn.Module, ds: Any, recipe: TrainRecipe, *, progress
     rt = training_runtime(recipe)
     with use_threads(recipe.threads):
         prepare_model(model, recipe, rt.device)
-        data = batches if batches is not None else ResidentImages(ds, "train", rt.device, recipe.channels_last)
+        data = batches if batches is not None else ResidentImages(ds, "train", rt.device, recipe.channels_last,
+                                                                  augment=recipe.augment)
         opt = make_optimizer(model, recipe)
         forward = maybe_compile(model, recipe, rt.device)
         if teacher is not None:

@@ -59,6 +59,9 @@ class SearchConfig:
     space_settings: dict[str, Any] = field(default_factory=dict)
     fidelity: Optional[str] = None  # "epochs:1,3,9": successive halving over training epochs (search/fidelity.py)
     eta: Optional[int] = None  # the best 1/eta of a rung go up to the next (default 3; only with fidelity)
+    # training hyperparameters searched with the arch (hwnas.accuracy.hparams: a JSON object, text or file)
+    hparams: Optional[Any] = None
+    fixed_arch: Optional[Any] = None  # an arch (dict or JSON): search only the hyperparameters, for it
 
 
 @dataclass
@@ -118,18 +121,62 @@ class _Setup:
         self.costs = CostModel(self.space)
         self._check_budgets()  # before the evaluator, which may load a dataset or a supernet for minutes
         options = {"table": shared_table} if shared_table is not None and cfg.evaluator.startswith("table:") else {}
+        self.hparams, self.fixed_arch = self._joint()  # before the evaluator: its errors are cheap to find
         self.evaluator = get_evaluator(self.evaluator_spec, self.space, **options)
+        if self.hparams is not None and not getattr(self.evaluator, "accepts_hparams", False):
+            raise UserError(f"--hparams needs an evaluator that trains each candidate (train:E); {cfg.evaluator!r} does not "
+                            f"train with a candidate's hyperparameters")
         self._lat: dict[Genome, float] = {}
         self._canon: dict[Genome, Genome] = {}
+        # the genome: the arch's decisions (none with a fixed arch), then the hyperparameters'
+        arch_cards = () if self.fixed_arch is not None else tuple(len(d.choices) for d in self.space.decisions())
+        self.n_arch = len(arch_cards)
         self.problem = Problem(
-            cards=tuple(len(d.choices) for d in self.space.decisions()),
+            cards=arch_cards + (self.hparams.cards if self.hparams is not None else ()),
             objectives=tuple(KNOWN_OBJECTIVES[o] for o in cfg.objectives),
             feasible=self.feasible,
             canonical=self.canonical,
             latency_budget=cfg.latency_ms,
-            features=self.space.genome_features,
+            features=self.space.genome_features if self.hparams is None else self._joint_features,
         )
         self.strategy = make_strategy(cfg.strategy, self.problem, cfg.seed, cfg.budget_evals, **cfg.strategy_options)
+
+    def _joint(self) -> tuple[Any, Any]:
+        """The hyperparameter space and the fixed arch of a joint (or hyperparameter-only) search."""
+        cfg = self.cfg
+        if cfg.hparams is None:
+            if cfg.fixed_arch is not None:
+                raise UserError("--fixed-arch leaves only hyperparameters to search: pass --hparams too")
+            return None, None
+        from hwnas.accuracy.hparams import parse_hparams
+
+        hp = parse_hparams(cfg.hparams)
+        if "epochs" in hp.names and self.fidelity is not None:
+            raise UserError("--fidelity sets the training epochs of each rung: leave epochs out of --hparams, or drop --fidelity")
+        if not cfg.evaluator.startswith("train"):
+            raise UserError(f"--hparams needs an evaluator that trains each candidate (train:E); {cfg.evaluator!r} does not train")
+        fixed = None
+        if cfg.fixed_arch is not None:
+            fixed = _read_fixed_arch(self.space, cfg.fixed_arch)
+            if cfg.latency_ms is not None:
+                ms = float(self.latency.predict_many([fixed])[0])
+                if ms > cfg.latency_ms:
+                    raise UserError(f"--fixed-arch {fixed.id} takes {ms:.4g} ms on this profile, over --latency-ms "
+                                    f"{cfg.latency_ms:g}; choose another arch or raise the budget")
+        return hp, fixed
+
+    def arch_of(self, g: Genome) -> Any:
+        return self.fixed_arch if self.fixed_arch is not None else self.space.decode(g[:self.n_arch])
+
+    def hparams_of(self, g: Genome) -> Optional[dict[str, Any]]:
+        return None if self.hparams is None else self.hparams.values(g[self.n_arch:])
+
+    def _joint_features(self, G: Any) -> Any:
+        G = np.asarray(G, dtype=np.int64).reshape(-1, len(self.problem.cards))
+        hp = self.hparams.features(G[:, self.n_arch:])
+        if self.n_arch == 0:
+            return hp
+        return np.hstack([np.asarray(self.space.genome_features(G[:, :self.n_arch]), dtype=np.float64), hp])
 
     def _check_budgets(self) -> None:
         cfg = self.cfg
@@ -148,13 +195,15 @@ class _Setup:
     def canonical(self, g: Genome) -> Genome:
         hit = self._canon.get(g)
         if hit is None:
-            hit = self._canon[g] = tuple(self.space.encode(self.space.decode(g)))
+            arch = () if self.n_arch == 0 else tuple(self.space.encode(self.space.decode(g[:self.n_arch])))
+            hit = self._canon[g] = arch + tuple(g[self.n_arch:])
         return hit
 
     def latency_of(self, g: Genome) -> float:
-        hit = self._lat.get(g)
+        key = g[:self.n_arch]  # hyperparameters do not change the network
+        hit = self._lat.get(key)
         if hit is None:
-            hit = self._lat[g] = float(self.latency.predict_many([self.space.decode(g)])[0])
+            hit = self._lat[key] = float(self.latency.predict_many([self.arch_of(g)])[0])
         return hit
 
     def feasible(self, g: Genome) -> bool:
@@ -162,7 +211,7 @@ class _Setup:
         if cfg.latency_ms is not None and self.latency_of(g) > cfg.latency_ms:
             return False
         if cfg.params_max is not None or cfg.flops_max is not None:
-            cost = self.costs(self.space.decode(g))
+            cost = self.costs(self.arch_of(g))
             if cfg.params_max is not None and cost.params > cfg.params_max:
                 return False
             if cfg.flops_max is not None and cost.flops > cfg.flops_max:
@@ -170,17 +219,18 @@ class _Setup:
         return True
 
     def evaluate(self, g: Genome, rung: Optional[int] = None) -> dict[str, Any]:
-        arch = self.space.decode(g)
+        arch = self.arch_of(g)
+        hp = self.hparams_of(g)
         at = {} if rung is None else {"rung": rung, "epochs": self.fidelity.epochs[rung]}
+        kw: dict[str, Any] = {"hparams": hp} if hp is not None else {}
         if at:  # a rung of a multi-fidelity search: its epochs replace the train evaluator's
-            acc = float(self.evaluator.evaluate([arch], epochs=at["epochs"])[0])
-        else:
-            acc = float(self.evaluator.evaluate([arch])[0])
+            kw["epochs"] = at["epochs"]
+        acc = float(self.evaluator.evaluate([arch], **kw)[0])
         cost = self.costs(arch)
         return {
             "id": arch.id, "arch": arch.to_dict(), "genome": list(g), "accuracy": acc,
             "latency_ms": self.latency_of(g), "params": cost.params, "flops": cost.flops,
-            "model_bytes": cost.model_bytes, **at,
+            "model_bytes": cost.model_bytes, **at, **({"hparams": hp} if hp is not None else {}),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -196,7 +246,27 @@ class _Setup:
             "budgets": {"latency_ms": cfg.latency_ms, "params_max": cfg.params_max, "flops_max": cfg.flops_max},
             "objectives": list(cfg.objectives),
             **({"fidelity": self.fidelity.describe()} if self.fidelity else {}),
+            **({"hparams": self.hparams.describe()} if self.hparams is not None else {}),
+            **({"fixed_arch": self.fixed_arch.to_dict()} if self.fixed_arch is not None else {}),
         }
+
+
+def _read_fixed_arch(space: Any, given: Any) -> Any:
+    """An arch from a dict, JSON text, or a file holding one (an ``hwnas sample`` line, best.json)."""
+    if isinstance(given, (str, Path)) and not str(given).lstrip().startswith("{"):
+        path = Path(given)
+        if not path.is_file():
+            raise UserError(f"--fixed-arch {str(given)!r} is neither an arch as JSON nor a file; pass the arch's JSON "
+                            f"or a file holding it (an `hwnas sample` line, or a run's best.json)")
+        text = path.read_text(encoding="utf-8").strip()
+        try:  # one JSON document (best.json), else the file's first line (an arch file)
+            given = json.loads(text)
+        except json.JSONDecodeError:
+            given = text.splitlines()[0] if text else ""
+    try:
+        return space.parse(given)
+    except UserError as e:
+        raise UserError(f"--fixed-arch: {e}") from None
 
 
 def _best(records: list[dict]) -> Optional[dict]:
@@ -216,7 +286,7 @@ def _front(records: list[dict], problem: Problem) -> list[dict]:
 
 def _summary(r: dict) -> dict:
     out = {k: r[k] for k in ("id", "arch", "accuracy", "latency_ms", "params", "flops", "model_bytes", "i")}
-    return {**out, **{k: r[k] for k in ("rung", "epochs") if k in r}}
+    return {**out, **{k: r[k] for k in ("rung", "epochs", "hparams") if k in r}}
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
@@ -299,8 +369,8 @@ def run(
         i = len(records)
         if i < n_replay:
             rec = replay[i]
-            arch_id = setup.space.decode(g).id
-            if rec.get("id") != arch_id or rec.get("rung") != rung:
+            arch_id = setup.arch_of(g).id
+            if rec.get("id") != arch_id or rec.get("rung") != rung or rec.get("hparams") != setup.hparams_of(g):
                 held, asked = (f" at rung {r}" if r is not None else "" for r in (rec.get("rung"), rung))
                 raise UserError(f"journal record {i} holds arch {rec.get('id')}{held} but the replayed search asks for "
                                 f"{arch_id}{asked}; the journal was not written by this configuration: start a new run folder")
