@@ -24,6 +24,29 @@ Tuning uses other devices and seeds than the reported table, e.g.
 ``--devices gold_6240,samsung_a50,silver_4210r,titan_rtx_1 --seed-start 100 --seeds 10
 --checkpoints 300 --option evolution.population=20``.
 
+Three baselines are not the library's: Optuna's own ``TPESampler(seed=seed)`` (Optuna's defaults,
+which in Optuna 5 means the multivariate TPE for one objective) driven directly through
+Optuna's ask/tell API, each of the 6 edges a ``suggest_categorical`` over the 5 ops, the study
+maximising the table's accuracy. Nothing repairs a cell into the budget or screens it: every cell
+Optuna asks for is evaluated and counts as one evaluation, over budget or not, and so does a
+repeat of a cell already evaluated (Optuna does not de-duplicate; the repeat is told the same
+value). What the study is told about a cell over the latency budget:
+
+- ``optuna-tpe``: the value 0.0, the penalty a typical user returns for a broken constraint;
+- ``optuna-tpe-c``: its true accuracy, with ``trial.set_constraint("latency", latency - budget)``
+  (Optuna 5's constraint API, which replaced ``TPESampler(constraints_func=...)``; the sampler
+  then ranks it below every feasible trial);
+- ``optuna-tpe-i``: as ``optuna-tpe`` with ``TPESampler(seed=seed, multivariate=False)``, the
+  independent (per-edge) TPE, which is what the library's ``tpe`` models (without repair).
+
+Their regret is taken over the cells within the budget that they evaluated (the same as every
+strategy's); ``distinct`` and ``over_budget`` in their JSON rows are how many of the evaluations
+were distinct cells and how many were over the budget. Optuna (``pip install optuna``) is not a
+dependency of hwnas::
+
+    python benchmarks/search_nb201.py --strategies optuna-tpe,optuna-tpe-c,optuna-tpe-i,reinforce,random \
+        --seeds 5 --checkpoints 100,300 --json benchmarks/results/search_nb201_optuna.json
+
 With ``--estimator`` the search sees only what a user without a GPU has: a zero-cost proxy of
 the untrained cell on real CIFAR-10 images (``zc:NAME``, ``zc:ensemble``) or the few-shot
 predictor fitted on N cells of known accuracy (``predictor:N``, trees on the proxies, the N
@@ -64,7 +87,10 @@ from hwnas.space.nb201 import OPS, parse_cell  # noqa: E402
 
 # the issue's devices; --devices takes any lat_<device> column of the file
 DEVICES = ("pixel3", "raspi4", "fpga", "eyeriss", "gold_6226")
-STRATEGIES = ("random", "evolution", "nsga2", "reinforce", "anneal")
+STRATEGIES = ("random", "evolution", "nsga2", "reinforce", "anneal", "gp", "tpe")
+# baselines outside the library: Optuna's own TPE sampler driven directly (no repair, no screening,
+# no de-duplication); Optuna is imported only when one of them is asked for
+OPTUNA_STRATEGIES = ("optuna-tpe", "optuna-tpe-c", "optuna-tpe-i")
 CHECKPOINTS = (100, 300, 1000)
 PERCENTILES = (25, 50)
 # strategies whose behaviour depends on the evaluation budget (a schedule) run once per checkpoint
@@ -219,6 +245,35 @@ def run_one(b: Bench, task: Task, strategy: str, seed: int, evals: int, **option
     return a, l
 
 
+def run_optuna(b: Bench, task: Task, strategy: str, seed: int, evals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(accuracies, latencies, genome codes) of the ``evals`` cells Optuna's TPE asked for, in
+    order, over budget and repeated ones included (see the module's docstring)."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    acc, lat = b.acc, b.lat[task.device]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, **({"multivariate": False} if strategy == "optuna-tpe-i" else {}))
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        codes = []
+        for _ in range(evals):
+            trial = study.ask()
+            ops = [trial.suggest_categorical(f"edge{i}", list(OPS)) for i in range(6)]
+            c = int(sum(OPS.index(o) * 5 ** (5 - i) for i, o in enumerate(ops)))
+            codes.append(c)
+            value = acc[c] / 100.0
+            if strategy == "optuna-tpe-c":
+                trial.set_constraint("latency", float(lat[c] - task.budget_ms))
+            elif lat[c] > task.budget_ms:
+                value = 0.0
+            study.tell(trial, value)
+    codes_a = np.array(codes)
+    return acc[codes_a], lat[codes_a], codes_a
+
+
 def hv_ratio(task: Task, a: np.ndarray, l: np.ndarray, ref_acc: float | None) -> float:
     ref_a = -task.true_front[:, 0].max() if ref_acc is None else ref_acc
     # the reference latency sits just past the budget, so a point exactly at the budget counts
@@ -254,6 +309,17 @@ def seed_scores(task: Task, strategy: str, seed: int, checkpoints: list[int], op
     """(regret, hv, hv80) at every checkpoint for one seed."""
     b = _BENCH
     assert b is not None
+    if strategy in OPTUNA_STRATEGIES:
+        a_all, l_all, codes = run_optuna(b, task, strategy, seed, checkpoints[-1])
+        out = {}
+        for c in checkpoints:
+            a, l = a_all[:c], l_all[:c]
+            ok = l <= task.budget_ms
+            # nothing within the budget found: regret as if 0% were found, hypervolume 0
+            found = float(a[ok].max()) if ok.any() else 0.0
+            hv = (hv_ratio(task, a[ok], l[ok], None), hv_ratio(task, a[ok], l[ok], 80.0)) if ok.any() else (0.0, 0.0)
+            out[c] = (task.best_acc - found, *hv, float(len(set(codes[:c].tolist()))), float((~ok).sum()))
+        return out
     runs = ([(c, run_one(b, task, strategy, seed, c, **options)) for c in checkpoints] if strategy in BUDGET_AWARE
             else [(None, run_one(b, task, strategy, seed, checkpoints[-1], **options))])
     out = {}
@@ -304,6 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     devices = args.devices.split(",")
     strategies = args.strategies.split(",")
     checkpoints = sorted(int(c) for c in args.checkpoints.split(","))
+    if any(s in OPTUNA_STRATEGIES for s in strategies):
+        if args.estimator:
+            print("error: the optuna-* baselines run on the table only; drop --estimator", file=sys.stderr)
+            return 2
+        import importlib.util
+
+        if importlib.util.find_spec("optuna") is None:
+            print("error: the optuna-* baselines need Optuna, which hwnas does not depend on: pip install optuna", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     options = parse_options(args.option)
     b = load(path, devices)
@@ -327,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             task = make_task(b, device, pct)
             for strategy in strategies:
                 t1 = time.perf_counter()
-                keys = ("regret", "hv", "hv80") + (("regret_oracle",) if args.estimator else ())
+                keys = (("regret", "hv", "hv80") + (("regret_oracle",) if args.estimator else ())
+                        + (("distinct", "over_budget") if strategy in OPTUNA_STRATEGIES else ()))
                 per_cp: dict[int, dict[str, list[float]]] = {c: {k: [] for k in keys} for c in checkpoints}
                 jobs = [(task, strategy, seed, checkpoints, options.get(strategy, {})) for seed in seeds]
                 for scores in (pool.starmap(seed_scores, jobs) if pool else [seed_scores(*j) for j in jobs]):
