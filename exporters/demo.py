@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_json, atomic_write_text, make_parents
+from hwnas.space.ref import SpaceRef
 
 DEMO_SPACE = "mbv3-32"
 DEMO_SETTINGS: dict[str, Any] = {
@@ -279,7 +280,7 @@ def _reusable_profile(path: Path, space, dtype: str = "float32") -> bool:
         from hwnas.latency import load_table
 
         t = load_table(path)
-        return t.space.get("config_hash") == space.config_hash() and t.backend.get("dtype", "float32") == dtype
+        return SpaceRef.from_record(t.space).mismatch(space) is None and t.backend.get("dtype", "float32") == dtype
     except (UserError, KeyError, ValueError):
         return False
 
@@ -292,7 +293,7 @@ def _reusable_supernet(path: Path, space, tcfg) -> bool:
 
         meta, _, _ = load_checkpoint(path)
         train = meta.get("train", {})
-        return (meta.get("config_hash") == space.config_hash() and train.get("epochs") == tcfg.epochs
+        return (SpaceRef.from_record(meta).mismatch(space) is None and train.get("epochs") == tcfg.epochs
                 and bool(meta.get("done")) and train.get("seed") == tcfg.seed and train.get("lr") == tcfg.lr)
     except (UserError, KeyError, ValueError):
         return False

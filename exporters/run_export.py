@@ -73,14 +73,9 @@ def run_file(run: RunInfo, key: str, what: str) -> Path:
 
 
 def _space(run: RunInfo):
-    from hwnas.space import get_space
+    from hwnas.space.ref import SpaceRef
 
-    s = run.config["space"]
-    space = get_space(s["name"], **(s.get("settings") or {}))
-    if s.get("config_hash") and space.config_hash() != s["config_hash"]:
-        raise UserError(f"run {str(run.folder)!r} was searched in a {s['name']} configuration ({s['config_hash']}) "
-                        f"this hwnas builds differently ({space.config_hash()}); rerun the search")
-    return space
+    return SpaceRef.from_record(run.config["space"]).resolve(f"run {str(run.folder)!r}", "rerun the search")
 
 
 def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None = None,

@@ -132,7 +132,7 @@ def test_bad_input_is_refused(tmp_path):
     with pytest.raises(UserError, match="differ"):
         train_supernet(space, _cfg(epochs=2, train_limit=64, lr=0.3), ck, resume=True, progress=False)
     other = get_space("mbv3-32", image_size=8, **{**TINY, "kernels": (3, 7)})
-    with pytest.raises(UserError, match="trained for space"):
+    with pytest.raises(UserError, match="was trained for (space|another)"):
         load_supernet(ck, other)
     broken = tmp_path / "broken.pt"
     broken.write_bytes(ck.read_bytes()[: 2000])

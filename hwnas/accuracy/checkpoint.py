@@ -43,10 +43,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def check_space(meta: dict[str, Any], space: Any, path: str | Path) -> None:
-    if meta.get("space") != space.name or meta.get("config_hash") != space.config_hash():
-        raise UserError(
-            f"checkpoint {str(path)!r} was trained for space {meta.get('space')!r} (config {meta.get('config_hash')}), "
-            f"not {space.name!r} (config {space.config_hash()}); use a checkpoint of this space or train one")
+    from hwnas.space.ref import SpaceRef
+
+    SpaceRef.from_record({**meta, "space": str(meta.get("space"))}).check(
+        space, f"checkpoint {str(path)!r}", "use a checkpoint of this space or train one", made="trained")
 
 
 def cpu_state(obj: Any) -> Any:

@@ -28,6 +28,7 @@ from hwnas.accuracy import Evaluator
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_bytes
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.ref import SpaceRef
 
 FORMAT = "hwnas-accuracy-predictor/2"
 FEATURE_SETS = ("proxies", "genome", "both")
@@ -192,8 +193,7 @@ class FewShotPredictor:
 
     # ---- file --------------------------------------------------------------------------
     def header(self) -> dict[str, Any]:
-        return {"kind": "fewshot", "space": self.space.name, "space_config": self.space.config_dict(),
-                "config_hash": self.space.config_hash(), "proxies": list(self.proxies), "features": self.features_kind,
+        return {"kind": "fewshot", **SpaceRef.of(self.space).flat(), "proxies": list(self.proxies), "features": self.features_kind,
                 "data": self.data, "seed": self.seed, "batch_size": self.batch_size, "fit": self.fit_report}
 
     def save(self, path: Any) -> None:

@@ -24,6 +24,7 @@ from hwnas.accuracy import EVALUATORS, Evaluator
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_bytes
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.ref import SpaceRef
 
 FORMAT = "hwnas-accuracy-predictor/1"
 
@@ -174,7 +175,7 @@ class AccuracyPredictor:
         return [float(v) for v in y.clamp(0.0, 1.0)]
 
     def save(self, path: str | Path) -> None:
-        header = {"space": self.space.name, "space_config": self.space.config_dict(), "config_hash": self.space.config_hash(),
+        header = {**SpaceRef.of(self.space).flat(),
                   "hidden": list(self.hidden), "n_in": self.n_in, "y_mean": self.y_mean, "y_std": self.y_std,
                   "fit": self.fit_report}
         buf = io.BytesIO()
@@ -225,9 +226,8 @@ def load_predictor(path: str | Path, space: SearchSpace | None = None) -> Any:
         from hwnas.space import space_from_config
 
         space = space_from_config(header["space"], header["space_config"])
-    if header["space"] != space.name or header["config_hash"] != space.config_hash():
-        raise UserError(f"predictor {str(path)!r} was fitted for space {header['space']!r} (config {header['config_hash']}), "
-                        f"not {space.name!r} (config {space.config_hash()}); fit one for this space with `hwnas predictor fit`")
+    SpaceRef.from_record(header).check(space, f"predictor {str(path)!r}", "fit one for this space with `hwnas predictor fit`",
+                                       made="fitted")
     if obj["format"] == FEWSHOT_FORMAT:
         return FewShotPredictor.from_saved(obj, header, space)
     pred = AccuracyPredictor(space, header["hidden"])

@@ -21,6 +21,7 @@ from hwnas.data import Dataset, load_dataset
 from hwnas.errors import UserError
 from hwnas.fileio import check_output_path
 from hwnas.space import SearchSpace, space_from_config
+from hwnas.space.ref import SpaceRef
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _loop(space: SearchSpace, cfg: SupernetTrainConfig, recipe: TrainRecipe, out
 
     def meta_now(ep: int, st: int) -> dict[str, Any]:
         return {
-            "space": space.name, "space_config": space.config_dict(), "config_hash": space.config_hash(),
+            **SpaceRef.of(space).flat(),
             "train": {k: v for k, v in dataclasses.asdict(cfg).items()},
             "epoch": ep, "step": st, "done": ep >= cfg.epochs, "world": rt.world,
             "num_classes": ds.num_classes, "kernel_transform": cfg.kernel_transform,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hwnas.errors import UserError
+from hwnas.space.ref import SpaceRef
 
 
 @dataclass
@@ -93,17 +94,13 @@ def found_from_run(folder: str, space_name: str, image_size: int, data: str,
     is not on it), and the front as the search estimated it."""
     from hwnas.accuracy.supernet import _init_weights
     from hwnas.exporters.run_export import read_run
-    from hwnas.space import get_space
 
     run = read_run(folder)
     s = run.config["space"]
     if s.get("name") != space_name:
         raise UserError(f"run folder {folder!r} was searched in space {s.get('name')!r}, this comparison is in "
                         f"{space_name!r}; compare runs of one space (pass --space or another profile)")
-    space = get_space(s["name"], **(s.get("settings") or {}))
-    if s.get("config_hash") and space.config_hash() != s["config_hash"]:
-        raise UserError(f"run folder {folder!r} was searched in a {s['name']} configuration this hwnas builds differently; "
-                        f"rerun the search")
+    space = SpaceRef.from_record(s).resolve(f"run folder {folder!r}", "rerun the search")
     if space.input_shape[-1] != image_size:
         raise UserError(f"run folder {folder!r} searched {space.input_shape[-1]} px networks, this comparison trains at "
                         f"{image_size} px; compare runs of the profile's input size")

@@ -32,6 +32,7 @@ import numpy as np
 from hwnas.errors import UserError
 from hwnas.latency.stats import fit_linear
 from hwnas.latency.table import LatencyTable
+from hwnas.space.ref import SpaceRef
 
 RIDGE = 0.05  # strength of the pull of every op kind's scale towards the common scale
 # strength of the pull of every op kind's per-block time towards zero: 0.1 rather than 0.01
@@ -149,12 +150,8 @@ class LatencyPredictor:
     def __init__(self, table: LatencyTable, space=None) -> None:
         if space is None:
             space = table.get_space()
-        if table.space["name"] != space.name:
-            raise UserError(f"latency table was built for space {table.space['name']!r}, not {space.name!r}; profile {space.name} or pick a matching table")
-        if table.space["config_hash"] != space.config_hash():
-            raise UserError(
-                f"latency table was built for another {space.name} configuration (hash {table.space['config_hash']}, "
-                f"this space {space.config_hash()}); rebuild it with `hwnas profile --space {space.name}`")
+        SpaceRef.from_record(table.space).check(space, "latency table", f"profile this space (`hwnas profile --space "
+                                                                    f"{space.name}`) or pick a matching table", made="built")
         self.table = table
         self.space = space
         self.overhead = table.call_overhead_ms

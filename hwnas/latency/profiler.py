@@ -111,7 +111,9 @@ def network_task(kind: str, space, arch, backend: Backend, seed: int = 0) -> Tas
 
 
 def space_header(space) -> dict[str, Any]:
-    return {"name": space.name, "config_hash": space.config_hash(), "config": space.config_dict()}
+    from hwnas.space.ref import SpaceRef
+
+    return SpaceRef.of(space).table_record()
 
 
 def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed: int) -> list[Task]:

@@ -62,9 +62,9 @@ class LatencyTable:
 
     def get_space(self):
         """The search space this table was built for (rebuilt from its stored configuration)."""
-        from hwnas.space import space_from_config
+        from hwnas.space.ref import SpaceRef
 
-        return space_from_config(self.space["name"], self.space["config"])
+        return SpaceRef.from_record(self.space).resolve("latency table", "rebuild it with `hwnas profile`")
 
     def to_dict(self) -> dict[str, Any]:
         return {

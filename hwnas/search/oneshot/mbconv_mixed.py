@@ -45,6 +45,7 @@ import torch
 from hwnas.accuracy.supernet import Supernet
 from hwnas.errors import UserError
 from hwnas.search.oneshot.mbconv_latency import MBConvExpectedLatency
+from hwnas.space.ref import SpaceRef
 
 SUPERNET_FILE = "supernet.pt"  # the trained supernet in hwnas.accuracy.supernet_train's format
 
@@ -168,7 +169,7 @@ def supernet_meta(space: Any, opts: Any, ds: Any, seed: int, method: str, histor
                                 weight_decay=opts.weight_decay, label_smoothing=0.0, num_random=0,
                                 sort_channels=False, seed=seed, train_limit=opts.train_limit,
                                 val_limit=opts.val_limit, device=opts.device, threads=opts.threads)
-    return {"space": space.name, "space_config": space.config_dict(), "config_hash": space.config_hash(),
+    return {**SpaceRef.of(space).flat(),
             "train": dataclasses.asdict(train), "epoch": opts.epochs, "step": 0, "done": True, "world": 1,
             "num_classes": ds.num_classes, "kernel_transform": False, "dataset": ds.describe(),
             "preprocessing": ds.preprocessing.to_dict(), "history": history,

@@ -37,6 +37,7 @@ from hwnas.search.runner import (
     BEST_FILE, CONFIG_FILE, FORMAT_VERSION, JOURNAL_FILE, PARETO_FILE, PLOT_FILE, SearchConfig, SearchResult,
     _front, _prepare_out, _summary, shared_csv_table, space_label,
 )
+from hwnas.space.ref import SpaceRef
 
 # the supernet's own estimate of an arch: its val accuracy with the shared weights on that cell
 SUPERNET_ESTIMATE = "oneshot"
@@ -115,7 +116,7 @@ class _Setup:
         evaluator["data"] = self.opts.data
         return {
             "format": FORMAT_VERSION,
-            "space": {"name": self.space.name, "config_hash": self.space.config_hash(), "settings": cfg.space_settings},
+            "space": SpaceRef.of(self.space, cfg.space_settings).run_record(),
             "profile": {**self.latency.describe(), "typed": cfg.profile},
             "evaluator": evaluator,
             "strategy": {"name": cfg.strategy, "kind": "oneshot", **self.opts.identity()},
