@@ -253,6 +253,15 @@ class SearchSpace(ABC):
         (eager torch) pair every timed call with instead; None: use the reference network."""
         return None
 
+    def build_terms(self, arch: Arch, num_classes: int | None = None) -> list[Block]:
+        """The latency terms a network is built from (one module each), the last one, the
+        classifier, with ``num_classes`` outputs where that differs from the space's."""
+        terms = self.latency_terms(self.parse(arch))
+        if num_classes is not None and num_classes != self.num_classes:
+            head = terms[-1]
+            terms[-1] = Block.make(head.op, head.input_shape, **{**dict(head.params), "classes": num_classes})
+        return terms
+
     @abstractmethod
     def build(self, arch: Arch, num_classes: int | None = None) -> "nn.Module":
         """A plain ``torch.nn.Module`` taking (N, *input_shape) inputs."""

@@ -390,11 +390,7 @@ class CNNSpace(SearchSpace):
     def build(self, arch: Arch, num_classes: int | None = None):
         from hwnas.space import cnn_modules as m
 
-        arch = self.parse(arch)
-        terms = self.latency_terms(arch)
-        if num_classes is not None and num_classes != self.config.num_classes:
-            head = terms[-1]
-            terms[-1] = self._fc_block(head.input_shape[0], head.input_shape[1], head.param("units"), num_classes)
+        terms = self.build_terms(arch, num_classes)
         return m.CNNNet([self.build_block(b) for b in terms[:-1]], self.build_block(terms[-1]))
 
 

@@ -364,11 +364,7 @@ class MBConvSpace(SearchSpace):
     def build(self, arch: Arch, num_classes: int | None = None):
         from hwnas.space import mbconv_modules as m
 
-        arch = self.parse(arch)
-        terms = self.latency_terms(arch)
-        if num_classes is not None and num_classes != self.config.num_classes:
-            head = terms[-1]
-            terms[-1] = Block.make("head", head.input_shape, **{**dict(head.params), "classes": num_classes})
+        terms = self.build_terms(arch, num_classes)
         return m.MBConvNet(
             stem=self.build_block(terms[0]),
             blocks=[self.build_block(b) for b in terms[1:-1]],
