@@ -13,6 +13,9 @@ def _parse_objectives(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+TRAIN_EVALUATOR_OPTIONS = ("data", "train_limit", "threads", "device")
+
+
 def search_cmd(
     space: str = typer.Option(..., "--space", help="search space name (hwnas list spaces)"),
     space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object overriding the space's config (recorded in config.json; must match on --resume)"),
@@ -39,13 +42,19 @@ def search_cmd(
     sample_size: Optional[int] = typer.Option(None, "--sample-size", help="evolution tournament size"),
     reward: Optional[str] = typer.Option(None, "--reward", help="reinforce reward: soft (ACC*(LAT/T)^-0.07) or hard (w=0 within budget, -1 over)"),
     screen: Optional[int] = typer.Option(None, "--screen", help="evolution / reinforce: own proposals per ask that a surrogate chooses among (default 20; 0 = off)"),
-    data: Optional[str] = typer.Option(None, "--data", help="gdas/darts: dataset the supernet trains on (digits, cifar10[:PATH], imagefolder:PATH; default digits)"),
+    data: Optional[str] = typer.Option(None, "--data", help="gdas/darts and --evaluator train: the dataset the supernet or each candidate trains on (digits, cifar10[:PATH], imagefolder:PATH; default digits)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="gdas/darts: training epochs of the supernet and its architecture (default 10)"),
     latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: weight of the latency loss lambda * max(0, E[latency] / budget - 1) (default 1)"),
     arch_lr: Optional[float] = typer.Option(None, "--arch-lr", help="gdas/darts: Adam learning rate of the architecture logits (default 3e-4)"),
-    train_limit: Optional[int] = typer.Option(None, "--train-limit", help="gdas/darts: use only N training images (half train the weights, half the architecture)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="gdas/darts: CPU threads (default all cores)"),
-    device: Optional[str] = typer.Option(None, "--device", help="gdas/darts: auto, cpu, cuda or cuda:N (default auto)"),
+    train_limit: Optional[int] = typer.Option(None, "--train-limit", help="gdas/darts and --evaluator train: use only N training images (gdas/darts: half train the weights, half the architecture)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="gdas/darts and --evaluator train: CPU threads (default all cores)"),
+    device: Optional[str] = typer.Option(None, "--device", help="gdas/darts and --evaluator train: auto, cpu, cuda or cuda:N (default auto)"),
+    workers: int = typer.Option(1, "--workers", help="evaluate this many candidates at once, each in a Ray worker on its share of "
+                                "the cores (needs the distributed extra: pip install 'hwnas[distributed]'); the result does not depend on it"),
+    in_flight: Optional[int] = typer.Option(None, "--in-flight", help="candidates asked before the first is told (default --workers); "
+                                            "the result is a function of the seed and this, so --workers 2 equals --workers 1 --in-flight 2"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="run the workers on this running Ray cluster (HOST:6379, "
+                                              "ray://HOST:10001 or auto) instead of this machine"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its journal (gdas/darts: from its epoch checkpoint)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing run folder"),
     check_profile: bool = typer.Option(True, "--check-profile/--no-check-profile", help="quick check of the profile against "
@@ -65,12 +74,19 @@ def search_cmd(
                "data": data, "epochs": epochs, "latency_lambda": latency_lambda, "arch_lr": arch_lr,
                "train_limit": train_limit, "threads": threads, "device": device}
     options = {k: v for k, v in options.items() if v is not None}
+    evaluator_options: dict = {}
     from hwnas.search.oneshot.methods import OneShotOptions, is_oneshot, list_methods
     from hwnas.search.strategy import make_strategy  # noqa: F401  (registers the strategies)
     from hwnas.search.strategy import STRATEGIES, list_strategies
 
     if strategy not in list_strategies() and not is_oneshot(strategy):
         raise UserError(f"unknown strategy {strategy!r}; choose one of: {', '.join(list_strategies() + list_methods())}")
+    if is_oneshot(strategy) and (hparams is not None or fixed_arch is not None):
+        raise UserError(f"--hparams and --fixed-arch work with the ask/tell strategies; {strategy} trains one supernet "
+                        f"with one recipe: drop them or choose another --strategy")
+    if is_oneshot(strategy) and (workers != 1 or in_flight is not None or ray_address is not None):
+        raise UserError(f"--workers, --in-flight and --ray-address evaluate candidates of the ask/tell strategies in parallel; "
+                        f"{strategy} trains one supernet: drop them or choose another --strategy")
     if is_oneshot(strategy) and (fidelity is not None or eta is not None):
         raise UserError(f"--fidelity and --eta work with the ask/tell strategies; {strategy} trains one supernet: "
                         f"drop them or choose another --strategy")
@@ -82,6 +98,13 @@ def search_cmd(
         accepted = set(STRATEGIES.get(strategy).defaults)
         if evaluator is None:
             raise UserError(f"strategy {strategy!r} needs --evaluator (e.g. table:nb201#c10_test, supernet:sn.pt, train:8)")
+        # what the train evaluator trains on and with (the other evaluators read their data from their files)
+        for k in TRAIN_EVALUATOR_OPTIONS:
+            if k in options:
+                if evaluator.partition(":")[0] != "train":
+                    raise UserError(f"--{k.replace('_', '-')} sets what --evaluator train trains on; {evaluator!r} does not "
+                                    f"train: drop it")
+                evaluator_options[k] = options.pop(k)
     rejected = sorted(k for k in options if k not in accepted)
     if rejected:
         flags = ", ".join("--" + k.replace("_", "-") for k in rejected)
@@ -95,7 +118,7 @@ def search_cmd(
                        budget_evals=budget_evals, seed=seed, latency_ms=latency_ms, params_max=params_max,
                        flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options,
                        space_settings=parse_space_settings(space_settings), fidelity=fidelity, eta=eta,
-                       hparams=hparams, fixed_arch=fixed_arch)
+                       hparams=hparams, fixed_arch=fixed_arch, evaluator_options=evaluator_options, workers=workers, in_flight=in_flight, ray_address=ray_address)
 
     def best_text(best: Optional[dict]) -> str:
         if best is None:

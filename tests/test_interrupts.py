@@ -74,12 +74,12 @@ def test_ctrl_c_during_search_says_how_to_resume(tmp_path, capsys, monkeypatch):
     csv = nb201_csv_path()
     if not csv.is_file():
         pytest.skip(f"NAS-Bench-201 table not found at {csv} (set HWNAS_SHARED_DATA)")
-    from hwnas.search import runner
+    from hwnas.search.setup import SearchSetup
 
     out = tmp_path / "runs" / "cut"
     argv = ["search", "--space", "nb201", "--profile", f"table:{csv}#lat_pixel3", "--latency-ms", "8",
             "--evaluator", f"table:{csv}#c10_test", "--strategy", "random", "--budget-evals", "6", "--out", str(out)]
-    evaluate = runner._Setup.evaluate
+    evaluate = SearchSetup.evaluate
     calls = {"n": 0}
 
     def stop_at_the_fourth(self, g):
@@ -89,7 +89,7 @@ def test_ctrl_c_during_search_says_how_to_resume(tmp_path, capsys, monkeypatch):
         return evaluate(self, g)
 
     with monkeypatch.context() as m:
-        m.setattr(runner._Setup, "evaluate", stop_at_the_fourth)
+        m.setattr(SearchSetup, "evaluate", stop_at_the_fourth)
         code, _, err = cli(capsys, *argv)
     assert code == 130
     lines = err.strip().splitlines()

@@ -6,7 +6,6 @@ Real training runs on a tiny NAS-Bench-201 space at digits' native 8x8 with a ma
 column (as tests/test_search_fidelity.py does); results are cached per test.
 """
 
-import itertools
 import json
 
 import numpy as np
@@ -15,35 +14,15 @@ import pytest
 from hwnas.accuracy.hparams import parse_hparams
 from hwnas.errors import UserError
 from hwnas.search import run
-from hwnas.space.nb201 import OPS, format_cell
 
 from conftest import run_cli
+from tiny_nb201 import BUDGET_MS, SETTINGS, lat_csv, small_and_quiet  # noqa: F401  (fixtures)
 
-SETTINGS = {"channels": [8, 16, 16], "cells_per_stage": 1, "image_size": 8}
-COST = {"none": 0.0, "skip_connect": 0.05, "nor_conv_1x1": 0.4, "nor_conv_3x3": 1.0, "avg_pool_3x3": 0.2}
-BUDGET_MS = 3.0
 HP = {"lr": {"kind": "log", "low": 0.01, "high": 0.2, "steps": 4},
       "optimizer": ["sgd", "adamw"],
       "epochs": {"kind": "int", "low": 1, "high": 2},
       "label_smoothing": {"kind": "float", "low": 0.0, "high": 0.2, "steps": 3}}
 CELL = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
-
-
-@pytest.fixture(autouse=True)
-def small_and_quiet(tmp_path, monkeypatch):
-    import hwnas.accuracy.training as training
-
-    monkeypatch.setenv("HWNAS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(training, "available_cores", lambda: 1)
-
-
-@pytest.fixture(scope="module")
-def lat_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hparams") / "lat.csv"
-    rows = ["arch_str,lat"] + [f"{format_cell(ops)},{0.5 + sum(COST[o] for o in ops):.4f}"
-                               for ops in itertools.product(OPS, repeat=6)]
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 def config(lat_csv, **extra):
@@ -191,7 +170,7 @@ def test_resume_after_interrupt_equals_uninterrupted(lat_csv, tmp_path):
         run(out=tmp_path / "cut", progress=stop, **kw)
     assert len(journal(tmp_path / "cut")) == 4
     resumed = run(out=tmp_path / "cut", resume=True, **kw)
-    full = run(out=tmp_path / "full", **kw)
+    run(out=tmp_path / "full", **kw)
     assert resumed.resumed_from == 4
     for name in ("journal.jsonl", "best.json", "pareto.json"):
         assert (tmp_path / "cut" / name).read_text() == (tmp_path / "full" / name).read_text()
@@ -258,3 +237,22 @@ def test_export_trains_from_scratch_with_the_searched_hyperparameters(lat_csv, t
     assert (recipe.lr, recipe.optimizer, recipe.epochs, recipe.label_smoothing) == \
         (hp["lr"], hp["optimizer"], hp["epochs"], hp["label_smoothing"])
     assert res.report["metadata"]["source"] == {"weights": "trained from scratch", "epochs": hp["epochs"], "hparams": hp}
+
+
+# ---- what the train evaluator trains on ---------------------------------------------------
+
+def test_data_and_train_limit_reach_the_train_evaluator(lat_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, *cli_args(lat_csv, out, "--data", "digits", "--train-limit", "300",
+                                             "--strategy", "random", "--budget-evals", "2"))
+    assert code == 0, err
+    ev = json.loads((out / "config.json").read_text())["evaluator"]
+    assert ev["data"] == "digits" and ev["train_limit"] == 300
+    # a resume with another training subset is another configuration
+    code, _, err = run_cli(capsys, *cli_args(lat_csv, out, "--data", "digits", "--train-limit", "200",
+                                             "--strategy", "random", "--budget-evals", "3", "--resume"))
+    assert code == 2 and "evaluator.train_limit was 300, now 200" in err, err
+    args = cli_args(lat_csv, tmp_path / "zc", "--train-limit", "300")
+    args[args.index("train:1")] = "zc:synflow"
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "--train-limit sets what --evaluator train trains on" in err

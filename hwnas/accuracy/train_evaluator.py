@@ -64,6 +64,7 @@ class TrainEvaluator(Evaluator):
         if split not in ("val", "test"):
             raise UserError(f"the train evaluator measures val or test, not {split!r}")
         self.data_spec, self.split, self.progress = data, split, progress
+        self.train_limit, self.val_limit = train_limit, val_limit
         self.ds = load_dataset(data, image_size=space.input_shape[-1], train_limit=train_limit, val_limit=val_limit)
         self.seconds_per_arch: list[float] = []
         self.use_cache = cache
@@ -122,5 +123,6 @@ class TrainEvaluator(Evaluator):
         return out
 
     def describe(self) -> dict[str, Any]:
+        limits = {k: v for k, v in (("train_limit", self.train_limit), ("val_limit", self.val_limit)) if v is not None}
         return {"spec": self.spec, "data": self.data_spec, "split": self.split, "seed": self.cfg.seed,
-                "epochs": self.cfg.epochs, "batch_size": self.cfg.batch_size, "lr": self.cfg.lr}
+                "epochs": self.cfg.epochs, "batch_size": self.cfg.batch_size, "lr": self.cfg.lr, **limits}
