@@ -7,7 +7,6 @@ Real training runs on a tiny NAS-Bench-201 space at digits' native 8x8 (one cell
 are cached per test (HWNAS_CACHE), so a rerun of the same evaluation costs nothing.
 """
 
-import itertools
 import json
 
 import numpy as np
@@ -16,31 +15,10 @@ import pytest
 from hwnas.errors import UserError
 from hwnas.search import Problem, make_strategy, run
 from hwnas.search.fidelity import Fidelity, drive_halving, parse_fidelity
-from hwnas.space.nb201 import OPS, format_cell
 
-SETTINGS = {"channels": [8, 16, 16], "cells_per_stage": 1, "image_size": 8}  # digits at their native 8x8
-COST = {"none": 0.0, "skip_connect": 0.05, "nor_conv_1x1": 0.4, "nor_conv_3x3": 1.0, "avg_pool_3x3": 0.2}
-BUDGET_MS = 3.0  # cuts the cells with many 3x3 convolutions (their latency here reaches 6.5)
+from tiny_nb201 import BUDGET_MS, SETTINGS, lat_csv, small_and_quiet  # noqa: F401  (fixtures)
+
 ALL = ["random", "evolution", "nsga2", "reinforce", "anneal", "gp", "tpe"]
-
-
-@pytest.fixture(autouse=True)
-def small_and_quiet(tmp_path, monkeypatch):
-    """A cache of trained results per test; training on one thread (the suite runs beside others)."""
-    import hwnas.accuracy.training as training
-
-    monkeypatch.setenv("HWNAS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(training, "available_cores", lambda: 1)
-
-
-@pytest.fixture(scope="module")
-def lat_csv(tmp_path_factory):
-    """A made-up latency for every cell: a cost per operation (what matters is that it is fixed)."""
-    path = tmp_path_factory.mktemp("fidelity") / "lat.csv"
-    rows = ["arch_str,lat"] + [f"{format_cell(ops)},{0.5 + sum(COST[o] for o in ops):.4f}"
-                               for ops in itertools.product(OPS, repeat=6)]
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 def config(lat_csv, **extra):
