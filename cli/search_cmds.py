@@ -259,6 +259,9 @@ def _print_summary(result, cfg) -> None:
         b = result.best
         out.print(f"best within budgets: {b['id']}  accuracy {100 * b['accuracy']:.2f}%  latency {b['latency_ms']:.4g} ms  "
                   f"params {b['params']:,}  -> {result.out}/best.json", markup=False)
+        if b.get("hparams"):
+            out.print("  trained with " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                                     for k, v in sorted(b["hparams"].items())), markup=False)
     if spent:
         rungs = ", ".join(f"{n} x {e}" for n, e in zip(spent["evaluations_per_rung"], spent["epochs"]))
         out.print(f"fidelity {spent['spec']} eta {spent['eta']}: {spent['candidates']} candidates, evaluations x epochs per rung "

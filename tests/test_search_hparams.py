@@ -203,9 +203,11 @@ def test_hparams_need_a_training_evaluator(lat_csv, tmp_path, capsys):
 
 def test_resume_with_other_hparams_is_refused_and_keeps_the_run(lat_csv, tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, *cli_args(lat_csv, out, "--hparams", json.dumps(HP), "--budget-evals", "2",
-                                             "--strategy", "random"))
+    code, stdout, err = run_cli(capsys, *cli_args(lat_csv, out, "--hparams", json.dumps(HP), "--budget-evals", "2",
+                                                  "--strategy", "random"))
     assert code == 0, err
+    hp = json.loads((out / "best.json").read_text())["hparams"]
+    assert f"trained with epochs {hp['epochs']}, label_smoothing {hp['label_smoothing']:g}, lr {hp['lr']:g}" in stdout
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     other = {**HP, "lr": {"kind": "log", "low": 0.01, "high": 0.2, "steps": 5}}
     code, _, err = run_cli(capsys, *cli_args(lat_csv, out, "--hparams", json.dumps(other), "--budget-evals", "3",
