@@ -2,8 +2,8 @@
 
 The same search twice: NAS-Bench-201 cells trained from scratch on digits (``train:1``, one
 to a few seconds an evaluation on one core), latency from the benchmark's Pixel 3 column,
-``--in-flight 2`` both times so that the strategy asks, and is told, exactly the same
-candidates. ``--workers 1`` evaluates them one after the other in this process on every core;
+``--in-flight K`` (default 2) both times so that the strategy asks, and is told, exactly the same
+candidates (a K above the workers keeps a worker busy while an earlier candidate is still out). ``--workers 1`` evaluates them one after the other in this process on every core;
 ``--workers 2`` in two Ray workers on one core each. Each search gets an empty evaluation
 cache (the train evaluator would otherwise hand the second search the first one's results).
 
@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--latency-ms", type=float, default=8.0)
     ap.add_argument("--round-trips", type=int, default=20)
+    ap.add_argument("--in-flight", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -65,7 +66,7 @@ def main() -> int:
     parallel.RayPool = Recorded
 
     cfg = SearchConfig(space="nb201", profile="table:nb201#lat_pixel3", evaluator=args.evaluator, strategy=args.strategy,
-                       budget_evals=args.budget_evals, seed=args.seed, latency_ms=args.latency_ms, in_flight=2,
+                       budget_evals=args.budget_evals, seed=args.seed, latency_ms=args.latency_ms, in_flight=args.in_flight,
                        strategy_options={"population": 8, "sample_size": 3} if args.strategy == "evolution" else {})
     runs: dict[int, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
