@@ -16,6 +16,23 @@ def nb201_csv_path() -> Path:
     return shared_data_dir() / "nb201" / "nb201_acc_latency.csv"
 
 
+def nb201_search_slice(tmp_path_factory) -> Path:
+    """The shared table's three columns a search needs (arch_str, c10_test, lat_pixel3), every
+    cell, as a small CSV of its own; skips where the shared data is absent."""
+    import csv
+
+    src = nb201_csv_path()
+    if not src.is_file():
+        pytest.skip(f"NAS-Bench-201 table not found at {src} (set HWNAS_SHARED_DATA)")
+    dst = tmp_path_factory.mktemp("nb201") / "slice.csv"
+    with open(src, newline="") as f, open(dst, "w", newline="") as g:
+        w = csv.writer(g)
+        w.writerow(["arch_str", "c10_test", "lat_pixel3"])
+        for r in csv.DictReader(f):
+            w.writerow([r["arch_str"], r["c10_test"], r["lat_pixel3"]])
+    return dst
+
+
 @pytest.fixture(scope="session")
 def nb201_csv() -> Path:
     p = nb201_csv_path()

@@ -3,7 +3,6 @@ and the Ray Tune searcher: the result depends on the seed and in_flight only, a 
 parallel run resumes to the same result without evaluating again what had finished, bad input
 is one line."""
 
-import csv
 import json
 import shutil
 import socket
@@ -18,7 +17,7 @@ from hwnas.search.loop import drive, drive_ahead
 from hwnas.search.problem import Problem
 from hwnas.search.strategy import make_strategy
 
-from conftest import nb201_csv_path, run_cli  # noqa: E402
+from conftest import nb201_search_slice, run_cli  # noqa: E402
 
 try:
     import ray  # noqa: F401
@@ -30,17 +29,8 @@ needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip i
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    """The shared NAS-Bench-201 table's three columns a search needs (every cell)."""
-    src = nb201_csv_path()
-    if not src.is_file():
-        pytest.skip(f"NAS-Bench-201 table not found at {src} (set HWNAS_SHARED_DATA)")
-    dst = tmp_path_factory.mktemp("nb201") / "slice.csv"
-    with open(src, newline="") as f, open(dst, "w", newline="") as g:
-        w = csv.writer(g)
-        w.writerow(["arch_str", "c10_test", "lat_pixel3"])
-        for r in csv.DictReader(f):
-            w.writerow([r["arch_str"], r["c10_test"], r["lat_pixel3"]])
-    return dst
+    """A fixed slice of the shared table: its three columns a search needs, every cell."""
+    return nb201_search_slice(tmp_path_factory)
 
 
 def kw(table, **extra):

@@ -1,6 +1,5 @@
 """`hwnas search` and `hwnas.search.run`: the run folder, resume after a kill, bad inputs."""
 
-import csv
 import json
 import os
 import signal
@@ -15,22 +14,13 @@ from hwnas.search import run
 FILES = ["config.json", "journal.jsonl", "pareto.json", "best.json", "pareto.png"]
 
 
-from conftest import nb201_csv_path as nb201_csv  # noqa: E402  (one place knows where shared data lives)
+from conftest import nb201_search_slice  # noqa: E402  (one place knows where shared data lives)
 
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     """A fixed slice of the shared table: its three columns a search needs, every cell."""
-    src = nb201_csv()
-    if not src.is_file():
-        pytest.skip(f"NAS-Bench-201 table not found at {src} (set HWNAS_SHARED_DATA)")
-    dst = tmp_path_factory.mktemp("nb201") / "slice.csv"
-    with open(src, newline="") as f, open(dst, "w", newline="") as g:
-        w = csv.writer(g)
-        w.writerow(["arch_str", "c10_test", "lat_pixel3"])
-        for r in csv.DictReader(f):
-            w.writerow([r["arch_str"], r["c10_test"], r["lat_pixel3"]])
-    return dst
+    return nb201_search_slice(tmp_path_factory)
 
 
 def args(table, out, *extra):

@@ -49,19 +49,28 @@ def drive(
             strategy.tell(g, cache[g])
             repeats += 1
             if repeats >= max_repeats:
-                res.stopped_early = (f"the strategy proposed only already evaluated candidates {max_repeats} times in a row "
-                                     f"(converged, or no new candidate fits the budgets)")
+                res.stopped_early = _stopped(max_repeats)
                 break
             continue
         repeats = 0
-        v = evaluate(g)
-        cache[g] = v
-        res.genomes.append(g)
-        res.values.append(v)
-        if on_evaluated is not None:
-            on_evaluated(len(res.genomes) - 1, g, v)
-        strategy.tell(g, v)
+        _evaluated(res, cache, strategy, g, evaluate(g), on_evaluated)
     return res
+
+
+def _stopped(max_repeats: int) -> str:
+    return (f"the strategy proposed only already evaluated candidates {max_repeats} times in a row "
+            f"(converged, or no new candidate fits the budgets)")
+
+
+def _evaluated(res: LoopResult, cache: dict[Genome, Values], strategy: Strategy, g: Genome, v: Values,
+               on_evaluated: Callable[[int, Genome, Values], None] | None) -> None:
+    """A new evaluation's values: recorded, handed to ``on_evaluated`` (the journal), then told."""
+    cache[g] = v
+    res.genomes.append(g)
+    res.values.append(v)
+    if on_evaluated is not None:
+        on_evaluated(len(res.genomes) - 1, g, v)
+    strategy.tell(g, v)
 
 
 class Evaluations(Protocol):
@@ -121,14 +130,7 @@ def drive_ahead(
             if res.stopped_early is None:
                 repeats += 1
                 if repeats >= max_repeats:
-                    res.stopped_early = (f"the strategy proposed only already evaluated candidates {max_repeats} times in a row "
-                                         f"(converged, or no new candidate fits the budgets)")
+                    res.stopped_early = _stopped(max_repeats)
             continue
         repeats = 0
-        v = evaluations.result(index)
-        cache[g] = v
-        res.genomes.append(g)
-        res.values.append(v)
-        if on_evaluated is not None:
-            on_evaluated(len(res.genomes) - 1, g, v)
-        strategy.tell(g, v)
+        _evaluated(res, cache, strategy, g, evaluations.result(index), on_evaluated)
