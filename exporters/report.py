@@ -14,6 +14,10 @@ def report_markdown(r: dict[str, Any]) -> str:
     arch = r.get("metadata", {}).get("arch_id")
     if arch:
         lines += [f"Arch `{arch}`, dataset `{r['metadata'].get('dataset', '?')}`.", ""]
+    source = r.get("metadata", {}).get("source") or {}
+    if source.get("hparams"):  # a joint search: the recipe it chose is part of what ships
+        recipe = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(source["hparams"].items()))
+        lines += [f"Trained from scratch for {source.get('epochs')} epochs with the searched hyperparameters: {recipe}.", ""]
     if r.get("budget_ms") is not None:
         verdict = "PASS" if r.get("meets_budget") else "FAIL"
         lines += [f"**Budget: {verdict}**: measured {_f(r.get('latency_ms'), '.4f')} ms "

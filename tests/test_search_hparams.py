@@ -239,6 +239,8 @@ def test_export_trains_from_scratch_with_the_searched_hyperparameters(lat_csv, t
     assert (recipe.lr, recipe.optimizer, recipe.epochs, recipe.label_smoothing) == \
         (hp["lr"], hp["optimizer"], hp["epochs"], hp["label_smoothing"])
     assert res.report["metadata"]["source"] == {"weights": "trained from scratch", "epochs": hp["epochs"], "hparams": hp}
+    assert f"with the searched hyperparameters: epochs {hp['epochs']}, label_smoothing" in \
+        (tmp_path / "report.md").read_text()
 
 
 # ---- what the train evaluator trains on ---------------------------------------------------
