@@ -89,7 +89,7 @@ def main() -> None:
     from hwnas.accuracy.fewshot import FewShotPredictor
     from hwnas.accuracy.proxies import PROXIES
     from hwnas.accuracy.proxy_ensemble import log_ranks, reference_sample
-    from hwnas.accuracy.supernet_train import SupernetTrainConfig, train_supernet
+    from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
     from hwnas.accuracy.training import TrainRecipe
     from hwnas.accuracy.zc_evaluator import ProxyScorer
     from hwnas.data.cache import cache_dir

@@ -50,7 +50,7 @@ def main() -> None:
     from hwnas.accuracy.predictor import kendall_tau
     from hwnas.accuracy.standalone import train_standalone
     from hwnas.accuracy.training import TrainRecipe
-    from hwnas.accuracy.supernet_train import SupernetTrainConfig, data_for, train_supernet
+    from hwnas.accuracy.supernet.train import SupernetTrainConfig, data_for, train_supernet
     from hwnas.space import get_space
 
     space = get_space(args.space, **json.loads(args.space_settings))
@@ -117,7 +117,7 @@ def main() -> None:
 
 
 def supernet_meta(ckpt: Path) -> dict:
-    from hwnas.accuracy.checkpoint import load_checkpoint
+    from hwnas.accuracy.supernet.checkpoint import load_checkpoint
 
     meta, _, _ = load_checkpoint(ckpt)
     return {"train": meta.get("train"), "kernel_transform": meta.get("kernel_transform"), "epochs_done": meta.get("epoch"),

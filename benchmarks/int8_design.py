@@ -62,7 +62,7 @@ def main() -> int:
 
     import torch
 
-    from hwnas.accuracy.supernet_train import SupernetTrainConfig, train_supernet
+    from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
     from hwnas.errors import UserError
     from hwnas.exporters.run_export import RunExportConfig, export_run
     from hwnas.latency import LatencyPredictor, load_table

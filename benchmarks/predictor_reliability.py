@@ -31,9 +31,9 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from hwnas.accuracy import get_evaluator
-    from hwnas.accuracy.checkpoint import load_checkpoint
+    from hwnas.accuracy.supernet.checkpoint import load_checkpoint
     from hwnas.accuracy.predictor import AccuracyPredictor, kendall_tau, sample_and_split
-    from hwnas.accuracy.subnet_eval import recalibrate_bn
+    from hwnas.accuracy.supernet.subnet_eval import recalibrate_bn
     from hwnas.data import load_dataset
     from hwnas.space import space_from_config
 

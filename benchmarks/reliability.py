@@ -80,7 +80,7 @@ def progress_of(name: str, out: Path) -> int:
         if name == "train-supernet":
             if not out.is_file():
                 return 0
-            from hwnas.accuracy.checkpoint import load_checkpoint
+            from hwnas.accuracy.supernet.checkpoint import load_checkpoint
 
             return int(load_checkpoint(out)[0].get("epoch", 0))
         partial = out.with_name(out.name + ".partial.jsonl")
@@ -167,7 +167,7 @@ def supernet_case(work: Path, epochs: int = 3):
     def check(ref: Path, got: Path, kept: list[str]) -> str | None:
         import torch
 
-        from hwnas.accuracy.checkpoint import load_checkpoint
+        from hwnas.accuracy.supernet.checkpoint import load_checkpoint
 
         _, a, _ = load_checkpoint(ref)
         meta, b, _ = load_checkpoint(got)

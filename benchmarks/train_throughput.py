@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hwnas.accuracy.runtime import Runtime, cosine_lr, step_seed  # noqa: E402
-from hwnas.accuracy.subnet_eval import accuracy as old_accuracy  # noqa: E402
+from hwnas.accuracy.supernet.subnet_eval import accuracy as old_accuracy  # noqa: E402
 from hwnas.accuracy.supernet import _init_weights  # noqa: E402
 from hwnas.accuracy.training import (ResidentImages, TrainRecipe, available_cores, cross_entropy_step,  # noqa: E402
                                      evaluate, make_optimizer, prepare_model, train, use_threads)

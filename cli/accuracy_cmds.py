@@ -48,7 +48,7 @@ def _evaluator_space(spec: str, name: Optional[str], settings: Optional[str]):
     if name is not None:
         return _space(name, settings)
     if kind == "supernet" and arg:
-        from hwnas.accuracy.checkpoint import load_checkpoint
+        from hwnas.accuracy.supernet.checkpoint import load_checkpoint
         from hwnas.space import space_from_config
 
         meta, _, _ = load_checkpoint(arg)
@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
         no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar or progress lines"),
     ) -> None:
         """Train a weight-sharing supernet (sandwich rule, in-place distillation). Works under torchrun."""
-        from hwnas.accuracy.supernet_train import SupernetTrainConfig, train_supernet
+        from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
 
         _threads(threads)
         sp = _space(space, space_settings)

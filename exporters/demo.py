@@ -89,7 +89,7 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
     import numpy as np
     import torch
 
-    from hwnas.accuracy.supernet_train import SupernetTrainConfig, train_supernet
+    from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
     from hwnas.exporters.run_export import RunExportConfig, export_run
     from hwnas.latency import LatencyPredictor, load_table
     from hwnas.latency.backends import get_backend
@@ -289,7 +289,7 @@ def _reusable_supernet(path: Path, space, tcfg) -> bool:
     if not path.is_file():
         return False
     try:
-        from hwnas.accuracy.checkpoint import load_checkpoint
+        from hwnas.accuracy.supernet.checkpoint import load_checkpoint
 
         meta, _, _ = load_checkpoint(path)
         train = meta.get("train", {})

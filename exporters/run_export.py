@@ -86,7 +86,7 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
     from scratch and fine-tuning)."""
     import torch
 
-    from hwnas.accuracy.subnet_eval import recalibrate_bn
+    from hwnas.accuracy.supernet.subnet_eval import recalibrate_bn
     from hwnas.exporters.finetune import FinetuneConfig, dataset_batches, finetune
     from hwnas.exporters.measure import LatencySetup
     from hwnas.exporters.pipeline import ExportData, ExportOptions, check_outputs, export
@@ -122,7 +122,7 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
     torch.manual_seed(cfg.seed)
     teacher = None
     if spec.startswith("supernet:"):
-        from hwnas.accuracy.supernet_train import load_supernet
+        from hwnas.accuracy.supernet.train import load_supernet
         from hwnas.data import load_dataset
 
         ckpt = str(run_file(run, "evaluator", "supernet checkpoint"))

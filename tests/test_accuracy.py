@@ -10,7 +10,7 @@ import torch
 
 from hwnas.accuracy import Evaluator, get_evaluator, list_evaluators
 from hwnas.accuracy.predictor import AccuracyPredictor, fit_predictor, kendall_tau
-from hwnas.accuracy.supernet_train import SupernetTrainConfig, train_supernet
+from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
 from hwnas.errors import UserError
 from hwnas.space import get_space
 

@@ -256,7 +256,7 @@ def search(profile_path, out, method="gdas", epochs=2, budget=None, strategy_opt
 
 def test_tiny_gdas_run_on_digits_lowers_the_loss_meets_the_budget_and_exports(profile_path, tmp_path):
     from hwnas.exporters.run_export import RunExportConfig, export_run, read_run
-    from hwnas.accuracy.supernet_train import load_supernet
+    from hwnas.accuracy.supernet.train import load_supernet
 
     out = tmp_path / "gdas"
     res, budget = search(profile_path, out, epochs=3)

@@ -240,8 +240,8 @@ def test_channel_sorting_keeps_the_largest_function_of_both_kinds():
 
 
 def test_supernet_trains_and_rates_subnets(tmp_path):
-    from hwnas.accuracy.subnet_eval import accuracy, recalibrate_bn
-    from hwnas.accuracy.supernet_train import SupernetTrainConfig, load_supernet, train_supernet
+    from hwnas.accuracy.supernet.subnet_eval import accuracy, recalibrate_bn
+    from hwnas.accuracy.supernet.train import SupernetTrainConfig, load_supernet, train_supernet
     from hwnas.data import load_dataset
 
     space = tiny()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hwnas.accuracy.checkpoint import load_checkpoint
-from hwnas.accuracy.subnet_eval import accuracy, recalibrate_bn
+from hwnas.accuracy.supernet.checkpoint import load_checkpoint
+from hwnas.accuracy.supernet.subnet_eval import accuracy, recalibrate_bn
 from hwnas.accuracy.supernet import Supernet
-from hwnas.accuracy.supernet_train import SupernetTrainConfig, load_supernet, train_supernet
+from hwnas.accuracy.supernet.train import SupernetTrainConfig, load_supernet, train_supernet
 from hwnas.errors import UserError
 from hwnas.space import get_space
 

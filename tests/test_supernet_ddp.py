@@ -9,8 +9,8 @@ import sys
 
 import torch
 
-from hwnas.accuracy.checkpoint import load_checkpoint
-from hwnas.accuracy.supernet_train import load_supernet
+from hwnas.accuracy.supernet.checkpoint import load_checkpoint
+from hwnas.accuracy.supernet.train import load_supernet
 
 SETTINGS = {"image_size": 8, "depths": [1, 2], "kernels": [3, 5], "expands": [3, 4],
             "widths": [[16, 24], [24, 32], [40, 48], [64, 80], [96, 112]]}

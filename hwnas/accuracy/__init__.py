@@ -70,7 +70,7 @@ def describe_evaluators() -> dict[str, str]:
 __all__ = ["EVALUATORS", "Evaluator", "describe_evaluators", "get_evaluator", "list_evaluators",
            "register_evaluator_module"]
 register_evaluator_module("table", "hwnas.accuracy.table")
-register_evaluator_module("supernet", "hwnas.accuracy.supernet_evaluator")
+register_evaluator_module("supernet", "hwnas.accuracy.supernet.evaluator")
 register_evaluator_module("train", "hwnas.accuracy.train_evaluator")
 register_evaluator_module("predictor", "hwnas.accuracy.predictor")
 register_evaluator_module("zc", "hwnas.accuracy.zc_evaluator")

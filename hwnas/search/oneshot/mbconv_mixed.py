@@ -47,7 +47,7 @@ from hwnas.errors import UserError
 from hwnas.search.oneshot.mbconv_latency import MBConvExpectedLatency
 from hwnas.space.ref import SpaceRef
 
-SUPERNET_FILE = "supernet.pt"  # the trained supernet in hwnas.accuracy.supernet_train's format
+SUPERNET_FILE = "supernet.pt"  # the trained supernet in hwnas.accuracy.supernet.train's format
 
 
 class MixedMBConvNet(Supernet):
@@ -153,17 +153,17 @@ class MBConvForm:
     def save_supernet(self, model: MixedMBConvNet, path: Any, meta: dict) -> None:
         """The trained weights as a supernet checkpoint (``load_supernet`` reads it: export
         extracts the found arch from it instead of training from scratch)."""
-        from hwnas.accuracy.checkpoint import save_checkpoint
+        from hwnas.accuracy.supernet.checkpoint import save_checkpoint
 
         sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_checkpoint(path, meta, sd, None)
 
 
 def supernet_meta(space: Any, opts: Any, ds: Any, seed: int, method: str, history: list) -> dict:
-    """The header ``hwnas.accuracy.supernet_train`` writes, for the one-shot search's supernet."""
+    """The header ``hwnas.accuracy.supernet.train`` writes, for the one-shot search's supernet."""
     import dataclasses
 
-    from hwnas.accuracy.supernet_train import SupernetTrainConfig
+    from hwnas.accuracy.supernet.train import SupernetTrainConfig
 
     train = SupernetTrainConfig(data=opts.data, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
                                 weight_decay=opts.weight_decay, label_smoothing=0.0, num_random=0,

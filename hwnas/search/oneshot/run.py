@@ -143,7 +143,7 @@ class _Setup:
         fixed training images, scored on val (the copy leaves the training state untouched)."""
         import torch
 
-        from hwnas.accuracy.subnet_eval import accuracy, recalibrate_bn
+        from hwnas.accuracy.supernet.subnet_eval import accuracy, recalibrate_bn
 
         device = next(model.parameters()).device
         path = self.form.fixed_path(copy.deepcopy(model), genome).to(device)
@@ -259,7 +259,7 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
             with torch.no_grad():
                 return float(form.expected(form.probs(alpha)))
 
-        from hwnas.accuracy.checkpoint import cpu_state
+        from hwnas.accuracy.supernet.checkpoint import cpu_state
 
         def save(ep: int, st: int, finished: bool = False) -> None:
             if out is None:

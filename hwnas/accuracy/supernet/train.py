@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hwnas.accuracy.checkpoint import check_space, cpu_state, load_checkpoint, save_checkpoint
+from hwnas.accuracy.supernet.checkpoint import check_space, cpu_state, load_checkpoint, save_checkpoint
 from hwnas.accuracy.progress import progress_bar
 from hwnas.accuracy.runtime import Runtime, init_runtime
 from hwnas.accuracy.training import ResidentImages, TrainRecipe, make_optimizer, prepare_model, train, use_threads

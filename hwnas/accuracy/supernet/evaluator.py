@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hwnas.accuracy import EVALUATORS, Evaluator
-from hwnas.accuracy.subnet_eval import accuracy, recalibrate_bn
-from hwnas.accuracy.supernet_train import load_supernet
+from hwnas.accuracy.supernet.subnet_eval import accuracy, recalibrate_bn
+from hwnas.accuracy.supernet.train import load_supernet
 from hwnas.data import load_dataset
 from hwnas.data.cache import cache_dir
 from hwnas.errors import UserError

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hwnas.accuracy.elastic import ElasticBatchNorm, ElasticConv, ElasticDepthwise, ElasticPointwise, ElasticSE
+from hwnas.accuracy.supernet.elastic import ElasticBatchNorm, ElasticConv, ElasticDepthwise, ElasticPointwise, ElasticSE
 from hwnas.errors import UserError
 from hwnas.space import Arch, MBConvSpace, SearchSpace
 from hwnas.space.mbconv import StageStyle
