@@ -113,6 +113,8 @@ def register(app: typer.Typer) -> None:
     @app.command("sample")
     def sample_cmd(
         space: str = typer.Option(..., "--space", help="search space name (hwnas list spaces)"),
+        space_settings: Optional[str] = typer.Option(None, "--space-settings", help="JSON object changing the space's "
+                                                     "config, as for hwnas profile and search"),
         n: int = typer.Option(10, "--n", help="how many archs"),
         seed: int = typer.Option(0, "--seed", help="random seed"),
     ) -> None:
@@ -121,7 +123,7 @@ def register(app: typer.Typer) -> None:
 
         if n < 1:
             raise UserError(f"--n must be a positive integer, got {n}")
-        sp = get_space(space)
+        sp = get_space(space, **parse_space_settings(space_settings))
         rng = as_rng(seed)
         for _ in range(n):
             a = sp.sample(rng)
@@ -288,6 +290,8 @@ def register(app: typer.Typer) -> None:
         arch: str = typer.Option(..., "--arch", help="arch file: one JSON object per line ('-' for stdin)"),
         profile_path: Optional[str] = typer.Option(None, "--profile", help="latency table to predict from"),
         space: Optional[str] = typer.Option(None, "--space", help="space of the archs (with --measure)"),
+        space_settings: Optional[str] = typer.Option(None, "--space-settings", help="with --measure: JSON object "
+                                                     "changing the space's config (the archs' space as profiled)"),
         backend: str = typer.Option("ort-cpu", "--backend", help="backend to measure on (with --measure)"),
         provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider"),
         threads: int = typer.Option(1, "--threads", help="intra-op threads"),
@@ -317,7 +321,7 @@ def register(app: typer.Typer) -> None:
             from hwnas.latency.backends import get_backend
             from hwnas.space import get_space
 
-            sp = get_space(space)
+            sp = get_space(space, **parse_space_settings(space_settings))
             be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock, dtype=dtype)
             if dtype == "int8":
                 from hwnas.latency.profiler import int8_calibration_images

@@ -111,3 +111,26 @@ def test_profile_output_says_whether_the_activation_term_is_used(capsys, tiny_ta
     table.calibration["act_term"] = {"kept": False, "loo_mape_without": 0.026, "loo_mape_with": 0.025, "fitted_ms_per_mb": -0.14}
     print_validation(table, "t.json")
     assert "not used (fitted -140.0 us)" in capsys.readouterr().out
+
+
+def test_sample_and_measure_take_space_settings(capsys, tmp_path):
+    """A changed space (as profiled and searched with --space-settings) can be sampled and its
+    archs measured: its archs do not parse in the preset."""
+    settings = json.dumps({"strides": [1, 2], "widths": [[8, 16], [16]], "se": [False, True], "acts": ["relu", "hswish"],
+                           "depths": [1, 2], "kernels": [3], "expands": [3], "stem_channels": 8, "head_channels": 32})
+    code, sampled, err = run(capsys, "sample", "--space", "mbv3-32", "--space-settings", settings, "--n", "2", "--seed", "1")
+    assert code == 0, err
+    from hwnas.space import as_rng
+
+    space, rng = tiny_mbconv(), as_rng(1)
+    assert [json.loads(line)["id"] for line in sampled.splitlines()] == [space.sample(rng).id for _ in range(2)]
+    archs = tmp_path / "a.jsonl"
+    archs.write_text(sampled)
+    code, out, err = run(capsys, "latency", "--space", "mbv3-32", "--space-settings", settings, "--measure",
+                         "--arch", str(archs), "--json")
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [json.loads(line)["id"] for line in sampled.splitlines()]
+    code, _, err = run(capsys, "latency", "--space", "mbv3-32", "--measure", "--arch", str(archs), "--json")
+    assert code == 2 and len(err.strip().splitlines()) == 1  # the preset's choices do not hold these archs
+    code, _, err = run(capsys, "sample", "--space", "mbv3-32", "--space-settings", "{bad")
+    assert code == 2 and "--space-settings is not JSON" in err
