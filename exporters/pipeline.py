@@ -29,6 +29,7 @@ from hwnas.exporters.onnx_io import parity, to_onnx, with_metadata
 from hwnas.exporters.prune import check_ratio, count_params, prune_channels
 from hwnas.exporters.report import report_markdown
 from hwnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_path
+from hwnas.latency.budget import check_budget
 from hwnas.latency.int8 import (CALIBRATION_METHODS, QuantizeOptions, check_weight_range, cpu_int8_dot_product,
                                quantize_int8, weight_bits)
 from hwnas.latency.onnx_rewrites import compact_bytes
@@ -260,36 +261,34 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         if opts.profile_precision != deployed_key:  # the search chose for the other file's speed
             report["deploy"]["profile_note"] = (f"the profile times {opts.profile_precision.upper()} files, so the search "
                                                 f"chose for their speed; the {deployed_key.upper()} file ships")
-    deployed = report[deployed_key]
     if opts.profile_measure is not None:
         say(f"measuring the torch model on the profile's backend ({opts.profile_backend})")
         report["profile_backend"] = {"backend": opts.profile_backend, "model": "fp32 torch module",
                                      **opts.profile_measure(copy.deepcopy(work))}  # timing resets BN statistics
-        deployed = report["profile_backend"]
-        report["budget_checked_on"] = f"the FP32 torch model on {opts.profile_backend} (the profile's backend)"
-    else:
-        report["budget_checked_on"] = f"the {deployed_key.upper()} ONNX file in ONNX Runtime"
     if int8 is not None:
         note = int8_slower_note(report["int8_vs_fp32"], paths.fp32)
         if note and deployed_key == "int8":
             report["int8_vs_fp32"]["note"] = note
+    plain_ms = None
     if opts.plain and opts.latency is not None:
         say("timing plainly in a fresh process")
         report["plain"] = plain_times(fp32, int8, work if opts.profile_measure is not None else None, input_shape,
                                       opts.latency, opts.profile_backend)
-        deployed = {**deployed, "protocol_latency_ms": deployed.get("latency_ms"),
-                    "latency_ms": report["plain"]["torch" if opts.profile_measure is not None else deployed_key]["median_ms"]}
-        report["budget_checked_on"] += " (plain timing: median of a plain loop in a fresh process)"
+        plain_ms = report["plain"]["torch" if opts.profile_measure is not None else deployed_key]["median_ms"]
     if "unpruned" in report and "latency_ms" in report["unpruned"]:
         report["pruning"]["latency_ratio"] = report["fp32"]["latency_ms"] / report["unpruned"]["latency_ms"]
         _pair(report["pruning"], paired_ratio(fp32, unpruned, input_shape, opts.latency, opts.protocol))
         if "top1" in report["unpruned"] and "top1" in report["fp32"]:
             report["pruning"]["top1_change"] = report["fp32"]["top1"] - report["unpruned"]["top1"]
-    report["latency_ms"] = deployed.get("latency_ms")
-    if "protocol_latency_ms" in deployed:
-        report["latency_protocol_ms"] = deployed["protocol_latency_ms"]
-    report["meets_budget"] = (None if opts.budget_ms is None or deployed.get("latency_ms") is None
-                              else bool(deployed["latency_ms"] <= opts.budget_ms))
+    torch_side = report.get("profile_backend")
+    check = check_budget(opts.budget_ms, deployed_key, report[deployed_key].get("latency_ms"),
+                         opts.profile_backend if torch_side is not None else None,
+                         torch_side.get("latency_ms") if torch_side is not None else None, plain_ms)
+    report["budget_checked_on"] = check.checked_on
+    report["latency_ms"] = check.latency_ms
+    if check.protocol_latency_ms is not None:
+        report["latency_protocol_ms"] = check.protocol_latency_ms
+    report["meets_budget"] = check.meets
     from hwnas import __version__
 
     report["hwnas_version"] = __version__
