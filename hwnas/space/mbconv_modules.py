@@ -92,12 +92,11 @@ class Stem(ConvBNAct):
         super().__init__(c_in, c_out, 3, stride, act=act)
 
 
-class Head(nn.Module):
-    """1x1 conv to ``c_mid``, global average pool, optional hidden linear layer, classifier."""
+class PooledClassifier(nn.Module):
+    """``self.conv`` (set by the subclass: plain, or the supernet's elastic one) to ``c_mid``
+    channels, global average pool, optional hidden linear layer, dropout, classifier."""
 
-    def __init__(self, c_in: int, c_mid: int, hidden: int, classes: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.conv = ConvBNAct(c_in, c_mid, 1, act="hswish")
+    def _classifier(self, c_mid: int, hidden: int, classes: int, dropout: float) -> None:
         feat = c_mid
         self.hidden: nn.Module = nn.Identity()
         if hidden:
@@ -109,6 +108,15 @@ class Head(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x).mean((2, 3))
         return self.classifier(self.dropout(self.hidden(x)))
+
+
+class Head(PooledClassifier):
+    """1x1 conv to ``c_mid``, global average pool, optional hidden linear layer, classifier."""
+
+    def __init__(self, c_in: int, c_mid: int, hidden: int, classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv = ConvBNAct(c_in, c_mid, 1, act="hswish")
+        self._classifier(c_mid, hidden, classes, dropout)
 
 
 class MBConvNet(nn.Module):

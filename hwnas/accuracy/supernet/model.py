@@ -27,7 +27,7 @@ from hwnas.accuracy.supernet.elastic import ElasticBatchNorm, ElasticConv, Elast
 from hwnas.errors import UserError
 from hwnas.space import Arch, MBConvSpace, SearchSpace
 from hwnas.space.mbconv import StageStyle
-from hwnas.space.mbconv_modules import Stem, activate, activation
+from hwnas.space.mbconv_modules import PooledClassifier, Stem, activate, activation
 
 
 class ElasticConvBN(nn.Module):
@@ -146,21 +146,11 @@ def _se_layers(se: ElasticSE | None) -> list[tuple[torch.Tensor, int]]:
     return [] if se is None else [(se.reduce.weight, 1), (se.expand.weight, 0), (se.expand.bias, 0)]
 
 
-class ElasticHead(nn.Module):
+class ElasticHead(PooledClassifier):
     def __init__(self, c_in_max: int, c_mid: int, hidden: int, classes: int, dropout: float) -> None:
         super().__init__()
         self.conv = ElasticConvBN(ElasticPointwise(c_in_max, c_mid), c_mid, "hswish")
-        feat = c_mid
-        self.hidden: nn.Module = nn.Identity()
-        if hidden:
-            self.hidden = nn.Sequential(nn.Linear(c_mid, hidden), nn.Hardswish(inplace=True))
-            feat = hidden
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.classifier = nn.Linear(feat, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x).mean((2, 3))
-        return self.classifier(self.dropout(self.hidden(x)))
+        self._classifier(c_mid, hidden, classes, dropout)
 
 
 class Supernet(nn.Module):
