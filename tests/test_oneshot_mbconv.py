@@ -273,8 +273,9 @@ def test_tiny_gdas_run_on_digits_lowers_the_loss_meets_the_budget_and_exports(pr
     for r in journal:  # one row per decision, each its own length and summing to one
         assert [len(p) for p in r["probs"]] == list(form.cards)
         assert all(abs(sum(p) - 1) < 1e-5 for p in r["probs"])
-        if r["kind"] == "argmax":
-            assert r["genome"] == [int(np.argmax(p)) for p in r["probs"]]
+        if r["kind"] == "argmax":  # the most probable choice of each decision; the journal rounds the
+            # probabilities to 6 decimals, which can tie or swap two choices less than 1e-6 apart
+            assert all(p[g] >= max(p) - 2e-6 for g, p in zip(r["genome"], r["probs"]))
     # the trained supernet is a supernet checkpoint: export inherits the found arch's weights
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["evaluator"]["spec"] == f"supernet:{(out / 'supernet.pt').resolve()}"
