@@ -154,8 +154,8 @@ def test_tiny_gdas_run_on_digits_lowers_the_loss_and_meets_the_budget(profile_pa
     for r in journal:  # every epoch's probabilities are rows summing to one, the argmax their mode
         p = np.array(r["probs"])
         assert np.allclose(p.sum(1), 1.0, atol=1e-5)
-        if r["kind"] == "argmax":
-            assert r["genome"] == p.argmax(1).tolist()
+        if r["kind"] == "argmax":  # within the journal's 6-decimal rounding of the probabilities
+            assert all(row[g] >= row.max() - 2e-6 for g, row in zip(r["genome"], p))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["strategy"]["name"] == "gdas" and cfg["strategy"]["kind"] == "oneshot"
     assert cfg["evaluator"]["data"] == "digits" and cfg["budgets"]["latency_ms"] == budget
