@@ -52,7 +52,8 @@ def main() -> int:
     from hwnas.latency.fingerprint import device_fingerprint
     from hwnas.search import parallel
     from hwnas.search.parallel import _worker_config
-    from hwnas.search.ray_pool import RayPool, _local_cores
+    from hwnas.accuracy.training import available_cores
+    from hwnas.search.ray_pool import RayPool
     from hwnas.search.runner import SearchConfig, run
     from hwnas.search.setup import SearchSetup
 
@@ -109,7 +110,7 @@ def main() -> int:
     ratio = runs[1]["wall_s"] / runs[2]["wall_s"]
     after_start = runs[1]["wall_s"] / (runs[2]["wall_s"] - runs[2]["start_workers_s"])
     result = {
-        "machine": device_fingerprint(), "platform": platform.platform(), "cores": _local_cores(),
+        "machine": device_fingerprint(), "platform": platform.platform(), "cores": available_cores(),
         "command": " ".join(["python", "benchmarks/search_workers.py", *sys.argv[1:]]),
         "search": {k: v for k, v in dataclasses.asdict(cfg).items() if k in ("space", "profile", "evaluator", "strategy",
                                                                                 "budget_evals", "seed", "latency_ms", "in_flight")},

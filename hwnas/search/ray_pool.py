@@ -152,7 +152,9 @@ class RayPool:
             if self._own:
                 self._init(address, workers)
             if address is None:  # the local Ray has one CPU per worker; each gets its share of the cores
-                cpus, threads = 1, max(1, _local_cores() // workers)
+                from hwnas.accuracy.training import available_cores
+
+                cpus, threads = 1, max(1, available_cores() // workers)
             else:
                 cpus = threads = self._cpus_per_worker(workers, address)
             env = {"env_vars": {v: str(threads) for v in _THREAD_VARIABLES}}
@@ -280,10 +282,3 @@ class RayPool:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _local_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
