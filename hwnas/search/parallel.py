@@ -58,6 +58,7 @@ from hwnas.fileio import Journal, atomic_write_text, read_journal
 from hwnas.search.loop import LoopResult, drive_ahead
 from hwnas.search.problem import Genome, Values
 from hwnas.search.ray_pool import RayPool, check_reachable, require_ray
+from hwnas.search.run_folder import journal_record
 
 AHEAD_FILE = "ahead.jsonl"
 
@@ -181,11 +182,6 @@ class AheadFile:
 
 
 # ---- evaluations for drive_ahead -----------------------------------------------------------
-def as_record(index: int, values: dict) -> dict:
-    # as the journal gives it back (keys sorted), exactly as runner.run builds a record
-    return json.loads(json.dumps({"i": index, **values}, sort_keys=True))
-
-
 class Evaluations:
     """``loop.Evaluations`` for a run: replayed and locally evaluated candidates go through the
     runner's own ``evaluate`` in their turn; kept ones come from the side file; the rest go to
@@ -213,7 +209,7 @@ class Evaluations:
             return self.evaluate(self._local.pop(index))
         while index not in self._done:
             i, values = self.pool.next_done()
-            rec = as_record(i, values)
+            rec = journal_record(i, values)
             self._done[i] = rec
             if i != index:
                 self.ahead.keep(rec)

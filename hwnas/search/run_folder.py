@@ -175,3 +175,9 @@ def load_for_resume(out: Path, described: dict,
 
 def json_roundtrip(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
+
+
+def journal_record(index: int, values: Any) -> dict:
+    """Record ``index`` of a journal as the journal gives it back (keys sorted), so that a resumed
+    run, which reads its records from the file, writes the same files as an uninterrupted one."""
+    return json.loads(json.dumps({"i": index, **values}, sort_keys=True))

@@ -17,7 +17,6 @@ journal record per evaluation at each rung, best and front from the highest rung
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -35,7 +34,7 @@ from hwnas.search.problem import Genome, Problem, Values
 from hwnas.search.setup import SearchConfig, SearchSetup, shared_csv_table  # noqa: F401  (re-exported)
 from hwnas.search.run_folder import (  # noqa: F401  (the run folder's names, owned there; re-exported)
     BEST_FILE, CONFIG_FILE, FORMAT_VERSION, JOURNAL_FILE, PARETO_FILE, PLOT_FILE, RUN_FILES,
-    _differences, _identity, json_roundtrip, load_for_resume,
+    _differences, _identity, journal_record, json_roundtrip, load_for_resume,
 )
 
 
@@ -149,15 +148,15 @@ def run(
         i = len(records)
         if i < n_replay:
             rec = replay[i]
-            arch_id = setup.arch_of(g).id
-            if rec.get("id") != arch_id or rec.get("rung") != rung or rec.get("hparams") != setup.hparams_of(g):
+            arch_id, hp = setup.arch_of(g).id, setup.hparams_of(g)
+            if rec.get("id") != arch_id or rec.get("rung") != rung or rec.get("hparams") != hp:
                 held, asked = (f" at rung {r}" if r is not None else "" for r in (rec.get("rung"), rung))
+                held += f" with hyperparameters {rec.get('hparams')}" if rec.get("hparams") != hp else ""
+                asked += f" with {hp}" if rec.get("hparams") != hp else ""
                 raise UserError(f"journal record {i} holds arch {rec.get('id')}{held} but the replayed search asks for "
                                 f"{arch_id}{asked}; the journal was not written by this configuration: start a new run folder")
         else:  # (one argument without fidelity: tests wrap SearchSetup.evaluate)
-            rec = {"i": i, **(setup.evaluate(g) if rung is None else setup.evaluate(g, rung))}
-            # as the journal gives it back (keys sorted), so that a resumed run writes the same files
-            rec = json.loads(json.dumps(rec, sort_keys=True))
+            rec = journal_record(i, setup.evaluate(g) if rung is None else setup.evaluate(g, rung))
         return rec
 
     def on_evaluated(_: int, g: Genome, rec: Values, rung: Optional[int] = None) -> None:
