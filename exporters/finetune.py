@@ -72,19 +72,21 @@ def finetune(model: nn.Module, batches: Batches, cfg: FinetuneConfig, teacher: n
              on_step: Callable[[int, float], None] | None = None) -> int:
     """Train ``model`` in place (on the device it is on); returns the number of steps taken."""
     cfg.check()
-    if (cfg.recipe.epochs if cfg.recipe is not None else cfg.epochs) == 0:
-        return 0
-    torch.manual_seed(cfg.seed)
     device = next(model.parameters()).device
-    rt = Runtime(device)
-    seed = batches.seed if isinstance(batches, DatasetBatches) else cfg.seed
-    batch_size = batches.batch_size if isinstance(batches, DatasetBatches) else 1
-    recipe = TrainRecipe(epochs=cfg.epochs, batch_size=batch_size, lr=cfg.lr, momentum=cfg.momentum,
-                         weight_decay=cfg.weight_decay, label_smoothing=0.0, seed=seed, device=str(device),
-                         threads=cfg.threads, compile=False, max_steps=cfg.max_steps)
     if cfg.recipe is not None:
         recipe = dataclasses.replace(cfg.recipe, device=str(device), compile=False)
+    else:
+        recipe = TrainRecipe(epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                             label_smoothing=0.0, device=str(device), threads=cfg.threads, compile=False,
+                             max_steps=cfg.max_steps,
+                             batch_size=batches.batch_size if isinstance(batches, DatasetBatches) else 1,
+                             seed=batches.seed if isinstance(batches, DatasetBatches) else cfg.seed)
+    if recipe.epochs == 0:
+        return 0
+    if cfg.recipe is not None:  # a searched recipe (its own fields checked; this config's are by cfg.check)
         recipe.check()
+    torch.manual_seed(cfg.seed)
+    rt = Runtime(device)
     with use_threads(recipe.threads):
         prepare_model(model, recipe, device)
         data = (batches.resident(recipe.channels_last, recipe.augment) if isinstance(batches, DatasetBatches)

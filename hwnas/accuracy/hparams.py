@@ -23,7 +23,6 @@ of the space (``--space-settings``), where the latency table prices them, not tr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -114,10 +113,6 @@ class HParamSpace:
             else:
                 cols.append(np.eye(len(p.values), dtype=np.float64)[g])
         return np.hstack(cols) if cols else np.zeros((len(genes), 0))
-
-    def apply(self, recipe: Any, values: Mapping[str, Any]) -> Any:
-        """``recipe`` (a TrainRecipe) with ``values`` in place of its own."""
-        return dataclasses.replace(recipe, **dict(values))
 
     def describe(self) -> dict[str, Any]:
         """The spec as recorded in config.json (grids spelled out: a resume must match them)."""
