@@ -50,6 +50,14 @@ def table(tmp_path_factory):
     return path
 
 
+def stop_at(n):
+    """A progress callback that interrupts the search once ``n`` candidates were evaluated (Ctrl-C)."""
+    def progress(p):
+        if p.evaluated == n:
+            raise KeyboardInterrupt
+    return progress
+
+
 def kw(table, **extra):
     return {**dict(space="nb201", profile=f"table:{table}#lat_pixel3", evaluator=f"table:{table}#c10_test",
                    strategy="evolution", budget_evals=24, seed=4, latency_ms=8.0), **extra}
@@ -168,13 +176,9 @@ def test_out_of_order_workers_give_the_in_process_result(table, tmp_path, last_f
 def test_stopped_parallel_run_resumes_without_evaluating_finished_ones_again(table, tmp_path, last_first):
     ref = run(out=tmp_path / "ref", **kw(table, in_flight=2))
 
-    def stop_at_7(p):
-        if p.evaluated == 7:
-            raise KeyboardInterrupt
-
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        run(out=cut, progress=stop_at_7, **kw(table, workers=2))
+        run(out=cut, progress=stop_at(7), **kw(table, workers=2))
     assert len((cut / "journal.jsonl").read_text().splitlines()) == 7
     kept = [json.loads(l)["record"] for l in (cut / parallel.AHEAD_FILE).read_text().splitlines()]
     assert 7 in [r["i"] for r in kept]  # finished while record 6 was awaited, not yet in the journal
@@ -199,13 +203,9 @@ def test_stopped_parallel_run_resumes_without_evaluating_finished_ones_again(tab
 
 
 def test_side_file_of_another_configuration_is_not_used(table, tmp_path, last_first):
-    def stop_at_5(p):
-        if p.evaluated == 5:
-            raise KeyboardInterrupt
-
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run(out=out, progress=stop_at_5, **kw(table, workers=2))
+        run(out=out, progress=stop_at(5), **kw(table, workers=2))
     lines = [json.loads(l) for l in (out / parallel.AHEAD_FILE).read_text().splitlines()]
     assert lines
     (out / parallel.AHEAD_FILE).write_text("".join(json.dumps({**l, "run": "0" * 16}) + "\n" for l in lines))
@@ -304,13 +304,9 @@ def test_two_ray_workers_give_the_result_of_one_with_two_in_flight(table, tmp_pa
 def test_ray_run_stopped_midway_resumes_to_the_same_result(table, tmp_path, ray_session):
     ref = run(out=tmp_path / "ref", **kw(table, in_flight=2))
 
-    def stop_at_9(p):
-        if p.evaluated == 9:
-            raise KeyboardInterrupt
-
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        run(out=cut, progress=stop_at_9, **kw(table, workers=2))
+        run(out=cut, progress=stop_at(9), **kw(table, workers=2))
     assert len((cut / "journal.jsonl").read_text().splitlines()) == 9
     resumed = run(out=cut, resume=True, **kw(table, in_flight=2))  # another --workers may resume it
     assert files(cut) == files(tmp_path / "ref") and resumed.best == ref.best
