@@ -82,11 +82,11 @@ class Table:
         return {"arch_id": self.ids[i], "top1": float(self.acc[i]), "latency_ms": float(lat[i])}
 
 
-def search(t: Table, lat: np.ndarray, strategy: str, seed: int, budget_ms: float, evals: int) -> list[dict]:
-    """One search under ``budget_ms``: the cells it evaluated, as ``hwnas search`` would have."""
+def search(t: Table, lat: np.ndarray, strategy: str, seed: int, latency_budget_ms: float, evals: int) -> list[dict]:
+    """One search under ``latency_budget_ms``: the cells it evaluated, as ``hwnas search`` would have."""
     problem = Problem(cards=t.cards, objectives=(ACCURACY, LATENCY),
-                      feasible=lambda g: bool(lat[t.row[t.canonical(g)]] <= budget_ms), canonical=t.canonical,
-                      latency_budget=budget_ms, features=t.space.genome_features)
+                      feasible=lambda g: bool(lat[t.row[t.canonical(g)]] <= latency_budget_ms), canonical=t.canonical,
+                      latency_budget_ms=latency_budget_ms, features=t.space.genome_features)
     st = make_strategy(strategy, problem, seed, evals)
 
     def evaluate(g):
@@ -116,7 +116,7 @@ def compare_device(t: Table, device: str, strategies: list[str], seeds: int, bud
         speeds = [x["equal_accuracy"]["speedup"] for x in per_seed if x["equal_accuracy"]]
         median[s] = {"gain_points": st.median(gains) if gains else None, "speedup": st.median(speeds) if speeds else None,
                      "seeds": seeds, "no_cell_as_accurate": seeds - len(speeds)}
-    return {"resnet_cell": ref, "budgets_ms": [f * ref["latency_ms"] for f in usable], "groups": groups,
+    return {"resnet_cell": ref, "latency_budgets_ms": [f * ref["latency_ms"] for f in usable], "groups": groups,
             "median": median, "table_optimum": optimum(t.acc, lat, t.ids, ref)}
 
 

@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--profile", default=None,
                     help="a latency table of the space (e.g. profiles/mbv3-32_ort-cpu_t1_b1.json): latencies are "
                          "measured in its units and compared with its prediction for the arch")
-    ap.add_argument("--budget-ms", type=float, default=None, help="a latency budget to check the exported model against")
+    ap.add_argument("--latency-ms", "--budget-ms", dest="latency_budget_ms", type=float, default=None, help="a latency budget to check the exported model against")
     ap.add_argument("--batches", default="1",
                     help="comma-separated batch sizes for the paired INT8/FP32 ratio (the report itself uses the profile's)")
     ap.add_argument("--out", required=True, help="folder for model.onnx, model.fp32.onnx, report.json/md, int8.json")
@@ -98,7 +98,7 @@ def main() -> None:
     t0 = time.perf_counter()
     res = export(model, data, out / "model.onnx", ExportOptions(
         quantize="int8", calibration="auto", latency=setup, force=True, prune=args.prune,
-        budget_ms=args.budget_ms, predicted_ms=predicted,
+        latency_budget_ms=args.latency_budget_ms, predicted_ms=predicted,
         finetune=FinetuneConfig(epochs=args.finetune_epochs if args.prune is not None else 0, lr=args.finetune_lr),
         metadata={"arch": arch.to_dict(), "arch_id": arch.id, "dataset": ds.spec}))
     export_s = time.perf_counter() - t0
@@ -117,7 +117,7 @@ def main() -> None:
         "latency_ratio_report_separate": r["int8_vs_fp32"].get("latency_ratio_separate"), "latency_ratio_paired": paired,
         "latency_ratio_paired_by_batch": {str(b): v for b, v in by_batch.items()},
         "test_images": len(ds.test_y), "calibration": r["calibration"], "export_seconds": export_s,
-        "profile": args.profile, "predicted_ms": predicted, "budget_ms": args.budget_ms,
+        "profile": args.profile, "predicted_ms": predicted, "latency_budget_ms": args.latency_budget_ms,
         "meets_budget": r.get("meets_budget"),
     }
     if "pruning" in r:
@@ -139,7 +139,7 @@ def main() -> None:
         got = summary[key]["latency_ms"]
         print(f"table prediction for the arch {predicted:.4f} ms; measured ({key} FP32, table units) {got:.4f} ms "
               f"({100 * (got / predicted - 1):+.1f}%); deployed INT8 {summary['int8']['latency_ms']:.4f} ms"
-              + (f", budget {args.budget_ms:.4f} ms: {'met' if r.get('meets_budget') else 'missed'}" if args.budget_ms else ""))
+              + (f", budget {args.latency_budget_ms:.4f} ms: {'met' if r.get('meets_budget') else 'missed'}" if args.latency_budget_ms else ""))
     for b, pr in by_batch.items():
         print(f"batch {b}: paired latency ratio INT8/FP32: median {pr['ratio_median']:.3f} "
               f"(range {pr['ratio_min']:.3f}-{pr['ratio_max']:.3f} over {args.repeats} repeats); "

@@ -109,7 +109,7 @@ def main() -> int:
             try:
                 step(f"search {name} under {ms:.4f} ms", lambda name=name, k=k, ms=ms: run(SearchConfig(
                     space="mbv3-32", profile=str(tables[k]), evaluator=f"supernet:{supernets[k]}", strategy="evolution",
-                    budget_evals=args.evals, seed=0, latency_ms=ms, space_settings=settings[k],
+                    budget_evals=args.evals, seed=0, latency_budget_ms=ms, space_settings=settings[k],
                     strategy_options={"population": min(16, args.evals), "sample_size": 4}), out=out / f"run-{name}",
                     force=True))
             except UserError as e:  # e.g. INT8 slower than FP32 here: the budget is below the INT8 table's minimum
@@ -125,14 +125,14 @@ def main() -> int:
         holder: dict = {}
         step(f"export {name} ({quantize})", lambda: holder.update(res=export_run(out / f"run-{run_name}", model, RunExportConfig(
             quantize=quantize, calibration="minmax", finetune_epochs=1, seed=0, force=True, plain=True,
-            max_steps=args.finetune_steps, budget_ms=searches[run_name][1], check_profile=False))))
+            max_steps=args.finetune_steps, latency_budget_ms=searches[run_name][1], check_profile=False))))
         r = holder["res"].report
         shipped = "int8" if quantize == "int8" else "fp32"
         plain = (r.get("plain") or {}).get(shipped) or {}
         best = json.loads((out / f"run-{run_name}" / "best.json").read_text())
         rows.append({
             "pipeline": name, "table": "INT8, extended space" if k == "c" else "FP32", "file": shipped,
-            "budget_ms": searches[run_name][1], "arch_id": best["id"], "arch": best["arch"],
+            "latency_budget_ms": searches[run_name][1], "arch_id": best["id"], "arch": best["arch"],
             "search_accuracy": best.get("accuracy"), "predicted_ms": r.get("predicted_ms"),
             "top1": r[shipped].get("top1"), "plain_median_ms": plain.get("median_ms"), "plain_p90_ms": plain.get("p90_ms"),
             "fp32_plain_median_ms": ((r.get("plain") or {}).get("fp32") or {}).get("median_ms"),
@@ -149,13 +149,13 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{r['int8_over_fp32_paired']:.2f}" if r["int8_over_fp32_paired"] else "-"
-        print(f"| {r['pipeline']} | {r['table']} | {r['file']} | {r['budget_ms']:.4f} | {100 * r['top1']:.2f} | "
+        print(f"| {r['pipeline']} | {r['table']} | {r['file']} | {r['latency_budget_ms']:.4f} | {100 * r['top1']:.2f} | "
               f"{r['plain_median_ms']:.4f} | {r['speedup_vs_a']:.2f}x, {r['top1_vs_a_points']:+.2f} pt | {ratio} | {r['deploy']} |")
     from hwnas.latency.fingerprint import device_fingerprint
 
     result = {"machine": device_fingerprint(), "platform": platform.platform(),
               "settings": settings, "data": args.data, "epochs": args.epochs, "evals": args.evals,
-              "quantile": args.quantile, "speedup": args.speedup, "budget_ms": budget, "rows": rows, "infeasible": infeasible,
+              "quantile": args.quantile, "speedup": args.speedup, "latency_budget_ms": budget, "rows": rows, "infeasible": infeasible,
               "seconds": seconds, "total_seconds": round(time.perf_counter() - t0, 1),
               "tables": {k: {"validation_within_10pct": load_table(p).validation.get("within_10pct"),
                              "kendall_tau": load_table(p).validation.get("kendall_tau"),

@@ -28,7 +28,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True)
     ap.add_argument("--evolution-run", required=True)
-    ap.add_argument("--budget-ms", type=float, required=True)
+    ap.add_argument("--latency-ms", "--budget-ms", dest="latency_budget_ms", type=float, required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--methods", default="gdas,darts")
     ap.add_argument("--seeds", type=int, default=2)
@@ -60,7 +60,7 @@ def main() -> int:
             t0 = time.perf_counter()
             if not (folder / "best.json").is_file():
                 run(SearchConfig(space=table.space_name, profile=str(Path(args.profile).resolve()), evaluator="",
-                                 strategy=method, seed=seed, latency_ms=args.budget_ms, space_settings=base,
+                                 strategy=method, seed=seed, latency_budget_ms=args.latency_budget_ms, space_settings=base,
                                  strategy_options={"epochs": args.epochs, "data": "digits", "lr": args.lr,
                                                    "arch_lr": args.arch_lr, "threads": 1}),
                     out=folder, force=True)
@@ -69,7 +69,7 @@ def main() -> int:
     for method, seed, folder, seconds in runs:
         model = out / f"model-{method}-{seed}.onnx"
         res = export_run(folder, model, RunExportConfig(quantize="none", finetune_epochs=1, seed=0, force=True,
-                                                        budget_ms=args.budget_ms, check_profile=False))
+                                                        latency_budget_ms=args.latency_budget_ms, check_profile=False))
         best = json.loads((folder / "best.json").read_text())
         rows.append({"method": method, "seed": seed, "arch_id": best["id"], "arch": best["arch"],
                      "search_accuracy": best.get("accuracy"), "predicted_ms": res.report.get("predicted_ms"),
@@ -81,7 +81,7 @@ def main() -> int:
         times = files.run()
     for j, r in enumerate(rows):
         r["plain_median_ms"] = float(np.median([times[i * len(rows) + j]["median_ms"] for i in range(3)]))
-        r["meets_budget"] = r["plain_median_ms"] <= args.budget_ms
+        r["meets_budget"] = r["plain_median_ms"] <= args.latency_budget_ms
         del r["model"]
     print("| method | seed | test top-1 | predicted ms | plain ms | search s |\n|---|---|---|---|---|---|")
     for r in rows:
@@ -89,7 +89,7 @@ def main() -> int:
               f"{r['plain_median_ms']:.4f} | {r['search_seconds']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "machine": device_fingerprint(), "platform": platform.platform(), "budget_ms": args.budget_ms,
+            "machine": device_fingerprint(), "platform": platform.platform(), "latency_budget_ms": args.latency_budget_ms,
             "space": table.space_name, "settings": settings, "epochs": args.epochs, "lr": args.lr,
             "arch_lr": args.arch_lr, "rows": rows,
             "command": " ".join(["python", "benchmarks/oneshot_mbconv.py", *(

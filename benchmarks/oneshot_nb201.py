@@ -74,11 +74,11 @@ def one_run(method: str, seed: int, budget: float | None, column: str, opts: dic
         strategy_options["epochs"] = opts["epochs_by_method"][method]
     t0 = time.perf_counter()
     res = run(space="nb201", space_settings=opts["space_settings"], profile=f"table:nb201#{column}",
-              evaluator="table:nb201#c10_test", strategy=method, seed=seed, latency_ms=budget,
+              evaluator="table:nb201#c10_test", strategy=method, seed=seed, latency_budget_ms=budget,
               strategy_options=strategy_options, out=out, force=True)
     seconds = time.perf_counter() - t0
     final = res.records[-1]
-    return {"method": method, "seed": seed, "budget_ms": budget, "id": final["id"], "cell": final["arch"]["cell"],
+    return {"method": method, "seed": seed, "latency_budget_ms": budget, "id": final["id"], "cell": final["arch"]["cell"],
             "c10_test": 100 * final["accuracy"], "latency_ms": final["latency_ms"],
             "repaired_from": final.get("repaired_from"), "supernet_val": final["supernet_accuracy"],
             "argmax_c10_by_epoch": [round(100 * r["accuracy"], 2) for r in res.records if r["kind"] == "argmax"],
@@ -158,7 +158,7 @@ def main() -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"options": {k: v for k, v in opts.items()}, "column": column,
-                                               "percentile": args.percentile, "budget_ms": budget,
+                                               "percentile": args.percentile, "latency_budget_ms": budget,
                                                "best_within_budget": best_within, "published": PUBLISHED,
                                                "runs": rows}, indent=1))
 

@@ -59,11 +59,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         prof = Path(tmp) / "cnn8.json"
         profile(space, get_backend("ort-cpu"), prof, n_calibrate=10, n_validate=0, plain_units_step=False)
-        budget_ms = 1e3  # latency plays no part here: every candidate is feasible
+        latency_budget_ms = 1e3  # latency plays no part here: every candidate is feasible
         for seed in range(args.seeds):
             for mode in ("plain", "halving"):
                 t0 = time.perf_counter()
-                cfg = SearchConfig(space="cnn", profile=str(prof), strategy=args.strategy, seed=seed, latency_ms=budget_ms,
+                cfg = SearchConfig(space="cnn", profile=str(prof), strategy=args.strategy, seed=seed, latency_budget_ms=latency_budget_ms,
                                    space_settings=SPACE, evaluator=f"train:{e}" if mode == "plain" else "train",
                                    budget_evals=args.plain_candidates if mode == "plain" else sh_candidates,
                                    strategy_options={"population": 4, "sample_size": 2} if args.strategy == "evolution" else {},

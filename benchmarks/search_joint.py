@@ -119,7 +119,7 @@ def main() -> int:
                 for mode in modes:
                     t0 = time.perf_counter()
                     cfg = SearchConfig(space=name, space_settings=settings, profile=str(prof), strategy=args.strategy,
-                                       strategy_options=options, seed=seed, latency_ms=1e3,
+                                       strategy_options=options, seed=seed, latency_budget_ms=1e3,
                                        evaluator=f"train:{args.epochs}", evaluator_options=data,
                                        budget_evals=args.candidates * (2 if mode == "joint-2n" else 1),
                                        hparams=HPARAMS if mode != "arch" else None,

@@ -131,7 +131,7 @@ def load(path: Path, devices: list[str]) -> Bench:
 class Task:
     device: str
     percentile: int
-    budget_ms: float
+    latency_budget_ms: float
     feasible: np.ndarray
     best_acc: float
     true_front: np.ndarray  # (k, 2) minimization: (-acc, lat)
@@ -224,7 +224,7 @@ def run_one(b: Bench, task: Task, strategy: str, seed: int, evals: int, **option
         return int(g[0] * 3125 + g[1] * 625 + g[2] * 125 + g[3] * 25 + g[4] * 5 + g[5])
 
     assert int(np.dot([1, 2, 3, 4, 0, 1], weights)) == code((1, 2, 3, 4, 0, 1))
-    problem = Problem(cards=(len(OPS),) * 6, feasible=lambda g: bool(feas[code(g)]), latency_budget=task.budget_ms,
+    problem = Problem(cards=(len(OPS),) * 6, feasible=lambda g: bool(feas[code(g)]), latency_budget_ms=task.latency_budget_ms,
                       features=get_space("nb201").genome_features)
     st = make_strategy(strategy, problem, seed, evals, **options)
 
@@ -266,8 +266,8 @@ def run_optuna(b: Bench, task: Task, strategy: str, seed: int, evals: int) -> tu
             codes.append(c)
             value = acc[c] / 100.0
             if strategy == "optuna-tpe-c":
-                trial.set_constraint("latency", float(lat[c] - task.budget_ms))
-            elif lat[c] > task.budget_ms:
+                trial.set_constraint("latency", float(lat[c] - task.latency_budget_ms))
+            elif lat[c] > task.latency_budget_ms:
                 value = 0.0
             study.tell(trial, value)
     codes_a = np.array(codes)
@@ -277,7 +277,7 @@ def run_optuna(b: Bench, task: Task, strategy: str, seed: int, evals: int) -> tu
 def hv_ratio(task: Task, a: np.ndarray, l: np.ndarray, ref_acc: float | None) -> float:
     ref_a = -task.true_front[:, 0].max() if ref_acc is None else ref_acc
     # the reference latency sits just past the budget, so a point exactly at the budget counts
-    ref = np.array([-ref_a, task.budget_ms * (1 + 1e-9)])
+    ref = np.array([-ref_a, task.latency_budget_ms * (1 + 1e-9)])
     F = np.stack([-a, l], axis=1)
     return hypervolume(F[pareto_front_2d(F)], ref) / hypervolume(task.true_front, ref)
 
@@ -314,7 +314,7 @@ def seed_scores(task: Task, strategy: str, seed: int, checkpoints: list[int], op
         out = {}
         for c in checkpoints:
             a, l = a_all[:c], l_all[:c]
-            ok = l <= task.budget_ms
+            ok = l <= task.latency_budget_ms
             # nothing within the budget found: regret as if 0% were found, hypervolume 0
             found = float(a[ok].max()) if ok.any() else 0.0
             hv = (hv_ratio(task, a[ok], l[ok], None), hv_ratio(task, a[ok], l[ok], 80.0)) if ok.any() else (0.0, 0.0)
@@ -333,7 +333,7 @@ def seed_scores(task: Task, strategy: str, seed: int, checkpoints: list[int], op
                       task.best_acc - float(true.max()))
             continue
         a, l = a[:c], l[:c]
-        assert np.all(l <= task.budget_ms), "a strategy evaluated an over-budget candidate"
+        assert np.all(l <= task.latency_budget_ms), "a strategy evaluated an over-budget candidate"
         out[c] = (task.best_acc - float(a.max()), hv_ratio(task, a, l, None), hv_ratio(task, a, l, 80.0))
     return out
 
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                             per_cp[c][k].append(v)
                 secs = time.perf_counter() - t1
                 for c in checkpoints:
-                    row = {"device": device, "percentile": pct, "budget_ms": task.budget_ms, "strategy": strategy,
+                    row = {"device": device, "percentile": pct, "latency_budget_ms": task.latency_budget_ms, "strategy": strategy,
                            "options": options.get(strategy, {}), "evals": c, "seeds": args.seeds,
                            "seed_start": args.seed_start, "true_best": task.best_acc, "seconds": secs,
                            "estimator": args.estimator or "table"}
@@ -447,7 +447,7 @@ def print_tables(results: list[dict], strategies: list[str], checkpoints: list[i
             x = next(s for s in same if s["evals"] == c)["regret"]
             cells.append(f"{x['median']:.3f} [{x['q1']:.3f}, {x['q3']:.3f}]")
         last = next(s for s in same if s["evals"] == checkpoints[-1])
-        print(f"| {r['device']} | p{r['percentile']} ({r['budget_ms']:.3g} ms) | {r['strategy']} | " + " | ".join(cells)
+        print(f"| {r['device']} | p{r['percentile']} ({r['latency_budget_ms']:.3g} ms) | {r['strategy']} | " + " | ".join(cells)
               + f" | {last['hv']['median']:.4f} | {last['hv80']['median']:.4f} |")
     print("\nMedian over tasks of the per-task median regret:")
     print("| strategy | " + " | ".join(f"@{c}" for c in checkpoints) + f" | hv @{checkpoints[-1]} (min over tasks) |")

@@ -67,7 +67,7 @@ def main() -> int:
     parallel.RayPool = Recorded
 
     cfg = SearchConfig(space="nb201", profile="table:nb201#lat_pixel3", evaluator=args.evaluator, strategy=args.strategy,
-                       budget_evals=args.budget_evals, seed=args.seed, latency_ms=args.latency_ms, in_flight=args.in_flight,
+                       budget_evals=args.budget_evals, seed=args.seed, latency_budget_ms=args.latency_ms, in_flight=args.in_flight,
                        strategy_options={"population": 8, "sample_size": 3} if args.strategy == "evolution" else {})
     runs: dict[int, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -88,11 +88,11 @@ def _print_report(r: dict) -> None:
         if q.get("note"):
             out.print(f"note: {q['note']}", markup=False)
     out.print(f"parity (torch vs ORT, max abs diff): {r['parity_max_abs_diff']:.2e}", markup=False)
-    if r.get("budget_ms") is not None:
+    if r.get("latency_budget_ms") is not None:
         verdict = "PASS" if r["meets_budget"] else "FAIL"
         pred = f", predicted {r['predicted_ms']:.4f} ms" if r.get("predicted_ms") is not None else ""
         out.print(f"budget {verdict}: measured {r['latency_ms']:.4f} ms ({r.get('budget_checked_on') or r['deployed']}) vs budget "
-                  f"{r['budget_ms']:.4f} ms{pred}", markup=False)
+                  f"{r['latency_budget_ms']:.4f} ms{pred}", markup=False)
     elif r.get("budget_note"):
         out.print(f"note: {r['budget_note']}", markup=False)
     if r.get("plain"):
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         int8_weights: str = typer.Option("auto", "--int8-weights", help="INT8 weight range: auto (7-bit and 8-bit compared on val), 7 or 8"),
         calibration_images: int = typer.Option(512, "--calibration-images", help="real training images for INT8 calibration"),
         data: Optional[str] = typer.Option(None, "--data", help="dataset override (needed when the run's evaluator names none)"),
-        budget_ms: Optional[float] = typer.Option(None, "--latency-ms", "--budget-ms", help="latency budget in ms, as hwnas search takes it (default: the run's); --budget-ms is its older name"),
+        latency_budget_ms: Optional[float] = typer.Option(None, "--latency-ms", "--budget-ms", help="latency budget in ms, as hwnas search takes it (default: the run's); --budget-ms is its older name"),
         scratch_epochs: int = typer.Option(10, "--scratch-epochs", help="epochs when the run has no supernet weights"),
         opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
         seed: int = typer.Option(0, "--seed", help="seed of fine-tuning (or training from scratch) and of the calibration images"),
@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = RunExportConfig(arch=arch, finetune_epochs=finetune_epochs, prune=prune, quantize=quantize,
                               calibration=calibration, int8_weights=int8_weights, calibration_images=calibration_images, data=data,
-                              budget_ms=budget_ms, scratch_epochs=scratch_epochs, opset=opset, seed=seed, force=force,
+                              latency_budget_ms=latency_budget_ms, scratch_epochs=scratch_epochs, opset=opset, seed=seed, force=force,
                               plain=plain, check_profile=check_profile)
         with export_progress() as (log, on_step):
             res = export_run(run_dir, out_path, cfg, log=log, on_step=on_step)
@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
         precision = "INT8" if res.int8_factor < 1.0 else "FP32"
         out.print(f"INT8 runs at {res.int8_factor:.2f}x FP32 on this machine at this input size (measured on three "
                   f"archs of the space), so the search read the {precision} table {res.search_profile} and ran under "
-                  f"{res.search_budget_ms:.4f} ms (the line in pareto.png) for a budget of {res.budget_ms:.4f} ms",
+                  f"{res.search_latency_budget_ms:.4f} ms (the line in pareto.png) for a budget of {res.latency_budget_ms:.4f} ms",
                   markup=False)
         out.print(f"profile {res.profile}\nsupernet {res.supernet}\nsearch run {res.run} (best.json, pareto.png)\n"
                   f"model {res.model} (report: {res.report['files']['report_md']})", markup=False)

@@ -111,11 +111,11 @@ def search_cmd(
         raise UserError(f"strategy {strategy!r} does not take {flags}")
     if is_oneshot(strategy):
         return _oneshot(SearchConfig(space=space, profile=profile, evaluator=evaluator or "", strategy=strategy,
-                                     seed=seed, latency_ms=latency_ms, params_max=params_max, flops_max=flops_max,
+                                     seed=seed, latency_budget_ms=latency_ms, params_max=params_max, flops_max=flops_max,
                                      objectives=_parse_objectives(objectives), strategy_options=options,
                                      space_settings=parse_space_settings(space_settings)), out_dir, resume, force, check_profile)
     cfg = SearchConfig(space=space, profile=profile, evaluator=evaluator, strategy=strategy,
-                       budget_evals=budget_evals, seed=seed, latency_ms=latency_ms, params_max=params_max,
+                       budget_evals=budget_evals, seed=seed, latency_budget_ms=latency_ms, params_max=params_max,
                        flops_max=flops_max, objectives=_parse_objectives(objectives), strategy_options=options,
                        space_settings=parse_space_settings(space_settings), fidelity=fidelity, eta=eta,
                        hparams=hparams, fixed_arch=fixed_arch, evaluator_options=evaluator_options, workers=workers, in_flight=in_flight, ray_address=ray_address)

@@ -68,13 +68,13 @@ class DemoResult:
     supernet: Path
     run: Path
     model: Path
-    budget_ms: float
+    latency_budget_ms: float
     int8_factor: float  # INT8 / FP32 latency on this machine, measured on a few archs of the space
     report: dict[str, Any]
     stages: dict[str, float]
     # the budget the search ran under (pareto.png's line): the budget with a margin, on the
     # predictions of the table of the precision that ships
-    search_budget_ms: float | None = None
+    search_latency_budget_ms: float | None = None
     compare: Any = None  # hwnas.compare.run.CompareResult, None with compare=False
     search_profile: Path | None = None  # profile-int8.json where INT8 is the faster file here, else the profile
 
@@ -160,7 +160,7 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
     t = time.perf_counter()
     run_dir = folder / "search"
     run(SearchConfig(space=DEMO_SPACE, profile=str(search_prof), evaluator=f"supernet:{ckpt}", strategy="evolution",
-                     budget_evals=cfg.search_evals, seed=cfg.seed, latency_ms=search_ms, space_settings=cfg.space_settings,
+                     budget_evals=cfg.search_evals, seed=cfg.seed, latency_budget_ms=search_ms, space_settings=cfg.space_settings,
                      strategy_options={"population": min(12, cfg.search_evals), "sample_size": min(4, cfg.search_evals)}),
         out=run_dir, force=True, progress=lambda p: tick("search", p.evaluated, p.budget))
     stages["search"] = time.perf_counter() - t
@@ -169,7 +169,7 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
     say("exporting INT8 ONNX and measuring it")
     res = export_run(run_dir, model_path, RunExportConfig(
         prune=cfg.prune, finetune_epochs=1, seed=cfg.seed, force=True, calibration=cfg.calibration,
-        calibration_images=cfg.calibration_images, budget_ms=budget, max_steps=cfg.finetune_max_steps,
+        calibration_images=cfg.calibration_images, latency_budget_ms=budget, max_steps=cfg.finetune_max_steps,
         protocol=cfg.protocol, extra_metadata={"demo_int8_factor": factor}), log=say)
     stages["export"] = time.perf_counter() - t
 

@@ -2,7 +2,7 @@
 
     from hwnas.exporters import export, ExportData, ExportOptions
     result = export(model, ExportData(calibration=train_images, test=(x, y), train=batches),
-                    "model.onnx", ExportOptions(prune=0.25, quantize="int8", budget_ms=1.5))
+                    "model.onnx", ExportOptions(prune=0.25, quantize="int8", latency_budget_ms=1.5))
     result.report["meets_budget"]
 
 Steps: (prune + fine-tune) -> FP32 ONNX -> parity in ORT -> INT8 QDQ (calibration method chosen
@@ -64,7 +64,7 @@ class ExportOptions:
     opset: int = 17
     latency: LatencySetup | None = field(default_factory=LatencySetup)  # None: do not time
     protocol: Any = None  # hwnas.latency.protocol.Protocol; None: the profiler's default
-    budget_ms: float | None = None
+    latency_budget_ms: float | None = None
     predicted_ms: float | None = None  # the profile's prediction for the exported arch
     metadata: dict[str, Any] = field(default_factory=dict)
     force: bool = False
@@ -91,8 +91,8 @@ class ExportOptions:
         if self.calibration not in ("auto", *CALIBRATION_METHODS):
             raise UserError(f"--calibration must be auto, {', '.join(CALIBRATION_METHODS)}; got {self.calibration!r}")
         check_weight_range(self.int8_weights)
-        if self.budget_ms is not None and self.budget_ms <= 0:
-            raise UserError(f"the latency budget must be positive, got {self.budget_ms:g} ms")
+        if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
+            raise UserError(f"the latency budget must be positive, got {self.latency_budget_ms:g} ms")
         self.finetune.check()
 
 
@@ -162,7 +162,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     input_shape = tuple(sample.shape[1:])
     work = copy.deepcopy(model).cpu().eval()
     report: dict[str, Any] = {"format": "hwnas-export/1", "input_shape": list(input_shape), "opset": opts.opset,
-                              "budget_ms": opts.budget_ms, "predicted_ms": opts.predicted_ms}
+                              "latency_budget_ms": opts.latency_budget_ms, "predicted_ms": opts.predicted_ms}
     test = (_np(data.test[0]), data.test[1].cpu().numpy()) if data.test is not None else None
     classes = list(data.classes) if data.classes is not None else (
         [str(i) for i in range(int(work(sample).shape[1]))])
@@ -252,7 +252,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         report["int8_vs_fp32"] = _ratios(report["fp32"], report["int8"])
         if opts.latency is not None:
             _pair(report["int8_vs_fp32"], paired_ratio(int8, fp32, input_shape, opts.latency, opts.protocol))
-    deployed_key, why = deploy_choice(report, opts.budget_ms, opts.int8_tolerance_points)
+    deployed_key, why = deploy_choice(report, opts.latency_budget_ms, opts.int8_tolerance_points)
     report["deployed"] = deployed_key
     report["deploy"] = {"precision": deployed_key, "file": str(paths.model if deployed_key == "int8" or paths.fp32 is None
                                                                else paths.fp32), "why": why}
@@ -281,7 +281,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
         if "top1" in report["unpruned"] and "top1" in report["fp32"]:
             report["pruning"]["top1_change"] = report["fp32"]["top1"] - report["unpruned"]["top1"]
     torch_side = report.get("profile_backend")
-    check = check_budget(opts.budget_ms, deployed_key, report[deployed_key].get("latency_ms"),
+    check = check_budget(opts.latency_budget_ms, deployed_key, report[deployed_key].get("latency_ms"),
                          opts.profile_backend if torch_side is not None else None,
                          torch_side.get("latency_ms") if torch_side is not None else None, plain_ms)
     report["budget_checked_on"] = check.checked_on
@@ -325,7 +325,7 @@ def _ratios(fp32: dict, int8: dict) -> dict[str, float]:
     return r
 
 
-def deploy_choice(report: dict, budget_ms: float | None, tolerance_points: float = 1.0) -> tuple[str, str]:
+def deploy_choice(report: dict, latency_budget_ms: float | None, tolerance_points: float = 1.0) -> tuple[str, str]:
     """Which file to deploy, FP32 or INT8, and why. With a latency budget the faster truth
     decides: INT8 where it is faster than FP32 (the call-by-call ratio) and within
     ``tolerance_points`` of its top-1, else FP32. Without a budget, INT8 (the smaller file)."""
@@ -333,8 +333,8 @@ def deploy_choice(report: dict, budget_ms: float | None, tolerance_points: float
         return "fp32", "not quantized"
     ratios = report.get("int8_vs_fp32") or {}
     ratio, drop = ratios.get("latency_ratio"), ratios.get("top1_drop_points")
-    if budget_ms is None or ratio is None:
-        why = "no latency budget: INT8 is the smaller file" if budget_ms is None else "latency not measured: INT8 is the smaller file"
+    if latency_budget_ms is None or ratio is None:
+        why = "no latency budget: INT8 is the smaller file" if latency_budget_ms is None else "latency not measured: INT8 is the smaller file"
         return "int8", why
     if ratio >= 1.0:
         return "fp32", f"INT8 runs {ratio:.2f}x FP32's time on this backend: FP32 is the faster file"
@@ -379,7 +379,7 @@ def _model_metadata(report: dict, extra: dict[str, Any]) -> dict[str, Any]:
     meta["hwnas.accuracy"] = {k: report[k].get("top1") for k in ("fp32", "int8") if k in report}
     meta["hwnas.latency_ms"] = {k: report[k].get("latency_ms") for k in ("fp32", "int8") if k in report}
     meta["hwnas.latency_setup"] = report.get("latency_setup")
-    meta["hwnas.budget_ms"] = report.get("budget_ms")
+    meta["hwnas.latency_budget_ms"] = report.get("latency_budget_ms")
     meta["hwnas.meets_budget"] = report.get("meets_budget")
     meta["hwnas.budget_checked_on"] = report.get("budget_checked_on")
     meta["hwnas.deploy"] = report.get("deploy")

@@ -18,11 +18,11 @@ def report_markdown(r: dict[str, Any]) -> str:
     if source.get("hparams"):  # a joint search: the recipe it chose is part of what ships
         recipe = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(source["hparams"].items()))
         lines += [f"Trained from scratch for {source.get('epochs')} epochs with the searched hyperparameters: {recipe}.", ""]
-    if r.get("budget_ms") is not None:
+    if r.get("latency_budget_ms") is not None:
         verdict = "PASS" if r.get("meets_budget") else "FAIL"
         lines += [f"**Budget: {verdict}**: measured {_f(r.get('latency_ms'), '.4f')} ms "
                   f"({r.get('budget_checked_on') or r.get('deployed')}) "
-                  f"vs budget {r['budget_ms']:.4f} ms" + (f"; the profile predicted {r['predicted_ms']:.4f} ms"
+                  f"vs budget {r['latency_budget_ms']:.4f} ms" + (f"; the profile predicted {r['predicted_ms']:.4f} ms"
                                                           if r.get("predicted_ms") is not None else "") + ".", ""]
     if r.get("deploy"):
         lines += [f"**Deploy**: `{r['deploy']['file']}` ({r['deploy']['why']})."
@@ -94,14 +94,14 @@ def _latency_legend(r: dict[str, Any]) -> list[str]:
     text = ("*latency* is the measured estimate in the profile's units (where the profile's space takes this input, "
             "each model is timed call by call against the profile's reference network); *raw median* and *raw IQR* "
             "are the plain per-call times of the session measured, which this machine's load of the moment moves.")
-    if r.get("budget_ms") is not None:
+    if r.get("latency_budget_ms") is not None:
         pb = r.get("profile_backend")
         if isinstance(pb, dict):
             text += (f" The budget is checked on {r.get('budget_checked_on')}: {_f(pb.get('latency_ms'), '.4f')} ms, "
                      f"not on this table's ONNX Runtime latencies.")
         else:
             text += (f" The budget is checked on the {str(r.get('deployed', 'int8')).upper()} column's *latency* "
-                     f"({_f(r.get('latency_ms'), '.4f')} ms vs {r['budget_ms']:.4f} ms).")
+                     f"({_f(r.get('latency_ms'), '.4f')} ms vs {r['latency_budget_ms']:.4f} ms).")
     return [text, ""]
 
 

@@ -29,7 +29,7 @@ class RunExportConfig:
     calibration_images: int = 512
     int8_weights: str = "auto"  # auto (7-bit and 8-bit compared on val), "7" or "8"
     data: str | None = None  # override (needed for table: evaluators, which name no data)
-    budget_ms: float | None = None  # override the run's budget
+    latency_budget_ms: float | None = None  # override the run's budget
     opset: int = 17
     seed: int = 0
     force: bool = False
@@ -114,7 +114,7 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         profile_warnings = drift_warnings(table, str(run_file(run, "profile", "latency profile")))
         for w in profile_warnings:
             say(f"warning: {w}")
-    budget = cfg.budget_ms if cfg.budget_ms is not None else (run.config.get("budgets") or {}).get("latency_ms")
+    budget = cfg.latency_budget_ms if cfg.latency_budget_ms is not None else run.latency_budget_ms
     if latency_setup is None and budget is not None:
         say(profile_note)
     ev = run.config["evaluator"]
@@ -177,7 +177,7 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         opset=cfg.opset,
         finetune=FinetuneConfig(epochs=ft_epochs, lr=cfg.finetune_lr, seed=cfg.seed, max_steps=cfg.max_steps),
         latency=latency_setup or LatencySetup(), protocol=cfg.protocol,
-        budget_ms=budget if latency_setup is not None else None, predicted_ms=predicted,
+        latency_budget_ms=budget if latency_setup is not None else None, predicted_ms=predicted,
         metadata=metadata, force=cfg.force, plain=cfg.plain, profile_warnings=profile_warnings,
         profile_precision=None if table is None else ("int8" if table.backend.get("dtype") == "int8" else "fp32"),
         **_profile_measure(table, cfg.protocol))
@@ -232,9 +232,9 @@ def _profile_measure(table, protocol) -> dict:
 
 def budget_message(report: dict) -> str:
     return (f"the exported model misses the latency budget: measured {report['latency_ms']:.4g} ms "
-            f"({report.get('budget_checked_on') or report['deployed']}) > budget {report['budget_ms']:.4g} ms")
+            f"({report.get('budget_checked_on') or report['deployed']}) > budget {report['latency_budget_ms']:.4g} ms")
 
 
 def summary_json(report: dict) -> str:
-    keys = ("budget_ms", "meets_budget", "latency_ms", "predicted_ms", "deployed", "budget_checked_on", "deploy")
+    keys = ("latency_budget_ms", "meets_budget", "latency_ms", "predicted_ms", "deployed", "budget_checked_on", "deploy")
     return json.dumps({k: report.get(k) for k in keys})

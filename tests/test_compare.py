@@ -96,7 +96,7 @@ def run_folder(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     run(SearchConfig(space="mbv3-32", profile=str(PROFILE), evaluator="zc:params", strategy="random", budget_evals=2,
-                     seed=0, latency_ms=10.0), out=out)
+                     seed=0, latency_budget_ms=10.0), out=out)
     return out
 
 
@@ -107,11 +107,11 @@ def test_tiny_compare_writes_all_three_files_with_every_field(tmp_path, run_fold
     res = compare(_cfg(baselines=SMALL, runs=[str(run_folder)]), out=out)
     assert [r["name"] for r in res.rows][:2] == SMALL
     found = res.rows[2]
-    assert found["kind"] == "found" and found["name"].startswith("tiny:") and found["budget_ms"] == 10.0
+    assert found["kind"] == "found" and found["name"].startswith("tiny:") and found["latency_budget_ms"] == 10.0
     best = json.loads((run_folder / "best.json").read_text())
     assert found["arch_id"] == best["id"]
     doc = json.loads((out / "compare.json").read_text())
-    assert len(doc["rows"]) == 3 and doc["budgets_ms"] == [10.0]
+    assert len(doc["rows"]) == 3 and doc["latency_budgets_ms"] == [10.0]
     for r in doc["rows"]:
         for k in ROW_KEYS:
             assert r.get(k) is not None, (r["name"], k)
@@ -224,7 +224,7 @@ def front_folder(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "fronted"
     run(SearchConfig(space="mbv3-32", profile=str(PROFILE), evaluator="zc:params", strategy="random", budget_evals=4,
-                     seed=0, latency_ms=10.0), out=out)
+                     seed=0, latency_budget_ms=10.0), out=out)
     return out
 
 
@@ -256,7 +256,7 @@ def test_front_trains_and_draws_every_arch_of_the_runs_front(tmp_path, front_fol
     assert [r["arch_id"] for r in found] == [r["id"] for r in front]  # in the front's order (predicted latency)
     for r in found:
         assert r["name"] == f"fronted:{r['arch_id']}" and r["front"] is True and r["run"] == str(front_folder)
-        assert r["best"] is (r["arch_id"] == best) and r["budget_ms"] == 10.0
+        assert r["best"] is (r["arch_id"] == best) and r["latency_budget_ms"] == 10.0
         assert r["search_latency_ms"] == next(f["latency_ms"] for f in front if f["id"] == r["arch_id"])
     for r in doc["rows"]:
         for k in ROW_KEYS:

@@ -34,7 +34,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         assert (out / name).is_file(), name
     r = json.loads((out / "report.json").read_text())
     assert r == json.loads(json.dumps(res.report))
-    assert r["budget_ms"] == res.budget_ms > 0 and isinstance(r["meets_budget"], bool)
+    assert r["latency_budget_ms"] == res.latency_budget_ms > 0 and isinstance(r["meets_budget"], bool)
     for prec in ("fp32", "int8"):
         assert r[prec]["size_bytes"] > 0 and r[prec]["latency_ms"] > 0 and 0.0 <= r[prec]["top1"] <= 1.0
     assert r["int8"]["size_bytes"] < r["fp32"]["size_bytes"]
@@ -56,7 +56,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     assert run_cfg["profile"]["spec"] == str(res.search_profile)
     assert any(p.startswith("profile") for p in phases) and "search" in phases
     meta = read_metadata(str(out / "model.onnx"))
-    assert meta["hwnas.precision"] == "int8" and json.loads(meta["hwnas.budget_ms"]) == res.budget_ms
+    assert meta["hwnas.precision"] == "int8" and json.loads(meta["hwnas.latency_budget_ms"]) == res.latency_budget_ms
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     x = __import__("numpy").zeros((2, 3, 8, 8), dtype="float32")
     assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (2, 10)
@@ -137,7 +137,7 @@ def test_demo_searches_on_the_int8_table_where_int8_is_the_faster_file(tmp_path,
     assert table["backend"]["dtype"] == "int8" and table["int8"]["calibration_data"] == "digits"
     assert json.loads((out / "search" / "config.json").read_text())["profile"]["spec"] == str(res.search_profile)
     r = json.loads((out / "report.json").read_text())
-    assert r["profile_precision"] == "int8" and r["budget_ms"] == res.budget_ms
+    assert r["profile_precision"] == "int8" and r["latency_budget_ms"] == res.latency_budget_ms
     assert ("profile_note" in r["deploy"]) == (r["deployed"] == "fp32")
     # the budget is a quantile of the INT8 table's predictions, and the search ran 5% under it
-    assert res.search_budget_ms == res.budget_ms * DemoConfig().search_margin
+    assert res.search_latency_budget_ms == res.latency_budget_ms * DemoConfig().search_margin

@@ -79,10 +79,10 @@ def test_export_end_to_end(trained, digits, tmp_path):
     cpu0 = time.process_time()
     res = export(trained, _data(digits), out, ExportOptions(
         prune=0.25, finetune=FinetuneConfig(epochs=1, max_steps=10), calibration="auto",
-        latency=LatencySetup(), protocol=FAST, budget_ms=1000.0, metadata={"dataset": "digits"}))
+        latency=LatencySetup(), protocol=FAST, latency_budget_ms=1000.0, metadata={"dataset": "digits"}))
     assert time.process_time() - cpu0 < 60  # CPU time: the wall clock on a shared machine measures the neighbours
     r = json.loads(res.paths.report_json.read_text())
-    for key in ("budget_ms", "meets_budget"):
+    for key in ("latency_budget_ms", "meets_budget"):
         assert key in r
     for prec in ("fp32", "int8"):
         for key in ("size_bytes", "latency_ms", "top1"):
@@ -124,7 +124,7 @@ def test_export_end_to_end(trained, digits, tmp_path):
     ops = {n.op_type for n in model.graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
     meta = read_metadata(str(out))
-    assert meta["hwnas.dataset"] == "digits" and "hwnas.version" in meta and "hwnas.budget_ms" in meta
+    assert meta["hwnas.dataset"] == "digits" and "hwnas.version" in meta and "hwnas.latency_budget_ms" in meta
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = digits.prepare(digits.test_x[:3]).numpy()
     assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (3, 10)  # dynamic batch
@@ -160,7 +160,7 @@ def test_int8_weight_range_choice(trained, digits, tmp_path, monkeypatch):
 
 def test_over_budget_is_reported_and_refused_outputs_stay_clean(trained, digits, tmp_path):
     res = export(trained, _data(digits), tmp_path / "m.onnx",
-                 ExportOptions(quantize="none", protocol=FAST, budget_ms=1e-6))
+                 ExportOptions(quantize="none", protocol=FAST, latency_budget_ms=1e-6))
     assert res.report["meets_budget"] is False and res.report["latency_ms"] > 1e-6
     from hwnas.errors import UserError
 
@@ -363,7 +363,7 @@ def test_an_nb201_shift_quantizes_as_an_integer_add():
 
 def test_plain_timing_checks_the_budget_in_the_users_units(trained, digits, tmp_path):
     res = export(trained, _data(digits), tmp_path / "m.onnx", ExportOptions(quantize="none", protocol=FAST,
-                                                                           budget_ms=1000.0, plain=True))
+                                                                           latency_budget_ms=1000.0, plain=True))
     r = json.loads(res.paths.report_json.read_text())
     p = r["plain"]["fp32"]
     assert p["calls"] == 300 and p["p90_ms"] >= p["median_ms"] > 0

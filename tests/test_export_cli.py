@@ -50,7 +50,7 @@ def test_export_run_folder_and_budget_miss(run_dir, tmp_path):
     ok = _hwnas("export", str(run_dir), "--out", str(tmp_path / "m.onnx"), *common, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     r = json.loads((tmp_path / "m.report.json").read_text())
-    assert r["meets_budget"] is True and r["budget_ms"] == 1000.0 and r["predicted_ms"] > 0
+    assert r["meets_budget"] is True and r["latency_budget_ms"] == 1000.0 and r["predicted_ms"] > 0
     assert r["metadata"]["arch_id"] and r["metadata"]["preprocessing"]["input_size"] == 8
     over = _hwnas("export", str(run_dir), "--out", str(tmp_path / "o.onnx"), "--latency-ms", "0.000001", *common, cwd=tmp_path)
     assert over.returncode != 0

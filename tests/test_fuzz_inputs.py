@@ -161,9 +161,31 @@ def test_load_run_reads_back_what_the_search_wrote(nb201_run):
 
     folder, _ = nb201_run
     run = load_run(folder)
-    assert run.config["space"]["name"] == "nb201" and run.config["budgets"]["latency_ms"] == 10
+    assert run.config["space"]["name"] == "nb201" and run.config["budgets"]["latency_budget_ms"] == 10
     assert len(run.records) == 6 and run.best["id"] in {r["id"] for r in run.records}
     assert run.best == json.loads((folder / "best.json").read_text())
+
+
+def test_a_folder_from_before_the_budget_had_one_name_still_reads_and_resumes(tmp_path, nb201_run):
+    """Folders written before the budget was ``latency_budget_ms`` everywhere said ``latency_ms``
+    in config.json's budgets: they load with the new name, and resume as if written today."""
+    from hwnas.search.run_folder import load_run
+
+    folder, argv = nb201_run
+    old = fresh_copy(folder, tmp_path / "old")
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["budgets"] = {("latency_ms" if k == "latency_budget_ms" else k): v for k, v in cfg["budgets"].items()}
+    (old / "config.json").write_text(json.dumps(cfg))
+    assert load_run(old).latency_budget_ms == 10 and "latency_ms" not in load_run(old).config["budgets"]
+    lines = (old / "journal.jsonl").read_text().splitlines(keepends=True)
+    (old / "journal.jsonl").write_text("".join(lines[:4]))  # stopped after 4 of 6 evaluations
+    resumed = [a if a != str(folder) else str(old) for a in argv]
+    code, err = run([*resumed, "--resume"])
+    assert code == 0, err
+    assert (old / "journal.jsonl").read_text() == (folder / "journal.jsonl").read_text()
+    # a different budget is still a different configuration
+    code, err = run([*[a if a != "10" else "11" for a in resumed], "--resume"])
+    assert code == 2 and "latency_budget_ms was 10" in err, err
 
 
 @pytest.mark.parametrize("name", ["config.json", "journal.jsonl"])

@@ -128,7 +128,7 @@ def test_most_probable_arch_within_the_budget_is_exact(profile_path):
 def search(profile_path, out, method="gdas", epochs=4, budget=None, **kw):
     _, _, E = expected_latency(profile_path)
     budget = budget if budget is not None else float(np.quantile(E.latencies, 0.4))
-    return run(space="nb201", profile=str(profile_path), latency_ms=budget, evaluator="", strategy=method,
+    return run(space="nb201", profile=str(profile_path), latency_budget_ms=budget, evaluator="", strategy=method,
                strategy_options={**QUICK, "epochs": epochs}, space_settings=SETTINGS, seed=1, out=out, **kw), budget
 
 
@@ -158,7 +158,7 @@ def test_tiny_gdas_run_on_digits_lowers_the_loss_and_meets_the_budget(profile_pa
             assert all(row[g] >= row.max() - 2e-6 for g, row in zip(r["genome"], p))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["strategy"]["name"] == "gdas" and cfg["strategy"]["kind"] == "oneshot"
-    assert cfg["evaluator"]["data"] == "digits" and cfg["budgets"]["latency_ms"] == budget
+    assert cfg["evaluator"]["data"] == "digits" and cfg["budgets"]["latency_budget_ms"] == budget
     # what `hwnas export` reads from a run folder
     r = read_run(out)
     assert pick_arch(r, "best")["id"] == best["id"] and _space(r).config_hash() == space.config_hash()
@@ -174,7 +174,7 @@ def test_resume_from_an_epoch_checkpoint_gives_the_same_arch(profile_path, tmp_p
     from hwnas.search.runner import SearchConfig
 
     full, budget = search(profile_path, tmp_path / "full", method="darts", epochs=3)
-    cfg = SearchConfig(space="nb201", profile=str(profile_path), evaluator="", strategy="darts", seed=1, latency_ms=budget,
+    cfg = SearchConfig(space="nb201", profile=str(profile_path), evaluator="", strategy="darts", seed=1, latency_budget_ms=budget,
                        strategy_options={**QUICK, "epochs": 3}, space_settings=SETTINGS)
     cut = tmp_path / "cut"
     steps_per_epoch = (len(__import__("hwnas.data", fromlist=["x"]).load_dataset("digits", image_size=8).train_y) // 2) // 32

@@ -249,7 +249,7 @@ def search(profile_path, out, method="gdas", epochs=2, budget=None, strategy_opt
     if budget is None:  # between the cheapest arch and the largest
         lo, hi = form.min_latency()[0], predictor.predict(space.largest())
         budget = lo + 0.3 * (hi - lo)
-    return run(space="mbv3-32", profile=str(profile_path), latency_ms=budget, evaluator="", strategy=method,
+    return run(space="mbv3-32", profile=str(profile_path), latency_budget_ms=budget, evaluator="", strategy=method,
                strategy_options={**QUICK, "epochs": epochs, **(strategy_options_extra or {})}, space_settings=SETTINGS,
                seed=1, out=out, **kw), budget
 
@@ -307,7 +307,7 @@ def test_resume_from_an_epoch_checkpoint_gives_the_same_arch(profile_path, tmp_p
 
     full, budget = search(profile_path, tmp_path / "full", method="darts", epochs=2)
     cfg = SearchConfig(space="mbv3-32", profile=str(profile_path), evaluator="", strategy="darts", seed=1,
-                       latency_ms=budget, strategy_options={**QUICK, "epochs": 2}, space_settings=SETTINGS)
+                       latency_budget_ms=budget, strategy_options={**QUICK, "epochs": 2}, space_settings=SETTINGS)
     cut = tmp_path / "cut"
     from hwnas.data import load_dataset
 

@@ -60,7 +60,7 @@ def stop_at(n):
 
 def kw(table, **extra):
     return {**dict(space="nb201", profile=f"table:{table}#lat_pixel3", evaluator=f"table:{table}#c10_test",
-                   strategy="evolution", budget_evals=24, seed=4, latency_ms=8.0), **extra}
+                   strategy="evolution", budget_evals=24, seed=4, latency_budget_ms=8.0), **extra}
 
 
 def cli_args(table, out, *extra):
@@ -320,7 +320,7 @@ def test_ray_tune_runs_trials_the_searcher_suggests(table, tmp_path, ray_session
 
     from hwnas.integrations.ray_tune import HwnasSearcher, arch_of
 
-    searcher = HwnasSearcher(space="nb201", profile=f"table:{table}#lat_pixel3", latency_ms=6.0, strategy="evolution",
+    searcher = HwnasSearcher(space="nb201", profile=f"table:{table}#lat_pixel3", latency_budget_ms=6.0, strategy="evolution",
                              budget=6, seed=0, strategy_options={"population": 4, "sample_size": 2})
 
     def trainable(config):
@@ -345,7 +345,7 @@ def test_ray_tune_searcher_protocol(table):
 
     from hwnas.integrations.ray_tune import HwnasSearcher
 
-    s = HwnasSearcher(space="nb201", profile=f"table:{table}#lat_pixel3", latency_ms=6.0, strategy="random",
+    s = HwnasSearcher(space="nb201", profile=f"table:{table}#lat_pixel3", latency_budget_ms=6.0, strategy="random",
                       budget=3, seed=1, metric="loss", mode="min", max_concurrent=2)
     a, b = s.suggest("a"), s.suggest("b")
     assert s.suggest("c") is None  # two trials running already
@@ -358,4 +358,4 @@ def test_ray_tune_searcher_protocol(table):
     assert s.strategy.n_told == 2 and c["arch_id"] not in (a["arch_id"], b["arch_id"])
     assert s.suggest("d") == Searcher.FINISHED  # the budget: three suggestions
     with pytest.raises(UserError, match="below the smallest latency"):
-        HwnasSearcher(space="nb201", profile=f"table:{table}#lat_pixel3", latency_ms=0.001)
+        HwnasSearcher(space="nb201", profile=f"table:{table}#lat_pixel3", latency_budget_ms=0.001)

@@ -184,12 +184,12 @@ def test_deploy_choice_picks_the_faster_truth():
 
     base = {"fp32": {}, "int8": {}}
     slower = {**base, "int8_vs_fp32": {"latency_ratio": 1.34, "top1_drop_points": 0.1}}
-    key, why = deploy_choice(slower, budget_ms=2.0)
+    key, why = deploy_choice(slower, latency_budget_ms=2.0)
     assert key == "fp32" and "1.34x" in why
     faster = {**base, "int8_vs_fp32": {"latency_ratio": 0.7, "top1_drop_points": 0.3}}
-    assert deploy_choice(faster, budget_ms=2.0)[0] == "int8"
+    assert deploy_choice(faster, latency_budget_ms=2.0)[0] == "int8"
     lossy = {**base, "int8_vs_fp32": {"latency_ratio": 0.7, "top1_drop_points": 3.0}}
-    key, why = deploy_choice(lossy, budget_ms=2.0)
+    key, why = deploy_choice(lossy, latency_budget_ms=2.0)
     assert key == "fp32" and "3.00 points" in why
-    assert deploy_choice(slower, budget_ms=None)[0] == "int8"  # no latency budget: the smaller file
-    assert deploy_choice({"fp32": {}}, budget_ms=2.0)[0] == "fp32"
+    assert deploy_choice(slower, latency_budget_ms=None)[0] == "int8"  # no latency budget: the smaller file
+    assert deploy_choice({"fp32": {}}, latency_budget_ms=2.0)[0] == "fp32"

@@ -89,7 +89,7 @@ def test_run_folder_under_a_file_is_refused_and_nothing_is_created(profile_json,
 
 def test_a_budget_below_the_minimum_is_refused_before_the_evaluator_loads(profile_json, tmp_path):
     # the checkpoint does not exist: had the evaluator been built first, that would be the error
-    cfg = _config(str(profile_json), evaluator=f"supernet:{tmp_path / 'absent.pt'}", latency_ms=1e-6)
+    cfg = _config(str(profile_json), evaluator=f"supernet:{tmp_path / 'absent.pt'}", latency_budget_ms=1e-6)
     with pytest.raises(UserError, match="below the smallest latency"):
         run(cfg, out=tmp_path / "runs" / "low")
     assert not (tmp_path / "runs").exists()

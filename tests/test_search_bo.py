@@ -26,7 +26,7 @@ def toy():
     lat = np.array([sum(int(d) for d in np.base_repr(c, 5).zfill(6)) for c in range(5 ** 6)], dtype=float)
     digits = np.array([[int(d) for d in np.base_repr(c, 5).zfill(6)] for c in range(5 ** 6)])
     acc = 0.5 + 0.07 * (digits == target).sum(axis=1) + 0.01 * rng.random(5 ** 6)
-    problem = Problem(cards=(5,) * 6, feasible=lambda g: lat[code(g)] <= 12.0, latency_budget=12.0)
+    problem = Problem(cards=(5,) * 6, feasible=lambda g: lat[code(g)] <= 12.0, latency_budget_ms=12.0)
     return problem, (lambda g: {"accuracy": float(acc[code(g)]), "latency_ms": float(lat[code(g)])}), lat
 
 
@@ -107,7 +107,7 @@ def slice_csv(nb201_csv, tmp_path_factory):
 @pytest.mark.parametrize("name", BO)
 def test_resume_after_interrupt_matches_uninterrupted(slice_csv, tmp_path, name):
     kw = dict(space="nb201", profile=f"table:{slice_csv}#lat_pixel3", evaluator=f"table:{slice_csv}#c10_test",
-              strategy=name, budget_evals=30, seed=5, latency_ms=8.0,
+              strategy=name, budget_evals=30, seed=5, latency_budget_ms=8.0,
               strategy_options={"init": 6, **({"pool": 60} if name == "gp" else {})})  # a small pool: each candidate costs a latency lookup
     full = run(out=tmp_path / "full", **kw)
 
@@ -142,7 +142,7 @@ def test_beat_random_on_nb201_at_100_evaluations(pixel3):
     acc, lat = pixel3
     budget = float(np.percentile(lat, 50))
     best = acc[lat <= budget].max()
-    problem = Problem(cards=(5,) * 6, feasible=lambda g: lat[code(g)] <= budget, latency_budget=budget,
+    problem = Problem(cards=(5,) * 6, feasible=lambda g: lat[code(g)] <= budget, latency_budget_ms=budget,
                       features=get_space("nb201").genome_features)
 
     def regret(name):

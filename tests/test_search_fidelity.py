@@ -22,7 +22,7 @@ ALL = ["random", "evolution", "nsga2", "reinforce", "anneal", "gp", "tpe"]
 
 
 def config(lat_csv, **extra):
-    kw = dict(space="nb201", space_settings=SETTINGS, profile=f"table:{lat_csv}#lat", latency_ms=BUDGET_MS,
+    kw = dict(space="nb201", space_settings=SETTINGS, profile=f"table:{lat_csv}#lat", latency_budget_ms=BUDGET_MS,
               evaluator="train", fidelity="epochs:1,2,3", eta=3, budget_evals=10, seed=1)
     return {**kw, **extra}
 
@@ -150,7 +150,7 @@ def toy():
     rng = np.random.default_rng(0)
     base = rng.random(5 ** 6) * 0.5 + 0.4
     lat = np.array([sum(int(d) for d in np.base_repr(c, 5).zfill(6)) for c in range(5 ** 6)], dtype=float)
-    problem = Problem(cards=(5,) * 6, feasible=lambda g: lat[code_of(g)] <= 12.0, latency_budget=12.0)
+    problem = Problem(cards=(5,) * 6, feasible=lambda g: lat[code_of(g)] <= 12.0, latency_budget_ms=12.0)
 
     def evaluate(g, rung):
         c = code_of(g)

@@ -26,7 +26,7 @@ CELL = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|
 
 
 def config(lat_csv, **extra):
-    kw = dict(space="nb201", space_settings=SETTINGS, profile=f"table:{lat_csv}#lat", latency_ms=BUDGET_MS,
+    kw = dict(space="nb201", space_settings=SETTINGS, profile=f"table:{lat_csv}#lat", latency_budget_ms=BUDGET_MS,
               evaluator="train:1", hparams=HP, budget_evals=6, seed=3, strategy="random")
     return {**kw, **extra}
 

@@ -64,7 +64,7 @@ def test_cli_writes_every_file(table, tmp_path, capsys):
 @pytest.mark.parametrize("strategy", ["nsga2", "reinforce"])
 def test_resume_after_interrupt_matches_uninterrupted(table, tmp_path, strategy):
     kw = dict(space="nb201", profile=f"table:{table}#lat_pixel3", evaluator=f"table:{table}#c10_test",
-              strategy=strategy, budget_evals=30, seed=5, latency_ms=8.0)
+              strategy=strategy, budget_evals=30, seed=5, latency_budget_ms=8.0)
     full = run(out=tmp_path / "full", **kw)
 
     def stop_at_13(p):

@@ -45,7 +45,7 @@ def code(g):
 
 
 def table_problem(acc, lat, budget):
-    problem = Problem(cards=(5,) * 6, feasible=lambda g: lat[code(g)] <= budget, latency_budget=budget)
+    problem = Problem(cards=(5,) * 6, feasible=lambda g: lat[code(g)] <= budget, latency_budget_ms=budget)
 
     def evaluate(g):
         return {"accuracy": acc[code(g)] / 100, "latency_ms": float(lat[code(g)])}
@@ -131,7 +131,7 @@ def test_unknown_option_and_bad_values_are_user_errors():
 
 
 def test_reinforce_reward_forms():
-    problem = Problem(cards=(3, 3), latency_budget=2.0)
+    problem = Problem(cards=(3, 3), latency_budget_ms=2.0)
     soft = make_strategy("reinforce", problem, 0, 5, reward="soft")
     hard = make_strategy("reinforce", problem, 0, 5, reward="hard")
     assert isinstance(soft, Reinforce)

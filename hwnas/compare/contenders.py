@@ -20,7 +20,7 @@ class Contender:
     kind: str  # baseline | found
     build: Callable[[int], Any]  # num_classes -> freshly initialised nn.Module
     info: dict[str, Any]
-    budget_ms: float | None = None
+    latency_budget_ms: float | None = None
 
 
 # ---- inputs -------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def found_from_run(folder: str, space_name: str, image_size: int, data: str,
     if run_data and _data_name(run_data) != _data_name(data):
         raise UserError(f"run folder {folder!r} was searched on data {run_data!r}, this comparison trains on {data!r}; "
                         f"pass --data {run_data} or a run searched on {data}")
-    budget = (run.config.get("budgets") or {}).get("latency_ms")
+    budget = run.latency_budget_ms
     records = _read_front(folder, required=front)
     best = space.parse(run.best["arch"])
     front_archs = []

@@ -126,8 +126,8 @@ def equal_accuracy(candidates: Sequence[dict], ref: dict) -> dict[str, Any] | No
             "speedup": ref["latency_ms"] / best["latency_ms"] if best["latency_ms"] > 0 else math.inf}
 
 
-def best_within(candidates: Sequence[dict], budget_ms: float) -> dict | None:
-    within = [c for c in candidates if c["latency_ms"] <= budget_ms]
+def best_within(candidates: Sequence[dict], latency_budget_ms: float) -> dict | None:
+    within = [c for c in candidates if c["latency_ms"] <= latency_budget_ms]
     return max(within, key=lambda c: (c["top1"], -c["latency_ms"])) if within else None
 
 
@@ -233,7 +233,7 @@ def compare_nb201(config: NB201CompareConfig | None = None, out: str | Path | No
         for f in usable:
             b = best_within(cands, f * ref["latency_ms"])
             if b is not None:
-                rows.append({"name": f"{strategy}@{f:g}x", "kind": "found", **b, "budget_ms": f * ref["latency_ms"],
+                rows.append({"name": f"{strategy}@{f:g}x", "kind": "found", **b, "latency_budget_ms": f * ref["latency_ms"],
                              "budget_fraction": f, "strategy": strategy if seed else None,
                              "seed": int(seed) if seed else None})
         per_group[g] = {"strategy": strategy, "seed": int(seed) if seed else None,
@@ -244,7 +244,7 @@ def compare_nb201(config: NB201CompareConfig | None = None, out: str | Path | No
         r.update({"macro_f1": None, "train_seconds": None, "epochs": None})
     summary = {"device": cfg.profile.rpartition("#")[2], "resnet_cell": {k: ref[k] for k in ("arch_id", "top1", "latency_ms")},
                "groups": per_group, "table_optimum": table_optimum(look, ref), "budget_evals": cfg.budget_evals,
-               "budgets_ms": [f * ref["latency_ms"] for f in usable]}
+               "latency_budgets_ms": [f * ref["latency_ms"] for f in usable]}
     by_strategy: dict[str, list[dict]] = {}
     for s in per_group.values():
         by_strategy.setdefault(s["strategy"], []).append(s)
@@ -275,13 +275,13 @@ def _run_candidates(folder: str, look: _Lookup) -> list[dict]:
     return [r for r in [*front, run.best] if isinstance(r, dict) and "arch" in r]
 
 
-def _search(cfg: NB201CompareConfig, strategy: str, seed: int, budget_ms: float, look: _Lookup, key: str) -> dict:
+def _search(cfg: NB201CompareConfig, strategy: str, seed: int, latency_budget_ms: float, look: _Lookup, key: str) -> dict:
     from hwnas.search import SearchConfig, run
 
     res = run(SearchConfig(space=cfg.space, profile=cfg.profile, evaluator=cfg.evaluator, strategy=strategy,
-                           budget_evals=cfg.budget_evals, seed=seed, latency_ms=budget_ms), out=None)
+                           budget_evals=cfg.budget_evals, seed=seed, latency_budget_ms=latency_budget_ms), out=None)
     front = [look.record(r["arch"]) for r in res.pareto]
-    return {"key": key, "strategy": strategy, "seed": seed, "budget_ms": budget_ms, "front": front,
+    return {"key": key, "strategy": strategy, "seed": seed, "latency_budget_ms": latency_budget_ms, "front": front,
             "best_id": res.best["id"] if res.best else None, "evaluated": len(res.records)}
 
 
@@ -311,6 +311,6 @@ def _write(out: Path, result: NB201CompareResult, cfg: NB201CompareConfig, heade
     atomic_write_text(out / MD_FILE, text + "\n".join(lines) + "\n")
     fronts = [[(c["latency_ms"], 100 * c["top1"]) for c in cands] for cands in groups.values()]
     rows = [dict(r, name="ResNet cell") if r["kind"] == "baseline" else r for r in result.rows]
-    atomic_write_bytes(out / PNG_FILE, figure_png(rows, f"NAS-Bench-201 on {s['device']}", s["budgets_ms"],
+    atomic_write_bytes(out / PNG_FILE, figure_png(rows, f"NAS-Bench-201 on {s['device']}", s["latency_budgets_ms"],
                                                   xlabel=f"latency (ms, {s['device']})",
                                                   ylabel="CIFAR-10 test accuracy (%, table)", fronts=fronts))

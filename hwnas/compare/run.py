@@ -243,7 +243,7 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
                            _front_notes([{k: v for k, v in r.items() if k != "key"} for r in rows], cfg.front,
                                         search_fronts)[3])
     if out_path is not None:
-        write_outputs(out_path, rows, header, cfg, [c.budget_ms for c in contenders if c.budget_ms is not None],
+        write_outputs(out_path, rows, header, cfg, [c.latency_budget_ms for c in contenders if c.latency_budget_ms is not None],
                       search_fronts)
     return result
 
@@ -295,8 +295,8 @@ def _one_row(c: Contender, seed: int, cfg: CompareConfig, ds, bench: Bench, trai
                            "per_class_f1": scores.per_class_f1, "test_images": scores.n,
                            "train_seconds": result.seconds, "epochs": cfg.epochs, "steps": result.steps, "seed": seed,
                            **c.info}
-    if c.budget_ms is not None:
-        row["budget_ms"] = c.budget_ms
+    if c.latency_budget_ms is not None:
+        row["latency_budget_ms"] = c.latency_budget_ms
     if cfg.int8:
         from hwnas.exporters.measure import evaluate as ort_evaluate
         from hwnas.latency.int8 import quantize_int8
@@ -318,7 +318,7 @@ def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig,
     clean = [{k: v for k, v in r.items() if k != "key"} for r in rows]
     lines, estimates, measured, verdicts = _front_notes(clean, cfg.front, search_fronts)
     atomic_write_json(out / JSON_FILE, {"format": FORMAT, "profile": str(cfg.profile), **header,
-                                        "budgets_ms": sorted(set(budgets)), "front": cfg.front,
+                                        "latency_budgets_ms": sorted(set(budgets)), "front": cfg.front,
                                         "search_fronts": [f.to_dict() for f in search_fronts],
                                         "verdicts": verdicts, "rows": clean})
     d = header["data"]

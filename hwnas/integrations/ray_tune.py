@@ -3,7 +3,7 @@
     from ray import tune
     from hwnas.integrations.ray_tune import HwnasSearcher, arch_of
 
-    searcher = HwnasSearcher(space="nb201", profile="table:nb201#lat_pixel3", latency_ms=6.5,
+    searcher = HwnasSearcher(space="nb201", profile="table:nb201#lat_pixel3", latency_budget_ms=6.5,
                              strategy="evolution", budget=50, seed=0)
 
     def trainable(config):
@@ -17,7 +17,7 @@
     tune.run(trainable, search_alg=searcher, metric="accuracy", mode="max", num_samples=50)
 
 Each suggestion is a candidate the strategy asked for that meets the budgets on the latency
-profile (``latency_ms``, ``params_max``, ``flops_max``; never one over them): its arch as JSON,
+profile (``latency_budget_ms``, ``params_max``, ``flops_max``; never one over them): its arch as JSON,
 its arch id, its genome and its predicted latency. A finished trial's metric is told back to the
 strategy with the candidate's latency, parameters and FLOPs, as ``hwnas search`` tells its
 evaluator's accuracy (``mode="min"`` metrics are told negated: strategies maximize). Trials
@@ -47,7 +47,7 @@ except ImportError as e:  # the adapter needs Ray Tune; hwnas itself does not
 class HwnasSearcher(Searcher):
     """A Ray Tune ``Searcher`` asking an hwnas strategy for architectures within latency budgets."""
 
-    def __init__(self, space: str, profile: str, latency_ms: Optional[float] = None, strategy: str = "evolution",
+    def __init__(self, space: str, profile: str, latency_budget_ms: Optional[float] = None, strategy: str = "evolution",
                  budget: int = 100, seed: int = 0, metric: Optional[str] = None, mode: Optional[str] = None,
                  max_concurrent: Optional[int] = None, params_max: Optional[float] = None,
                  flops_max: Optional[float] = None, space_settings: Optional[dict[str, Any]] = None,
@@ -66,15 +66,15 @@ class HwnasSearcher(Searcher):
         self.space = get_space(space, **(space_settings or {}))
         self.latency = get_latency_model(resolve_profile_spec(profile), self.space)
         self.costs = CostModel(self.space)
-        self.latency_ms, self.params_max, self.flops_max = latency_ms, params_max, flops_max
-        if latency_ms is not None:
+        self.latency_budget_ms, self.params_max, self.flops_max = latency_budget_ms, params_max, flops_max
+        if latency_budget_ms is not None:
             ms, arch = self.latency.min_latency()
-            if latency_ms < ms:
-                raise UserError(f"latency_ms {latency_ms:g} is below the smallest latency the space reaches on this profile, "
+            if latency_budget_ms < ms:
+                raise UserError(f"latency_budget_ms {latency_budget_ms:g} is below the smallest latency the space reaches on this profile, "
                                 f"{ms:.4g} ms (arch {arch.id}); raise the budget")
         self.problem = Problem(
             cards=tuple(len(d.choices) for d in self.space.decisions()), objectives=(ACCURACY, LATENCY),
-            feasible=self._feasible, canonical=self._canonical, latency_budget=latency_ms,
+            feasible=self._feasible, canonical=self._canonical, latency_budget_ms=latency_budget_ms,
             features=self.space.genome_features)
         self.strategy = make_strategy(strategy, self.problem, seed, budget, **(strategy_options or {}))
         self.budget, self.max_concurrent = int(budget), max_concurrent
@@ -95,7 +95,7 @@ class HwnasSearcher(Searcher):
         return hit
 
     def _feasible(self, g: Genome) -> bool:
-        if self.latency_ms is not None and self.latency_of(g) > self.latency_ms:
+        if self.latency_budget_ms is not None and self.latency_of(g) > self.latency_budget_ms:
             return False
         if self.params_max is not None or self.flops_max is not None:
             cost = self.costs(self.space.decode(g))

@@ -24,7 +24,7 @@ class BudgetCheck:
     protocol_latency_ms: Optional[float] = None  # the protocol's estimate, where a plain timing replaced it
 
 
-def check_budget(budget_ms: Optional[float], shipped: str, onnx_ms: Optional[float],
+def check_budget(latency_budget_ms: Optional[float], shipped: str, onnx_ms: Optional[float],
                  torch_backend: Optional[str] = None, torch_ms: Optional[float] = None,
                  plain_ms: Optional[float] = None) -> BudgetCheck:
     """``shipped``: the precision of the file that ships (fp32 or int8) and ``onnx_ms`` its time in
@@ -37,5 +37,5 @@ def check_budget(budget_ms: Optional[float], shipped: str, onnx_ms: Optional[flo
     protocol = None
     if plain_ms is not None:
         ms, protocol, on = plain_ms, ms, on + PLAIN_NOTE
-    meets = None if budget_ms is None or ms is None else bool(ms <= budget_ms)
+    meets = None if latency_budget_ms is None or ms is None else bool(ms <= latency_budget_ms)
     return BudgetCheck(ms, on, meets, protocol)

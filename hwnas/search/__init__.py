@@ -2,7 +2,7 @@
 and budgets, Pareto fronts and hypervolume, the run journal and resume.
 
     from hwnas.search import run
-    res = run(space="nb201", profile="table:nb201#lat_pixel3", latency_ms=6.0,
+    res = run(space="nb201", profile="table:nb201#lat_pixel3", latency_budget_ms=6.0,
               evaluator="table:nb201#c10_test", strategy="evolution", budget_evals=300,
               seed=0, out="runs/nb201")
 

@@ -7,14 +7,14 @@ import io
 from typing import Sequence
 
 
-def pareto_png(records: Sequence[dict], front: Sequence[dict], budget_ms: float | None, title: str) -> bytes:
-    fig = pareto_figure(records, front, budget_ms, title)
+def pareto_png(records: Sequence[dict], front: Sequence[dict], latency_budget_ms: float | None, title: str) -> bytes:
+    fig = pareto_figure(records, front, latency_budget_ms, title)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
-def pareto_figure(records: Sequence[dict], front: Sequence[dict], budget_ms: float | None, title: str):
+def pareto_figure(records: Sequence[dict], front: Sequence[dict], latency_budget_ms: float | None, title: str):
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never open a window
@@ -27,10 +27,10 @@ def pareto_figure(records: Sequence[dict], front: Sequence[dict], budget_ms: flo
     pts = sorted(front, key=lambda r: r["latency_ms"])
     ax.plot([r["latency_ms"] for r in pts], [100 * r["accuracy"] for r in pts], "o-", ms=4,
             c="#d1495b", label=f"Pareto front ({len(pts)})")
-    if budget_ms is not None:
+    if latency_budget_ms is not None:
         # the search's budget on the profile's predicted latency (an export may be held to another,
         # e.g. the demo's INT8 budget)
-        ax.axvline(budget_ms, ls="--", c="#2e4057", label=f"search budget {budget_ms:.4g} ms (predicted)")
+        ax.axvline(latency_budget_ms, ls="--", c="#2e4057", label=f"search budget {latency_budget_ms:.4g} ms (predicted)")
     ax.set_xlabel("latency (ms, predicted by the profile)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)

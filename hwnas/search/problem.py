@@ -47,7 +47,7 @@ class Problem:
     objectives: tuple[Objective, ...] = (ACCURACY, LATENCY)
     feasible: Callable[[Genome], bool] = _always
     canonical: Callable[[Genome], Genome] = _identity
-    latency_budget: float | None = None  # the MnasNet reward's target T
+    latency_budget_ms: float | None = None  # the MnasNet reward's target T
     # genomes (N x decisions) -> features (N x F) for the surrogate that screens candidates
     # (search/surrogate.py); None: one-hot choices. Spaces supply theirs (genome_features).
     features: Callable[["object"], "object"] | None = None

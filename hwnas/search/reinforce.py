@@ -88,7 +88,7 @@ class Reinforce(Strategy):
 
     def reward(self, values: Values) -> float:
         acc = float(values["accuracy"])
-        t = self.problem.latency_budget
+        t = self.problem.latency_budget_ms
         if t is None or "latency_ms" not in values:
             return acc
         ratio = max(float(values["latency_ms"]), 1e-9) / t

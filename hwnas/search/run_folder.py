@@ -30,6 +30,7 @@ PLOT_FILE = "pareto.png"
 RUN_FILES = (CONFIG_FILE, JOURNAL_FILE, PARETO_FILE, BEST_FILE, PLOT_FILE)
 READ_FILES = (CONFIG_FILE, BEST_FILE, JOURNAL_FILE)  # what a reader needs
 FORMAT_VERSION = 1
+LATENCY_BUDGET = "latency_budget_ms"  # config.json's budgets key; folders before it said "latency_ms"
 
 
 @dataclass
@@ -38,6 +39,11 @@ class RunFolder:
     config: dict[str, Any]
     records: list[dict]
     best: dict[str, Any]
+
+    @property
+    def latency_budget_ms(self) -> float | None:
+        """The search's latency budget (``--latency-ms``), None when it had none."""
+        return (self.config.get("budgets") or {}).get(LATENCY_BUDGET)
 
 
 def _number_or_none(v: Any) -> bool:
@@ -106,6 +112,7 @@ def load_run(folder: str | Path) -> RunFolder:
                         f"finish the search with `hwnas search ... --resume` first")
     cfg = read_json(d / CONFIG_FILE, "run config")
     check_config(cfg, str(d / CONFIG_FILE))
+    cfg = _budgets_as_written_now(cfg)
     records, _ = read_journal(d / JOURNAL_FILE)
     for k, r in enumerate(records):
         check_record(r, f"journal {str(d / JOURNAL_FILE)!r} line {k + 1}")
@@ -126,10 +133,20 @@ def _identity(d: Any) -> Any:
     return d
 
 
+def _budgets_as_written_now(cfg: dict) -> dict:
+    """Older run folders named the latency budget ``latency_ms`` in ``budgets``."""
+    budgets = cfg.get("budgets")
+    if isinstance(budgets, dict) and "latency_ms" in budgets and LATENCY_BUDGET not in budgets:
+        budgets = {(LATENCY_BUDGET if k == "latency_ms" else k): v for k, v in budgets.items()}
+        return {**cfg, "budgets": budgets}
+    return cfg
+
+
 def _as_written_now(stored: dict) -> dict:
     """Older run folders recorded specs as typed (relative to where the search ran, which is
-    where a resume runs): resolve them as a new run would."""
-    out = dict(stored)
+    where a resume runs) and the latency budget under another name: read them as a new run
+    would have written them."""
+    out = _budgets_as_written_now(dict(stored))
     for key, resolve in (("profile", resolve_profile_spec), ("evaluator", resolve_evaluator_spec)):
         d = out.get(key)
         if isinstance(d, dict) and "typed" not in d and isinstance(d.get("spec"), str):

@@ -1,7 +1,7 @@
 """``hwnas.search.run``: a whole search with its run folder, as ``hwnas search`` does it.
 
     from hwnas.search import SearchConfig, run
-    res = run(SearchConfig(space="nb201", profile="table:nb201#lat_pixel3", latency_ms=6.0,
+    res = run(SearchConfig(space="nb201", profile="table:nb201#lat_pixel3", latency_budget_ms=6.0,
                            evaluator="table:nb201#c10_test", strategy="evolution",
                            budget_evals=300, seed=0), out="runs/nb201")
     res.best["accuracy"], res.pareto
@@ -214,7 +214,7 @@ def _write_outputs(out: Path, result: SearchResult, cfg: SearchConfig, space: An
     shown = top_rung(result.records)
     evals = f"{len(shown)} evals" + (f" at {result.fidelity['top_epochs']} epochs" if result.fidelity else "")
     title = f"{space_label(space, cfg.space_settings)}\n{cfg.strategy} | {evals} | latency from {cfg.profile}"
-    atomic_write_bytes(out / PLOT_FILE, pareto_png(shown, result.pareto, cfg.latency_ms, title))
+    atomic_write_bytes(out / PLOT_FILE, pareto_png(shown, result.pareto, cfg.latency_budget_ms, title))
 
 
 def true_front_hypervolume_ratio(found: np.ndarray, true: np.ndarray, ref: np.ndarray) -> float:

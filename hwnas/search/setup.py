@@ -36,7 +36,7 @@ class SearchConfig:
     strategy: str = "evolution"
     budget_evals: int = 100
     seed: int = 0
-    latency_ms: Optional[float] = None
+    latency_budget_ms: Optional[float] = None
     params_max: Optional[float] = None
     flops_max: Optional[float] = None
     objectives: tuple[str, ...] = ("accuracy", "latency_ms")
@@ -60,7 +60,7 @@ class SearchConfig:
 def _check_config(cfg: SearchConfig) -> None:
     if cfg.budget_evals < 1:
         raise UserError(f"--budget-evals must be at least 1, got {cfg.budget_evals}")
-    for name, v in (("--latency-ms", cfg.latency_ms), ("--params-max", cfg.params_max), ("--flops-max", cfg.flops_max)):
+    for name, v in (("--latency-ms", cfg.latency_budget_ms), ("--params-max", cfg.params_max), ("--flops-max", cfg.flops_max)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise UserError(f"{name} must be a positive number, got {v}")
     objs = tuple(cfg.objectives)
@@ -108,7 +108,7 @@ class SearchSetup:
             objectives=tuple(KNOWN_OBJECTIVES[o] for o in cfg.objectives),
             feasible=self.feasible,
             canonical=self.canonical,
-            latency_budget=cfg.latency_ms,
+            latency_budget_ms=cfg.latency_budget_ms,
             features=self.space.genome_features if self.hparams is None else self._joint_features,
         )
         self.strategy = make_strategy(cfg.strategy, self.problem, cfg.seed, cfg.budget_evals, **cfg.strategy_options)
@@ -130,11 +130,11 @@ class SearchSetup:
         fixed = None
         if cfg.fixed_arch is not None:
             fixed = _read_fixed_arch(self.space, cfg.fixed_arch)
-            if cfg.latency_ms is not None:
+            if cfg.latency_budget_ms is not None:
                 ms = float(self.latency.predict_many([fixed])[0])
-                if ms > cfg.latency_ms:
+                if ms > cfg.latency_budget_ms:
                     raise UserError(f"--fixed-arch {fixed.id} takes {ms:.4g} ms on this profile, over --latency-ms "
-                                    f"{cfg.latency_ms:g}; choose another arch or raise the budget")
+                                    f"{cfg.latency_budget_ms:g}; choose another arch or raise the budget")
         return hp, fixed
 
     def arch_of(self, g: Genome) -> Any:
@@ -152,10 +152,10 @@ class SearchSetup:
 
     def _check_budgets(self) -> None:
         cfg = self.cfg
-        if cfg.latency_ms is not None:
+        if cfg.latency_budget_ms is not None:
             ms, arch = self.latency.min_latency()
-            if cfg.latency_ms < ms:
-                raise UserError(f"--latency-ms {cfg.latency_ms:g} is below the smallest latency the space reaches on this profile, "
+            if cfg.latency_budget_ms < ms:
+                raise UserError(f"--latency-ms {cfg.latency_budget_ms:g} is below the smallest latency the space reaches on this profile, "
                                 f"{ms:.4g} ms (arch {arch.id}); raise the budget")
         for name, limit, fld in (("--params-max", cfg.params_max, "params"), ("--flops-max", cfg.flops_max, "flops")):
             if limit is not None:
@@ -180,7 +180,7 @@ class SearchSetup:
 
     def feasible(self, g: Genome) -> bool:
         cfg = self.cfg
-        if cfg.latency_ms is not None and self.latency_of(g) > cfg.latency_ms:
+        if cfg.latency_budget_ms is not None and self.latency_of(g) > cfg.latency_budget_ms:
             return False
         if cfg.params_max is not None or cfg.flops_max is not None:
             cost = self.costs(self.arch_of(g))
@@ -215,7 +215,7 @@ class SearchSetup:
             "strategy": self.strategy.describe(),
             "budget_evals": cfg.budget_evals,
             "seed": cfg.seed,
-            "budgets": {"latency_ms": cfg.latency_ms, "params_max": cfg.params_max, "flops_max": cfg.flops_max},
+            "budgets": {"latency_budget_ms": cfg.latency_budget_ms, "params_max": cfg.params_max, "flops_max": cfg.flops_max},
             "objectives": list(cfg.objectives),
             **({"fidelity": self.fidelity.describe()} if self.fidelity else {}),
             **({"hparams": self.hparams.describe()} if self.hparams is not None else {}),

@@ -2,7 +2,7 @@
 the expected latency from the device's table as a differentiable loss.
 
     from hwnas.search import run
-    res = run(space="nb201", profile="table:nb201#lat_pixel3", latency_ms=6.0, evaluator="table:nb201#c10_test",
+    res = run(space="nb201", profile="table:nb201#lat_pixel3", latency_budget_ms=6.0, evaluator="table:nb201#c10_test",
               strategy="gdas", strategy_options={"data": "cifar10", "epochs": 10}, out="runs/gdas")
 
 ``hwnas.search.run`` hands ``gdas`` and ``darts`` to ``run_oneshot``; the run folder is the same

@@ -67,9 +67,9 @@ class ExpectedLatency:
         return tuple(int(v) for v in self.genomes[ok][order[0]])
 
 
-def latency_penalty(expected_ms: torch.Tensor, budget_ms: float, weight: float) -> torch.Tensor:
+def latency_penalty(expected_ms: torch.Tensor, latency_budget_ms: float, weight: float) -> torch.Tensor:
     """``weight * max(0, E[lat] / budget - 1)``: zero inside the budget, linear outside."""
-    return weight * torch.relu(expected_ms / budget_ms - 1.0)
+    return weight * torch.relu(expected_ms / latency_budget_ms - 1.0)
 
 
 def _nb201_table_latencies(space: Any, latency: Any, archs: list) -> np.ndarray | None:

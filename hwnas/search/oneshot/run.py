@@ -68,8 +68,8 @@ class _Setup:
         self.opts = OneShotOptions.from_dict(cfg.strategy, dict(cfg.strategy_options))
         if cfg.params_max is not None or cfg.flops_max is not None:
             raise UserError(f"strategy {cfg.strategy!r} takes a latency budget only (--latency-ms); drop --params-max/--flops-max")
-        if cfg.latency_ms is not None and not (cfg.latency_ms > 0 and cfg.latency_ms != float("inf")):
-            raise UserError(f"--latency-ms must be a positive number, got {cfg.latency_ms}")
+        if cfg.latency_budget_ms is not None and not (cfg.latency_budget_ms > 0 and cfg.latency_budget_ms != float("inf")):
+            raise UserError(f"--latency-ms must be a positive number, got {cfg.latency_budget_ms}")
         if tuple(cfg.objectives) != ("accuracy", "latency_ms"):
             raise UserError(f"strategy {cfg.strategy!r} reports accuracy and latency_ms; drop --objectives")
         self.space = get_space(cfg.space, **cfg.space_settings)
@@ -80,10 +80,10 @@ class _Setup:
         from hwnas.search.oneshot.forms import mixed_form
 
         self.form = mixed_form(self.space, self.latency)
-        if cfg.latency_ms is not None:
+        if cfg.latency_budget_ms is not None:
             ms, arch = self.form.min_latency()
-            if cfg.latency_ms < ms:
-                raise UserError(f"--latency-ms {cfg.latency_ms:g} is below the smallest latency the space reaches on this profile, "
+            if cfg.latency_budget_ms < ms:
+                raise UserError(f"--latency-ms {cfg.latency_budget_ms:g} is below the smallest latency the space reaches on this profile, "
                                 f"{ms:.4g} ms (arch {arch.id}); raise the budget")
         self.evaluator = None
         self.evaluator_spec = resolve_evaluator_spec(cfg.evaluator) if cfg.evaluator else ""
@@ -122,7 +122,7 @@ class _Setup:
             "strategy": {"name": cfg.strategy, "kind": "oneshot", **self.opts.identity()},
             "data": self.ds.describe(),
             "seed": cfg.seed,
-            "budgets": {"latency_ms": cfg.latency_ms, "params_max": None, "flops_max": None},
+            "budgets": {"latency_budget_ms": cfg.latency_budget_ms, "params_max": None, "flops_max": None},
             "objectives": list(cfg.objectives),
         }
 
@@ -132,7 +132,7 @@ class _Setup:
         est = self.supernet_accuracy(model, genome)
         acc = float(self.evaluator.evaluate([arch])[0]) if self.evaluator is not None else est
         cost = self.costs(arch)
-        budget = self.cfg.latency_ms
+        budget = self.cfg.latency_budget_ms
         return {"i": i, "id": arch.id, "arch": arch.to_dict(), "genome": list(genome), "accuracy": acc,
                 "latency_ms": lat, "params": cost.params, "flops": cost.flops, "model_bytes": cost.model_bytes,
                 "kind": kind, "epoch": epoch, "supernet_accuracy": est,
@@ -221,7 +221,7 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
     from hwnas.search.oneshot.latency import latency_penalty
 
     cfg, opts, space, form = setup.cfg, setup.opts, setup.space, setup.form
-    method, budget = cfg.strategy, cfg.latency_ms
+    method, budget = cfg.strategy, cfg.latency_budget_ms
     recipe = TrainRecipe(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, momentum=0.9,
                          weight_decay=opts.weight_decay, label_smoothing=0.0, seed=cfg.seed, device=opts.device,
                          threads=opts.threads, channels_last=True, compile=False)
@@ -362,7 +362,7 @@ def _final_record(setup: _Setup, alpha: Any, model: Any, i: int, records: list[d
     """The argmax arch, or where it misses the budget the most probable arch within it."""
     import torch
 
-    budget, form = setup.cfg.latency_ms, setup.form
+    budget, form = setup.cfg.latency_budget_ms, setup.form
     log_p = torch.log_softmax(form.logits(alpha.detach()).double(), -1).cpu().numpy()
     genome = tuple(int(v) for v in log_p.argmax(-1))
     extra: dict[str, Any] = {"repaired_from": None}
@@ -384,4 +384,4 @@ def _write_outputs(out: Path, result: SearchResult, cfg: SearchConfig, setup: _S
     atomic_write_json(out / BEST_FILE, result.best)
     title = (f"{space_label(setup.space, cfg.space_settings)}\n{cfg.strategy} | {setup.opts.epochs} epochs | "
              f"latency from {cfg.profile}")
-    atomic_write_bytes(out / PLOT_FILE, pareto_png(result.records, result.pareto, cfg.latency_ms, title))
+    atomic_write_bytes(out / PLOT_FILE, pareto_png(result.records, result.pareto, cfg.latency_budget_ms, title))
