@@ -25,40 +25,26 @@ from hwnas.space.ref import SpaceRef
 
 
 @dataclass
-class SupernetTrainConfig:
+class SupernetTrainConfig(TrainRecipe):
+    """The shared loop's recipe (epochs, batch size, lr, optimizer, ... as ``TrainRecipe`` has
+    them) and what supernet training adds: its data and the sandwich rule's settings."""
+
     data: str = "digits"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    label_smoothing: float = 0.1
     num_random: int = 2  # random subnets per step besides the largest and the smallest
     kernel_transform: bool = False  # OFA's learned kernel transform instead of a plain centre crop
     sort_channels: bool = True  # reorder middle channels by importance at each epoch start
-    warmup_epochs: int = 0
-    seed: int = 0
     split_seed: int = 0
     train_limit: int | None = None
     val_limit: int | None = None
-    device: str = "auto"
 
     # fields a resumed run may change without changing what is being trained
-    threads: int | None = None  # CPU threads (None: all cores)
-    channels_last: bool = True
-
     RESUMABLE_CHANGES = ("epochs", "device", "threads", "channels_last")
 
     def recipe(self) -> TrainRecipe:
         """The shared loop's recipe for these settings (the supernet is never compiled: its
         graph changes with every subnet)."""
-        return TrainRecipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
-                           warmup_epochs=self.warmup_epochs, seed=self.seed, device=self.device, threads=self.threads,
-                           channels_last=self.channels_last, compile=False)
-
-    def check(self) -> None:
-        self.recipe().check()
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainRecipe)}
+        return TrainRecipe(**{**own, "compile": False})
 
 
 @dataclass
