@@ -17,8 +17,14 @@ throughout the work, not mostly in its start-up or its last writes; then it comp
   final table's build (none re-measured), the table is complete and loads. Timings themselves
   differ run to run, so they are not compared.
 
-``hwnas export`` is not in the sweep: it has no resume (a rerun redoes it) and writes every file
-atomically; its damaged-input cases are in tests/test_fuzz_inputs.py.
+- ``export`` (the chain profile -> train-supernet -> search on a tiny space and digits, built
+  once): export has no resume, a rerun redoes it; at each kill every file in the output folder
+  is complete under its real name or absent (unfinished atomic writes only as ``.NAME.*.tmp``),
+  the run folder it reads is unchanged, and the rerun's ONNX files equal the uninterrupted
+  export's byte for byte but for the metadata that records measured latencies. Kill points are drawn in
+  time, uniformly over the uninterrupted run's length.
+
+Damaged-input cases are in tests/test_fuzz_inputs.py.
 
     python benchmarks/reliability.py --kills 5 --json benchmarks/results/reliability.json
     python benchmarks/reliability.py --commands search --kills 3        # the quick one
@@ -74,6 +80,8 @@ def progress_of(name: str, out: Path) -> int:
     """How far a command has got, from what it has written: journal lines (search), finished
     epochs in the checkpoint (train-supernet), measurements in the partial file (profile)."""
     try:
+        if name == "export":
+            return 0  # no unit of progress on disk: its kill points are drawn in time
         if name == "search":
             p = out / "journal.jsonl"
             return len(p.read_text().splitlines()) if p.is_file() else 0
@@ -200,7 +208,89 @@ def profile_case(work: Path):
     return args, kept, check, "table complete, kept measurements reused"
 
 
-CASES = {"search": search_case, "train-supernet": supernet_case, "profile": profile_case}
+def export_case(work: Path):
+    """A real chain to export from (profile -> train-supernet -> search, on the tiny space and
+    digits), built once; export has no resume, so "resume" is the same command again."""
+    run = work / "export-run"
+    if not (run / "best.json").is_file():
+        prof, sn = work / "export-profile.json", work / "export-supernet.pt"
+        tiny = ["--space", "mbv3-32", "--space-settings", json.dumps(TINY)]
+        for step in (["profile", *tiny, "--backend", "ort-cpu", "--calibrate", "4", "--validate", "0", "--out", str(prof), "--force"],
+                     ["train-supernet", *tiny, "--data", "digits", "--epochs", "2", "--train-limit", "512", "--threads", "1",
+                      "--no-progress", "--out", str(sn), "--force"],
+                     ["search", *tiny, "--profile", str(prof), "--evaluator", f"supernet:{sn}", "--budget-evals", "12",
+                      "--seed", "0", "--out", str(run), "--force"]):
+            code, _, err = run_to_end(step, work)
+            if code != 0:
+                raise SystemExit(f"export: setting up its run folder failed at `hwnas {step[0]}`: {err.strip()[-300:]}")
+    before = _digest_tree(run)
+
+    def args(out: str, resume: bool = False) -> list[str]:
+        Path(out).mkdir(exist_ok=True)  # export writes files into a folder that exists
+        return ["export", str(run), "--out", str(Path(out) / "model.onnx"), "--finetune-epochs", "1",
+                "--calibration", "minmax", "--int8-weights", "8", "--calibration-images", "128",
+                "--no-check-profile", "--seed", "0", "--force"]
+
+    def observe(out: Path) -> list[str]:
+        """What the killed export left, file by file: complete ('ok:NAME'), or not ('bad:NAME: why')."""
+        import onnx
+
+        seen = []
+        for f in sorted(out.iterdir()) if out.is_dir() else []:
+            try:
+                if f.name.endswith(".tmp"):
+                    seen.append(f"tmp:{f.name}")  # an unfinished atomic write: never under the real name
+                    continue
+                if f.suffix == ".onnx":
+                    onnx.checker.check_model(onnx.load(str(f)))
+                elif f.suffix == ".json":
+                    json.loads(f.read_text())
+                elif not f.read_bytes():
+                    raise ValueError("empty")
+                seen.append(f"ok:{f.name}")
+            except Exception as e:  # noqa: BLE001 - any failure to read is what is being looked for
+                seen.append(f"bad:{f.name}: {type(e).__name__}")
+        return seen
+
+    def check(ref: Path, got: Path, kept: list[str]) -> str | None:
+        bad = [k for k in kept if k.startswith("bad:")]
+        if bad:
+            return f"a half-written file under its real name at the kill: {bad}"
+        if _digest_tree(run) != before:
+            return "the run folder exported from changed"
+        for name in ("model.onnx", "model.fp32.onnx"):
+            if _graph_bytes(got / name) != _graph_bytes(ref / name):
+                return f"{name} differs from the uninterrupted export's"
+        a, b = (json.loads((d / "report.json").read_text()) for d in (ref, got))
+        if (a.get("int8") or {}).get("top1") != (b.get("int8") or {}).get("top1") or a.get("deployed") != b.get("deployed"):
+            return "the report's accuracy or deployed form differs from the uninterrupted export's"
+        return None
+
+    return args, observe, check, "files complete or absent at the kill; the rerun's ONNX files equal but for measured latencies"
+
+
+def _graph_bytes(path: Path) -> bytes:
+    """An ONNX file as bytes, less the metadata that records timings (measured again each run)."""
+    import onnx
+
+    m = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in m.metadata_props if p.key not in MEASURED_METADATA]
+    del m.metadata_props[:]
+    for k, v in kept:
+        m.metadata_props.add(key=k, value=v)
+    return m.SerializeToString()
+
+
+MEASURED_METADATA = ("hwnas.latency_ms", "hwnas.deploy")
+
+
+def _digest_tree(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+CASES = {"search": search_case, "train-supernet": supernet_case, "profile": profile_case, "export": export_case}
 
 
 def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
@@ -208,7 +298,7 @@ def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
     if made is None:
         return {"command": name, "skipped": "shared data not found"}
     args, observe, check, what = made
-    ext = "" if name == "search" else (".pt" if name == "train-supernet" else ".json")
+    ext = {"train-supernet": ".pt", "profile": ".json"}.get(name, "")  # search and export: a folder
     ref = work / f"{name}-ref{ext}"
     run_to_end(args(str(work / f"{name}-warm{ext}")), work)  # first-run costs (caches, compiled files) out of the way
     code, seconds, total = timed_run(name, args(str(ref)), ref, work)
@@ -250,7 +340,8 @@ def sweep(name: str, kills: int, seed: int, work: Path) -> dict:
                 run_to_end(args(str(out), resume=started), work)
             why = check(ref, out, kept)
             points.append({"delay_s": round(delay, 2), "progress_target": target, "of": total, "killed": was_killed,
-                           "kept_at_kill": len(kept), "resumes": resumes, "held": why is None, "why": why})
+                           "kept_at_kill": len(kept), "resumes": resumes, "held": why is None, "why": why,
+                           **({"left_at_kill": kept} if name == "export" else {})})
     return {"command": name, "uninterrupted_s": round(seconds, 1), "progress_units": total, "kills": kills,
             "held": sum(p["held"] for p in points), "checked": what, "points": points}
 
