@@ -45,6 +45,9 @@ def search_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="gdas/darts and --evaluator train: the dataset the supernet or each candidate trains on (digits, cifar10[:PATH], imagefolder:PATH; default digits)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="gdas/darts: training epochs of the supernet and its architecture (default 10)"),
     latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: weight of the latency loss lambda * max(0, E[latency] / budget - 1) (default 1)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="gdas/darts: SGD learning rate of the network weights (default 0.025; "
+                                       "the train evaluator's is searched with --hparams)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="gdas/darts: images per step (default 64)"),
     arch_lr: Optional[float] = typer.Option(None, "--arch-lr", help="gdas/darts: Adam learning rate of the architecture logits (default 3e-4)"),
     train_limit: Optional[int] = typer.Option(None, "--train-limit", help="gdas/darts and --evaluator train: use only N training images (gdas/darts: half train the weights, half the architecture)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="gdas/darts and --evaluator train: CPU threads (default all cores)"),
@@ -71,7 +74,7 @@ def search_cmd(
     if screen is not None and screen < 0:
         raise UserError(f"--screen must be 0 (off) or a positive number of proposals, got {screen}")
     options = {"population": population, "sample_size": sample_size, "reward": reward, "screen": screen,
-               "data": data, "epochs": epochs, "latency_lambda": latency_lambda, "arch_lr": arch_lr,
+               "data": data, "epochs": epochs, "latency_lambda": latency_lambda, "lr": lr, "batch_size": batch_size, "arch_lr": arch_lr,
                "train_limit": train_limit, "threads": threads, "device": device}
     options = {k: v for k, v in options.items() if v is not None}
     evaluator_options: dict = {}
@@ -108,7 +111,9 @@ def search_cmd(
     rejected = sorted(k for k in options if k not in accepted)
     if rejected:
         flags = ", ".join("--" + k.replace("_", "-") for k in rejected)
-        raise UserError(f"strategy {strategy!r} does not take {flags}")
+        hint = ("; the train evaluator's recipe is searched with --hparams (e.g. --hparams '{\"lr\": [0.05, 0.1]}')"
+                if {"lr", "batch_size"} & set(rejected) else "")
+        raise UserError(f"strategy {strategy!r} does not take {flags}{hint}")
     if is_oneshot(strategy):
         return _oneshot(SearchConfig(space=space, profile=profile, evaluator=evaluator or "", strategy=strategy,
                                      seed=seed, latency_budget_ms=latency_ms, params_max=params_max, flops_max=flops_max,

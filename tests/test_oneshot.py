@@ -216,9 +216,22 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path
         ([*tiny, "--strategy", "evolution"], "needs --evaluator"),
         ([*tiny, "--strategy", "evolution", "--evaluator", "train:1", "--epochs", "3"], "does not take --epochs"),
         ([*tiny, "--strategy", "gdass"], "unknown strategy 'gdass'"),
+        ([*tiny, "--strategy", "gdas", "--lr", "0"], "lr must be a positive number"),
+        ([*tiny, "--strategy", "darts", "--batch-size", "0"], "--batch-size must be at least 1"),
+        ([*tiny, "--strategy", "evolution", "--evaluator", "train:1", "--lr", "0.1"], "searched with --hparams"),
     ]
     for argv, needle in cases:
         code, _, err = run_cli(capsys, "search", *argv, "--out", str(out))
         assert code == 2, (argv, err)
         assert needle in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists(), "bad input left output behind"
+
+
+def test_lr_and_batch_size_reach_a_one_shot_run(profile_path, tmp_path, capsys):
+    out = tmp_path / "lr"
+    code, _, err = run_cli(capsys, "search", "--space", "nb201", "--space-settings", json.dumps(SETTINGS),
+                           "--profile", str(profile_path), "--strategy", "gdas", "--epochs", "1", "--train-limit", "64",
+                           "--threads", "1", "--lr", "0.07", "--batch-size", "16", "--out", str(out))
+    assert code == 0, err
+    strategy = json.loads((out / "config.json").read_text())["strategy"]
+    assert strategy["lr"] == 0.07 and strategy["batch_size"] == 16
