@@ -6,6 +6,7 @@ on a device with only numpy and onnxruntime installed.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from enum import Enum
@@ -152,6 +153,9 @@ def _register_commands() -> None:
 _register_commands()
 
 
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input becomes one line on stderr and exit code 2."""
     try:
@@ -161,6 +165,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
     except UserError as e:
         err.print(f"error: {e}", markup=False)
+        sys.exit(2)
+    except OSError as e:  # a full disk, a read-only or forbidden location: one line, not a traceback
+        if e.errno not in _STORAGE_ERRNOS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        err.print(f"error: {e.strerror or e}{where}; free some space or choose another location (what was finished "
+                  f"is kept: files are replaced whole, and the commands that resume go on with --resume)", markup=False)
         sys.exit(2)
     except KeyboardInterrupt as e:
         if not isinstance(e, Interrupted):  # an Interrupted one has said what it left

@@ -7,6 +7,7 @@ damage are the ones a crash, a bad copy or a hand edit leave."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -253,3 +254,32 @@ def test_a_damaged_oneshot_checkpoint_is_one_line(tmp_path, gdas_run, data):
         ckpt.write_bytes(b"")
     code, err = run([*argv[:-1], str(copy), "--resume"])
     assert_clean(code, err)
+
+
+@pytest.mark.parametrize("after", [0, 3])
+def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, nb201_csv, monkeypatch, after):
+    """The disk fills up at the config (``after`` 0) or mid-journal: one line and exit 2, no
+    traceback; once there is space again, --resume ends on the uninterrupted run's journal."""
+    import errno
+
+    folder = tmp_path / "run"
+    argv = ["search", "--space", "nb201", "--profile", f"table:{nb201_csv}#lat_pixel3", "--latency-ms", "10",
+            "--evaluator", f"table:{nb201_csv}#c10_test", "--budget-evals", "6", "--seed", "1", "--out", str(folder)]
+    real_fsync, calls = os.fsync, {"n": 0}
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    code, err = run(argv)
+    assert code == 2 and "No space left on device" in err, err
+    assert_clean(code, err)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    code, err = run([*argv, "--resume"] if (folder / "config.json").is_file() else argv)
+    assert code == 0, err
+    ref = tmp_path / "ref"
+    assert run([*argv[:-1], str(ref)])[0] == 0
+    assert (folder / "journal.jsonl").read_text() == (ref / "journal.jsonl").read_text()
