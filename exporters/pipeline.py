@@ -134,6 +134,10 @@ def check_outputs(out: str | Path, quantize: str, force: bool) -> ExportPaths:
     paths = ExportPaths.for_output(out, quantize == "int8")
     for p in paths.all():
         check_output_path(p, force, "export output")
+    if force:  # an export killed while writing left its unfinished file hidden beside the real one
+        for p in paths.all():
+            for stale in p.parent.glob(f".{p.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
     return paths
 
 

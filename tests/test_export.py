@@ -169,6 +169,13 @@ def test_over_budget_is_reported_and_refused_outputs_stay_clean(trained, digits,
     with pytest.raises(UserError, match="does not exist"):
         export(trained, _data(digits), tmp_path / "nope" / "m.onnx", ExportOptions(quantize="none", latency=None))
     assert not (tmp_path / "nope").exists()
+    # what an export killed mid-write leaves (hidden, beside its outputs) goes with --force; nothing else does
+    left = [tmp_path / ".m.onnx.k3j2.tmp", tmp_path / ".m.report.json.x9.tmp"]
+    other = tmp_path / ".notes.txt.a1.tmp"
+    for f in [*left, other]:
+        f.write_bytes(b"half")
+    export(trained, _data(digits), tmp_path / "m.onnx", ExportOptions(quantize="none", latency=None, force=True))
+    assert not any(f.exists() for f in left) and other.exists()
 
 
 def test_unsupported_operator_is_one_clear_error(tmp_path, digits):
