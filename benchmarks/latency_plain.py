@@ -38,26 +38,32 @@ SEED = 9_001  # not a seed `hwnas profile` uses for its calibration or validatio
 
 def fidelity(table, n: int, seed: int, sessions: int = 1) -> dict:
     """``sessions`` > 1: each network timed in that many fresh processes, the median of their
-    medians (what a careful user's check of a budget would read)."""
-    from hwnas.latency.plain import PlainFiles
+    medians (what a careful user's check of a budget would read). The sessions go round by round
+    (every network once, then again), so a slow minute of the host falls on one session of
+    several networks, not on every session of one."""
+    from contextlib import ExitStack
+
+    from hwnas.latency.plain import PlainFiles, combine_sessions
 
     space, backend = table.get_space(), backend_of(table)
     pred = LatencyPredictor(table)
     rng = random.Random(seed)
     archs = [space.sample(rng) for _ in range(n)]
+    with ExitStack() as stack:
+        files = []
+        for a in archs:  # one fresh process per network and session: independent timings
+            files.append(stack.enter_context(PlainFiles()))
+            backend.add_plain(files[-1], space.build(a), space.input_shape)
+        runs = []
+        for k in range(sessions):
+            runs.append([f.run()[0] for f in files])
+            print(f"  session {k + 1}/{sessions} done", file=sys.stderr, flush=True)
     rows = []
     for i, a in enumerate(archs):
-        times = []
-        model = space.build(a)
-        for _ in range(sessions):
-            with PlainFiles() as files:  # one fresh process per network and session: independent timings
-                backend.add_plain(files, model, space.input_shape)
-                times.extend(files.run())
-        t = {"median_ms": float(np.median([x["median_ms"] for x in times])),
-             "p90_ms": float(np.median([x["p90_ms"] for x in times]))}
+        t = combine_sessions([r[i] for r in runs])
         p = float(pred.predict(a))
         rows.append({"id": a.id, "predicted_ms": p, "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"],
-                     "error": t["median_ms"] / p - 1, "session_medians_ms": [x["median_ms"] for x in times]})
+                     "error": t["median_ms"] / p - 1, "session_medians_ms": [r[i]["median_ms"] for r in runs]})
         print(f"  {i + 1:2d}/{n} {a.id} predicted {p:.4f} ms, plain {t['median_ms']:.4f} ms ({rows[-1]['error']:+.1%})",
               file=sys.stderr, flush=True)
     from scipy.stats import kendalltau

@@ -59,6 +59,8 @@ def export_progress(stream: TextIO | None = None) -> Iterator[tuple[Callable[[st
 def _print_report(r: dict) -> None:
     from rich.table import Table
 
+    from hwnas.exporters.report import plain_how
+
     cols = [k for k in ("unpruned", "fp32", "int8") if k in r]
     t = Table(title="export: measured on " + (
         f"ORT {r['latency_setup']['provider']}, {r['latency_setup']['threads']} thread(s), batch {r['latency_setup']['batch']}"
@@ -96,7 +98,7 @@ def _print_report(r: dict) -> None:
     elif r.get("budget_note"):
         out.print(f"note: {r['budget_note']}", markup=False)
     if r.get("plain"):
-        out.print("plain timing (fresh process, median / p90 of a plain loop): " + ", ".join(
+        out.print(f"plain timing ({plain_how(r['plain'])}; median / p90 of a plain loop): " + ", ".join(
             f"{k} {v['median_ms']:.4f} / {v['p90_ms']:.4f} ms" for k, v in r["plain"].items()), markup=False)
     if r.get("deploy"):
         out.print(f"deploy: {r['deploy']['file']} ({r['deploy']['why']})", markup=False)
@@ -143,6 +145,8 @@ def register(app: typer.Typer) -> None:
         allow_over_budget: bool = typer.Option(False, "--allow-over-budget", help="exit 0 even when the measured latency misses the budget"),
         plain: bool = typer.Option(False, "--plain", help="also time the files with a plain loop in a fresh process (as a user "
                                    "checks a budget) and check the budget on that timing"),
+        plain_sessions: int = typer.Option(3, "--plain-sessions", help="with --plain: fresh processes; each file's time is "
+                                           "the median of their medians"),
         check_profile: bool = typer.Option(True, "--check-profile/--no-check-profile", help="quick check of the run's profile "
                                            "against this machine first (warns past 5% drift)"),
         force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
@@ -156,6 +160,8 @@ def register(app: typer.Typer) -> None:
         if quantize not in ("int8", "none"):
             raise UserError(f"--quantize must be int8 or none, got {quantize!r}")
         check_weight_range(int8_weights)
+        if plain_sessions < 1:
+            raise UserError(f"--plain-sessions must be at least 1, got {plain_sessions}")
         if calibration_images < 1:
             raise UserError(f"--calibration-images must be at least 1, got {calibration_images}")
         _threads()
@@ -164,7 +170,7 @@ def register(app: typer.Typer) -> None:
         cfg = RunExportConfig(arch=arch, finetune_epochs=finetune_epochs, prune=prune, quantize=quantize,
                               calibration=calibration, int8_weights=int8_weights, calibration_images=calibration_images, data=data,
                               latency_budget_ms=latency_budget_ms, scratch_epochs=scratch_epochs, opset=opset, seed=seed, force=force,
-                              plain=plain, check_profile=check_profile)
+                              plain=plain, plain_sessions=plain_sessions, check_profile=check_profile)
         with export_progress() as (log, on_step):
             res = export_run(run_dir, out_path, cfg, log=log, on_step=on_step)
         _print_report(res.report)

@@ -98,7 +98,9 @@ def print_validation(table, path: str) -> None:
         t.add_row("measured range", f"{min(ms):.3f} - {max(ms):.3f} ms")
     units = table.extra.get("units") or {}
     if units.get("latency") == "plain":
-        t.add_row("units", f"plain median (x{units.get('plain_factor', 1.0):.3f} the protocol's estimate)")
+        from hwnas.latency.units import units_label
+
+        t.add_row("units", units_label(units))
     else:
         t.add_row("units", "protocol (older tables: fastest session, low percentile)")
     int8 = table.extra.get("int8")
@@ -237,6 +239,8 @@ def register(app: typer.Typer) -> None:
         rescale: bool = typer.Option(False, "--rescale", help="write a copy rescaled to this machine (needs --out)"),
         out_path: Optional[str] = typer.Option(None, "--out", help="where --rescale writes the rescaled table"),
         networks: int = typer.Option(6, "--networks", help="networks re-timed: the reference and N-1 calibration networks"),
+        sessions: int = typer.Option(3, "--sessions", help="fresh processes per network; each network's time is the median "
+                                     "of their medians (one session's speed varies on a VM)"),
         force: bool = typer.Option(False, "--force", help="let --out replace an existing file"),
     ) -> None:
         """Re-time a table's reference and a few calibration networks plainly: is the table stale here?
@@ -253,6 +257,8 @@ def register(app: typer.Typer) -> None:
             raise UserError("--rescale and --out go together: `hwnas profile check TABLE --rescale --out NEW.json`")
         if networks < 1:
             raise UserError(f"--networks must be at least 1, got {networks}")
+        if sessions < 1:
+            raise UserError(f"--sessions must be at least 1, got {sessions}")
         if out_path is not None:
             if Path(out_path).resolve() == Path(table_path).resolve():
                 raise UserError("--out must name a new file, not the table being checked (it stays as it is)")
@@ -260,9 +266,7 @@ def register(app: typer.Typer) -> None:
         table = load_table(table_path)
         checkable(table, table_path, networks)  # refusals before the progress bar
         with progress_bars() as update:
-            update("plain", 0, 1)
-            result = check_table(table, table_path, n=networks)
-            update("plain", 1, 1)
+            result = check_table(table, table_path, n=networks, sessions=sessions, on_progress=update)
         if rescale:
             factor = 1.0 + result["drift"]
             rescale_table(table, factor, {"from": Path(table_path).name, "drift": result["drift"]}).save(out_path)
@@ -273,7 +277,8 @@ def register(app: typer.Typer) -> None:
         d = result["drift"]
         verdict = (f"stale: this machine runs {abs(d):.1%} {'slower' if d > 0 else 'faster'} than the table predicts"
                    if result["stale"] else f"current: within {DRIFT_WARN:.0%} ({d:+.1%})")
-        out.print(f"{table_path}: {verdict} (median of {len(result['networks'])} networks, plain timing, "
+        out.print(f"{table_path}: {verdict} (median of {len(result['networks'])} networks, plain timing in "
+                  f"{sessions} fresh session{'s' if sessions > 1 else ''} each, "
                   f"spread of the ratios {result['ratio_iqr']:.1%}; table units: {result['units']})", markup=False)
         for r in result["networks"]:
             out.print(f"  {r['role']:<12} {r['id']}  predicted {r['predicted_ms']:.4f} ms  plain {r['plain_median_ms']:.4f} ms"
@@ -302,6 +307,8 @@ def register(app: typer.Typer) -> None:
                                   "export's INT8 file, calibrated on digits images; ONNX Runtime backends)"),
         plain: bool = typer.Option(False, "--plain", help="with --measure: time each arch with a plain loop (fresh "
                                    "process, warm-up, median and p90 of 300 calls), as a user checks a file"),
+        sessions: int = typer.Option(3, "--sessions", help="with --plain: fresh processes per arch; its time is the median "
+                                     "of their medians, with their spread beside it"),
         as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
     ) -> None:
         """Predict archs' latency from a table, or measure them end to end (--measure).
@@ -313,6 +320,8 @@ def register(app: typer.Typer) -> None:
 
         if plain and not measure_flag:
             raise UserError("--plain times archs: use it with --measure (and --space)")
+        if sessions < 1:
+            raise UserError(f"--sessions must be at least 1, got {sessions}")
         if dtype != "float32" and not measure_flag:
             raise UserError("--dtype applies to --measure; a table predicts in its own precision (hwnas profile --dtype)")
         if measure_flag:
@@ -332,8 +341,9 @@ def register(app: typer.Typer) -> None:
             from hwnas.latency.units import plain_times_on
 
             with progress_bars() as update:
-                times = plain_times_on(be, sp, archs, on_progress=update)
-            rows = [{"id": a.id, "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"]} for a, t in zip(archs, times)]
+                times = plain_times_on(be, sp, archs, on_progress=update, sessions=sessions)
+            rows = [{"id": a.id, "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"],
+                     **({"session_spread": t["session_spread"]} if "session_spread" in t else {})} for a, t in zip(archs, times)]
         elif measure_flag:
             from hwnas.latency.profiler import measure_archs
 

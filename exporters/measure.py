@@ -103,9 +103,10 @@ def paired_ratio(model: bytes | str, reference: bytes | str, input_shape: Sequen
 
 
 def plain_times(fp32: bytes, int8: bytes | None, module: Any | None, input_shape: Sequence[int],
-                setup: LatencySetup, module_backend: str | None = None) -> dict[str, Any]:
+                setup: LatencySetup, module_backend: str | None = None, sessions: int = 1) -> dict[str, Any]:
     """Plain timings (median and p90 of a plain loop, fresh process) of the ONNX files in ONNX
-    Runtime with the profile's settings, and of the torch module where the profile is eager torch."""
+    Runtime with the profile's settings, and of the torch module where the profile is eager torch;
+    each the median of ``sessions`` fresh processes."""
     from hwnas.latency.plain import PlainFiles
 
     shape = (setup.batch, *tuple(input_shape))
@@ -117,5 +118,5 @@ def plain_times(fp32: bytes, int8: bytes | None, module: Any | None, input_shape
             names.append("torch")
             files.add_torch(copy.deepcopy(module).eval(), shape, setup.threads,
                             device="cuda" if module_backend == "torch-cuda" else "cpu")
-        times = files.run()
+        times = files.run(sessions=sessions)
     return dict(zip(names, times))

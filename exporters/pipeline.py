@@ -77,6 +77,7 @@ class ExportOptions:
     # also time the files (and the torch model, on a torch profile) with a plain loop in a fresh
     # process, as a user checks a budget, and check the budget on that number
     plain: bool = False
+    plain_sessions: int = 3  # fresh processes: the median of their medians, with their spread
     # with a latency budget, INT8 is deployed only when it is faster than FP32 and loses at most
     # this many points of top-1 on the test split
     int8_tolerance_points: float = 1.0
@@ -275,9 +276,9 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
             report["int8_vs_fp32"]["note"] = note
     plain_ms = None
     if opts.plain and opts.latency is not None:
-        say("timing plainly in a fresh process")
+        say(f"timing plainly in {opts.plain_sessions} fresh process{'es' if opts.plain_sessions > 1 else ''}")
         report["plain"] = plain_times(fp32, int8, work if opts.profile_measure is not None else None, input_shape,
-                                      opts.latency, opts.profile_backend)
+                                      opts.latency, opts.profile_backend, opts.plain_sessions)
         plain_ms = report["plain"]["torch" if opts.profile_measure is not None else deployed_key]["median_ms"]
     if "unpruned" in report and "latency_ms" in report["unpruned"]:
         report["pruning"]["latency_ratio"] = report["fp32"]["latency_ms"] / report["unpruned"]["latency_ms"]

@@ -9,6 +9,16 @@ def _f(v: Any, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def plain_how(plain: dict[str, Any]) -> str:
+    """How the report's plain timings were taken: one fresh process, or the median of several
+    with the widest spread between their sessions."""
+    n = max(int(v.get("sessions", 1)) for v in plain.values())
+    if n <= 1:
+        return "one fresh process"
+    spread = max(float(v.get("session_spread", 1.0)) for v in plain.values())
+    return f"median of {n} fresh processes, sessions within x{spread:.2f} of each other"
+
+
 def report_markdown(r: dict[str, Any]) -> str:
     lines = ["# hwnas export report", ""]
     arch = r.get("metadata", {}).get("arch_id")
@@ -28,7 +38,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         lines += [f"**Deploy**: `{r['deploy']['file']}` ({r['deploy']['why']})."
                   + (f" Note: {r['deploy']['profile_note']}." if r["deploy"].get("profile_note") else ""), ""]
     if r.get("plain"):
-        lines += ["Plain timing (a plain loop in a fresh process, as a user checks a budget; median / p90): " + ", ".join(
+        lines += [f"Plain timing (a plain loop, as a user checks a budget, {plain_how(r['plain'])}; median / p90): " + ", ".join(
             f"{k} {v['median_ms']:.4f} / {v['p90_ms']:.4f} ms" for k, v in r["plain"].items()) + ".", ""]
     cols = [k for k in ("unpruned", "fp32", "int8") if k in r]
     lines += ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]

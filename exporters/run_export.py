@@ -37,6 +37,7 @@ class RunExportConfig:
     protocol: Any = None
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     plain: bool = False  # also time plainly in a fresh process and check the budget on that
+    plain_sessions: int = 3  # fresh processes for --plain: the median of their medians
     check_profile: bool = True  # a quick check of the profile against this machine (warns past 5% drift)
 
 
@@ -178,7 +179,8 @@ def export_run(folder: str | Path, out: str | Path, cfg: RunExportConfig | None 
         finetune=FinetuneConfig(epochs=ft_epochs, lr=cfg.finetune_lr, seed=cfg.seed, max_steps=cfg.max_steps),
         latency=latency_setup or LatencySetup(), protocol=cfg.protocol,
         latency_budget_ms=budget if latency_setup is not None else None, predicted_ms=predicted,
-        metadata=metadata, force=cfg.force, plain=cfg.plain, profile_warnings=profile_warnings,
+        metadata=metadata, force=cfg.force, plain=cfg.plain,
+        plain_sessions=cfg.plain_sessions, profile_warnings=profile_warnings,
         profile_precision=None if table is None else ("int8" if table.backend.get("dtype") == "int8" else "fp32"),
         **_profile_measure(table, cfg.protocol))
     result = export(model, data, out, opts, teacher=teacher, log=say, on_step=on_step)

@@ -374,7 +374,8 @@ def test_plain_timing_checks_the_budget_in_the_users_units(trained, digits, tmp_
     r = json.loads(res.paths.report_json.read_text())
     p = r["plain"]["fp32"]
     assert p["calls"] == 300 and p["p90_ms"] >= p["median_ms"] > 0
+    assert p["sessions"] == 3 and min(p["session_medians_ms"]) <= p["median_ms"] <= max(p["session_medians_ms"])
     # the verdict is on the plain median; the protocol's estimate stays beside it
     assert r["latency_ms"] == p["median_ms"] and r["latency_protocol_ms"] == r["fp32"]["latency_ms"]
     assert "plain timing" in r["budget_checked_on"] and r["meets_budget"] is True
-    assert "Plain timing" in res.paths.report_md.read_text()
+    assert "Plain timing" in res.paths.report_md.read_text() and "median of 3 fresh processes" in res.paths.report_md.read_text()

@@ -178,6 +178,9 @@ class TorchCPU(Backend):
 
         import torch
 
+        from hwnas.latency.plain import steady_allocator
+
+        steady_allocator()  # as the plain timing's process: no page faults per call (plain.py)
         torch.set_num_threads(self.threads)
         prepared = prepare_for_timing(module, input_shape, seed)
 

@@ -4,7 +4,7 @@ One rule, used once by export: the budget is in the profile's units, so it is ch
 runtime the profile timed. A table of a torch backend timed torch modules, so the shipped
 network is checked as a torch module on that backend; a table of an ONNX Runtime backend timed
 ONNX files, so the file that ships (FP32 or INT8) is checked in ONNX Runtime. A plain timing
-(a plain loop in a fresh process, ``--plain``), where there is one, is what a user would see
+(a plain loop in fresh processes, ``--plain``), where there is one, is what a user would see
 and replaces the protocol's estimate; the estimate is kept beside it.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-PLAIN_NOTE = " (plain timing: median of a plain loop in a fresh process)"
+PLAIN_NOTE = " (plain timing: median of a plain loop in a fresh process, the median of the sessions timed)"
 
 
 @dataclass(frozen=True)

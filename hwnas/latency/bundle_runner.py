@@ -87,14 +87,14 @@ def _plain_units(table: LatencyTable, d: Path, manifest: dict, shape: list[int],
     """The table's ``units`` (see units.py): a few calibration networks timed by a plain loop in
     a fresh process, against the table's predictions for them."""
     from hwnas.latency.plain import run_plain
-    from hwnas.latency.units import UNITS_NETWORKS, units_record
+    from hwnas.latency.units import CHECK_SESSIONS, UNITS_NETWORKS, units_record
 
     predicted = {n["id"]: n["predicted_ms"] for n in table.calibration.get("networks") or []}
     nets = [n for n in manifest["calibration"] if n["id"] in predicted][:UNITS_NETWORKS]
     if on_progress:
         on_progress("plain", 0, 1)
     times = run_plain([{"kind": "onnx", "path": str(d / n["file"]), "shape": shape, "provider": provider,
-                        "threads": threads} for n in nets])
+                        "threads": threads} for n in nets], sessions=CHECK_SESSIONS)
     if on_progress:
         on_progress("plain", 1, 1)
     return units_record([{"id": n["id"], "role": "calibration", "predicted_ms": predicted[n["id"]],

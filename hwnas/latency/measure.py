@@ -1,7 +1,7 @@
 """Measure a finished model in the units of a latency table.
 
 Results are in plain milliseconds where the table is (its ``units``: the protocol's estimate
-times the table's ``plain_factor``), so that they compare with its predictions.
+converted by the table's plain line, ``units.to_plain``), so that they compare with its predictions.
 
 A table's entries are times relative to its reference (a network of the space for ONNX
 Runtime, one block of it for eager torch), expressed in milliseconds of that reference at its
@@ -107,11 +107,10 @@ def _on_table_scale(m, scale: float) -> dict[str, Any]:
 def _in_table_units(m: dict[str, Any], table: LatencyTable) -> dict[str, Any]:
     """The protocol's estimate converted to the table's units (plain milliseconds for tables
     that record the conversion; unchanged for older ones)."""
-    from hwnas.latency.units import latency_units, plain_factor
+    from hwnas.latency.units import latency_units, to_plain
 
-    f = plain_factor(table)
     out = dict(m)
     out["protocol_ms"] = m["latency_ms"]
-    out["latency_ms"] = m["latency_ms"] * f
+    out["latency_ms"] = to_plain(m["latency_ms"], table)
     out["units"] = latency_units(table)
     return out

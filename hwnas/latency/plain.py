@@ -32,9 +32,43 @@ import numpy as np
 from hwnas.errors import UserError
 
 CALLS = 300  # timed calls per model, as a plain check does
+# glibc malloc thresholds for eager torch: keep freed memory instead of returning it to the OS
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest; fixing it also stops the dynamic threshold
+TRIM_THRESHOLD = 2**31 - 1
+STEADY_ALLOCATOR_ENV = f"GLIBC_TUNABLES=glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"
 WARMUP_CALLS = 20
 WARMUP_SECONDS = 0.2  # and at least this long, so caches and clocks settle
 TIMEOUT_S = 600.0
+
+
+def steady_allocator() -> bool:
+    """Fix glibc malloc's mmap and trim thresholds in this process (``mallopt``), as
+    ``STEADY_ALLOCATOR_ENV`` does for a process started with it; True where it applied.
+
+    Eager torch allocates every activation on every call. With glibc's default, dynamic
+    thresholds, some fresh processes hand those blocks back to the OS after each call and fault
+    them in again on the next: 400-1,000 page faults per call instead of 19 for a 6 ms
+    mbv3-32 network on the EPYC VM, which ran it 1.2-2x slower than other sessions of the same
+    file. With the thresholds fixed no call faults, and 8 fresh sessions agreed within 1.17x.
+    Not for ONNX Runtime, whose arena keeps its memory anyway. No-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return mallopt(m_mmap_threshold, MMAP_THRESHOLD) == 1 and mallopt(m_trim_threshold, TRIM_THRESHOLD) == 1
+
+
+def _minor_faults() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 def plain_loop(call: Callable[[], object], calls: int = CALLS, warmup: int = WARMUP_CALLS,
@@ -46,12 +80,17 @@ def plain_loop(call: Callable[[], object], calls: int = CALLS, warmup: int = WAR
     while time.perf_counter() < t_end:
         call()
     times = np.empty(max(1, calls))
+    faults = _minor_faults()
     for i in range(len(times)):
         t0 = time.perf_counter()
         call()
         times[i] = (time.perf_counter() - t0) * 1e3
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "mean_ms": float(times.mean()), "calls": int(len(times))}
+    after = _minor_faults()
+    out = {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+           "mean_ms": float(times.mean()), "calls": int(len(times))}
+    if faults is not None and after is not None:  # the allocator's page faults per call: 0-20 when steady
+        out["page_faults_per_call"] = (after - faults) / len(times)
+    return out
 
 
 def _onnx_call(path: str, shape: Sequence[int], provider: str, threads: int) -> Callable[[], object]:
@@ -69,6 +108,7 @@ def _onnx_call(path: str, shape: Sequence[int], provider: str, threads: int) -> 
 def _torch_call(path: str, shape: Sequence[int], threads: int, device: str = "cpu") -> Callable[[], object]:
     import torch
 
+    steady_allocator()
     torch.set_num_threads(threads)
     module = torch.load(path, weights_only=False, map_location=device).eval()
     x = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(0)).to(device)
@@ -94,14 +134,7 @@ def _worker(jobs: list[dict]) -> list[dict]:
     return out
 
 
-def run_plain(jobs: list[dict], timeout_s: float = TIMEOUT_S) -> list[dict[str, float]]:
-    """Time each job (``kind`` onnx|torch, ``path``, ``shape``, ``threads``, ``provider``, ``calls``)
-    in one fresh subprocess, each model in a session of its own, one after another."""
-    if not jobs:
-        return []
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+def _one_session(jobs: list[dict], env: dict[str, str], timeout_s: float) -> list[dict[str, float]]:
     try:
         proc = subprocess.run([sys.executable, "-m", "hwnas.latency.plain"], input=json.dumps(jobs), text=True,
                               capture_output=True, timeout=timeout_s, env=env)
@@ -111,6 +144,44 @@ def run_plain(jobs: list[dict], timeout_s: float = TIMEOUT_S) -> list[dict[str, 
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"plain timing failed in its subprocess: {last}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def combine_sessions(per_session: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """One model's timing from several fresh sessions: the median of their medians (and of their
+    p90s), each session's median, and the spread (slowest / fastest session median)."""
+    meds = [float(t["median_ms"]) for t in per_session]
+    out: dict[str, Any] = {"median_ms": float(np.median(meds)),
+                           "p90_ms": float(np.median([float(t["p90_ms"]) for t in per_session])),
+                           "mean_ms": float(np.median([float(t.get("mean_ms", t["median_ms"])) for t in per_session])),
+                           "calls": int(per_session[0].get("calls", CALLS)), "sessions": len(meds)}
+    faults = [t["page_faults_per_call"] for t in per_session if "page_faults_per_call" in t]
+    if faults:
+        out["page_faults_per_call"] = float(np.median(faults))
+    if len(meds) > 1:
+        out["session_medians_ms"] = meds
+        out["session_spread"] = max(meds) / min(meds) if min(meds) > 0 else float("inf")
+    return out
+
+
+def run_plain(jobs: list[dict], timeout_s: float = TIMEOUT_S, sessions: int = 1) -> list[dict[str, Any]]:
+    """Time each job (``kind`` onnx|torch, ``path``, ``shape``, ``threads``, ``provider``, ``calls``)
+    in a fresh subprocess, each model in a session of its own, one after another.
+
+    ``sessions`` > 1 repeats that in as many fresh subprocesses and reports, per model, the median
+    of the session medians with each session's median and their spread: on a VM one fresh
+    session can run a network 10-80% slower than the next (where its buffers land), so a careful
+    check of a budget reads several."""
+    if sessions < 1:
+        raise UserError(f"plain timing needs at least one session, got {sessions}")
+    if not jobs:
+        return []
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    runs = [_one_session(jobs, env, timeout_s) for _ in range(sessions)]
+    if sessions == 1:
+        return runs[0]
+    return [combine_sessions([r[i] for r in runs]) for i in range(len(jobs))]
 
 
 class PlainFiles:
@@ -143,8 +214,8 @@ class PlainFiles:
         self.jobs.append({"kind": "torch", "path": str(path), "shape": list(shape), "threads": threads,
                           "calls": calls, "device": device})
 
-    def run(self, timeout_s: float = TIMEOUT_S) -> list[dict[str, float]]:
-        return run_plain(self.jobs, timeout_s)
+    def run(self, timeout_s: float = TIMEOUT_S, sessions: int = 1) -> list[dict[str, Any]]:
+        return run_plain(self.jobs, timeout_s, sessions)
 
 
 def main() -> int:

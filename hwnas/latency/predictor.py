@@ -160,17 +160,19 @@ class LatencyPredictor:
         op_scales = table.calibration.get("op_scales") or {}
         block_ms = table.calibration.get("op_block_ms") or {}
         act = float(table.calibration.get("ms_per_act_mb") or 0.0)
-        # protocol-calibrated milliseconds -> plain ones (1 for tables in the older units)
-        from hwnas.latency.units import plain_factor
+        # protocol-calibrated milliseconds -> plain ones: f * ms + b (1 and 0 for tables in the
+        # older units; b 0 for tables converted by a factor alone)
+        from hwnas.latency.units import plain_factor, plain_offset_ms
 
         self.units_factor = f = plain_factor(table)
+        self.units_offset_ms = plain_offset_ms(table)
         # per-term cost: call overhead removed, its op kind's scale applied, its per-block time and
         # its activation traffic's time added
         self._cost = {k: f * (max(e.latency_ms - self.overhead, 0.0) * float(op_scales.get(e.op, scale))
                               + float(block_ms.get(e.op, 0.0)) + act * float(e.act_mb or 0.0))
                       for k, e in table.entries.items()}
         # what every network costs besides its blocks' terms: one call's overhead and the offset
-        self.base_ms = f * (scale * self.overhead + float(table.calibration["offset_ms"]))
+        self.base_ms = f * (scale * self.overhead + float(table.calibration["offset_ms"])) + self.units_offset_ms
 
     def term_cost(self, key: str) -> float:
         try:
@@ -186,6 +188,10 @@ class LatencyPredictor:
 
     def predict(self, arch) -> float:
         return self.base_ms + sum(self.term_cost(b.key) for b in self.space.latency_terms(arch))
+
+    def protocol_ms(self, arch) -> float:
+        """The prediction before the conversion to plain milliseconds (the protocol's scale)."""
+        return (self.predict(arch) - self.units_offset_ms) / self.units_factor
 
     def predict_many(self, archs: Sequence) -> np.ndarray:
         """``predict`` of every arch, equal to it bit for bit. MBConv spaces take a vectorized

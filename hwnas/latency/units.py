@@ -4,14 +4,20 @@
 session. A table's block entries are estimated with the paired protocol, which reads lower
 than a plain loop; the table's ``units`` record says how they convert:
 
-    "units": {"latency": "plain", "plain_factor": f, "networks": [...], "calls": 300}
+    "units": {"latency": "plain", "plain_factor": f, "plain_offset_ms": b, "networks": [...], "calls": 300}
 
-``plain_factor`` is the median, over the table's reference network and a few calibration
-networks, of (plain median / the protocol-calibrated prediction), measured when the table is
-built. ``LatencyPredictor`` multiplies by it, so predictions, search budgets and the export's
-checks are in plain milliseconds. Tables built before this record load as ``"protocol"``
-units (factor 1): commands say so, and ``hwnas profile check TABLE --rescale --out NEW``
-converts them.
+A plain median is ``f * protocol-calibrated prediction + b``, a line fitted (Theil-Sen: the
+median of pairwise slopes, robust to one odd session) through the table's reference network and
+a few calibration networks, each timed plainly as the median of three fresh processes when the
+table is built. The conversion is a line, not a factor: on the EPYC VM a plain loop reads 0.75x
+the protocol's estimate for a 0.2 ms network and 1.2x for a 1.6 ms one (the protocol's paired,
+fastest-session reading shrinks with a network's size less than a plain loop's does), and a
+single factor left half of 20 fresh networks more than 10% off. Where the networks span too
+little for a line, or the line would not be positive over them, ``f`` is the median ratio and
+``b`` is 0 (as in tables built before the line, which load unchanged). ``LatencyPredictor``
+applies it, so predictions, search budgets and the export's checks are in plain milliseconds.
+Tables built before any of this load as ``"protocol"`` units (factor 1): commands say so, and
+``hwnas profile check TABLE --rescale --out NEW`` converts them.
 
 ``check_table`` re-times the table's reference network and a few calibration networks plainly
 and reports the drift, ``median(plain now / predicted) - 1``: positive when this machine runs
@@ -35,8 +41,9 @@ from hwnas.latency.table import LatencyTable
 PLAIN = "plain"
 PROTOCOL = "protocol"
 CHECK_NETWORKS = 6  # the reference network and 5 calibration networks: under a minute on CPU
-UNITS_NETWORKS = 8  # at build time
+UNITS_NETWORKS = 12  # at build time: the reference and 11 calibration networks, for the line
 DRIFT_WARN = 0.05
+CHECK_SESSIONS = 3  # fresh processes per check: one session's speed varies too much on a VM
 QUICK_NETWORKS = 3
 QUICK_CALLS = 150
 QUICK_CACHE_SECONDS = 3600.0
@@ -48,6 +55,22 @@ def latency_units(table: LatencyTable) -> str:
 
 def plain_factor(table: LatencyTable) -> float:
     return float((table.extra.get("units") or {}).get("plain_factor") or 1.0)
+
+
+def plain_offset_ms(table: LatencyTable) -> float:
+    return float((table.extra.get("units") or {}).get("plain_offset_ms") or 0.0)
+
+
+def to_plain(ms: float, table: LatencyTable) -> float:
+    """A protocol-calibrated time in the table's units."""
+    return plain_factor(table) * ms + plain_offset_ms(table)
+
+
+def units_label(units: dict[str, Any]) -> str:
+    """The conversion in words, for the table summary."""
+    f, b = float(units.get("plain_factor", 1.0)), float(units.get("plain_offset_ms") or 0.0)
+    line = f"x{f:.3f}" + (f" {'+' if b >= 0 else '-'} {abs(b):.4f} ms" if b else "")
+    return f"plain median ({line} the protocol's estimate)"
 
 
 def units_note(table: LatencyTable, path: str) -> str | None:
@@ -103,9 +126,10 @@ def check_archs(table: LatencyTable, n: int) -> list[tuple[str, Any]]:
 
 
 def plain_times_on(backend: Any, space: Any, archs: Sequence[Any], calls: int | None = None,
-                   on_progress: Any = None) -> list[dict[str, float]]:
-    """Plain timings of whole networks of ``space`` on ``backend``, in one fresh process;
-    ``on_progress(phase, done, total)`` hears the exports, then the timing."""
+                   on_progress: Any = None, sessions: int = 1) -> list[dict[str, Any]]:
+    """Plain timings of whole networks of ``space`` on ``backend``, in one fresh process (or the
+    median of ``sessions`` fresh processes); ``on_progress(phase, done, total)`` hears the
+    exports, then the timing."""
     from hwnas.latency.plain import PlainFiles
 
     with PlainFiles() as files:
@@ -114,42 +138,74 @@ def plain_times_on(backend: Any, space: Any, archs: Sequence[Any], calls: int | 
             if on_progress:
                 on_progress("export", i + 1, len(archs))
         if on_progress:
-            on_progress("plain", 0, 1)
-        times = files.run()
-        if on_progress:
-            on_progress("plain", 1, 1)
+            on_progress("plain", 0, sessions)
+        times = []
+        for k in range(sessions):  # one at a time, so the bar moves
+            times.append(files.run())
+            if on_progress:
+                on_progress("plain", k + 1, sessions)
+        if sessions == 1:
+            return times[0]
+        from hwnas.latency.plain import combine_sessions
+
+        return [combine_sessions([t[i] for t in times]) for i in range(len(archs))]
         return times
 
 
 def _ratios(table: LatencyTable, labelled: Sequence[tuple[str, Any]], calls: int | None,
-            plain: bool) -> list[dict[str, Any]]:
+            plain: bool, sessions: int = 1, on_progress: Any = None) -> list[dict[str, Any]]:
     """Plain timings of ``labelled`` networks against the table's predictions: in its units
     (``plain``), or the protocol-calibrated ones before the plain factor (a table being built)."""
     from hwnas.latency.predictor import LatencyPredictor
 
     pred = LatencyPredictor(table)
-    times = plain_times_on(backend_of(table), table.get_space(), [a for _, a in labelled], calls)
+    times = plain_times_on(backend_of(table), table.get_space(), [a for _, a in labelled], calls,
+                           on_progress=on_progress, sessions=sessions)
     rows = []
     for (label, a), t in zip(labelled, times):
-        p = float(pred.predict(a)) if plain else float(pred.predict(a)) / pred.units_factor
+        p = float(pred.predict(a)) if plain else pred.protocol_ms(a)
         rows.append({"id": a.id, "role": label, "predicted_ms": p, "plain_median_ms": t["median_ms"],
-                     "plain_p90_ms": t["p90_ms"], "ratio": t["median_ms"] / p if p > 0 else float("inf")})
+                     "plain_p90_ms": t["p90_ms"], "ratio": t["median_ms"] / p if p > 0 else float("inf"),
+                     **({"session_medians_ms": t["session_medians_ms"]} if "session_medians_ms" in t else {})})
     return rows
+
+
+def plain_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, str]:
+    """``(f, b, how)`` with ``y ~ f * x + b``: the Theil-Sen line (the median of the pairwise
+    slopes, then the median intercept) where the ``x`` span at least 1.5x and the line stays
+    positive and within a factor of two of every point; else the median ratio ``y / x``, b = 0."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ratio = float(np.median(y / x))
+    if len(x) >= 3 and x.min() > 0 and x.max() / x.min() >= 1.5:
+        i, j = np.triu_indices(len(x), 1)
+        keep = x[j] != x[i]
+        f = float(np.median((y[j] - y[i])[keep] / (x[j] - x[i])[keep]))
+        b = float(np.median(y - f * x))
+        fit = f * x + b
+        if f > 0 and np.all(fit > 0) and np.all(fit / y < 2.0) and np.all(y / fit < 2.0):
+            return f, b, "line"
+    return ratio, 0.0, "ratio"
 
 
 def units_record(rows: Sequence[dict[str, Any]], calls: int | None = None) -> dict[str, Any]:
     """A table's ``units``: plain medians of whole networks against its protocol-calibrated
-    predictions (``rows`` with a ``ratio`` each), their median the plain factor."""
+    predictions (``rows`` with ``predicted_ms``, ``plain_median_ms`` and ``ratio`` each), and the
+    line through them (``plain_line``)."""
     from hwnas.latency.plain import CALLS
 
-    return {"latency": PLAIN, "plain_factor": float(np.median([r["ratio"] for r in rows])), "calls": calls or CALLS,
+    f, b, how = plain_line([r["predicted_ms"] for r in rows], [r["plain_median_ms"] for r in rows])
+    return {"latency": PLAIN, "plain_factor": f, "plain_offset_ms": b, "fit": how, "calls": calls or CALLS,
             "networks": list(rows), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def plain_units(table: LatencyTable, n: int = UNITS_NETWORKS, calls: int | None = None) -> dict[str, Any]:
+def plain_units(table: LatencyTable, n: int = UNITS_NETWORKS, calls: int | None = None,
+                sessions: int = CHECK_SESSIONS) -> dict[str, Any]:
     """The ``units`` record of a freshly built table: plain timings of its reference and
-    calibration networks against its protocol-calibrated predictions."""
-    return units_record(_ratios(table, check_archs(table, n), calls, plain=False), calls)
+    calibration networks (each the median of ``sessions`` fresh processes) against its
+    protocol-calibrated predictions."""
+    rec = units_record(_ratios(table, check_archs(table, n), calls, plain=False, sessions=sessions), calls)
+    rec["sessions"] = sessions
+    return rec
 
 
 def checkable(table: LatencyTable, path: str = "<table>", n: int = CHECK_NETWORKS) -> list[tuple[str, Any]]:
@@ -162,14 +218,16 @@ def checkable(table: LatencyTable, path: str = "<table>", n: int = CHECK_NETWORK
     return check_archs(table, n)
 
 
-def check_table(table: LatencyTable, path: str = "<table>", n: int = CHECK_NETWORKS, calls: int | None = None) -> dict[str, Any]:
-    """Re-time the table's reference and calibration networks plainly; the drift against its predictions."""
-    rows = _ratios(table, checkable(table, path, n), calls, plain=True)
+def check_table(table: LatencyTable, path: str = "<table>", n: int = CHECK_NETWORKS, calls: int | None = None,
+                sessions: int = CHECK_SESSIONS, on_progress: Any = None) -> dict[str, Any]:
+    """Re-time the table's reference and calibration networks plainly (each the median of
+    ``sessions`` fresh processes); the drift against its predictions."""
+    rows = _ratios(table, checkable(table, path, n), calls, plain=True, sessions=sessions, on_progress=on_progress)
     r = np.array([x["ratio"] for x in rows])
     q1, q3 = np.percentile(r, [25, 75])
     drift = float(np.median(r) - 1.0)
     return {"table": path, "drift": drift, "units": latency_units(table), "threshold": DRIFT_WARN,
-            "stale": bool(abs(drift) > DRIFT_WARN), "ratio_iqr": float(q3 - q1), "networks": rows}
+            "stale": bool(abs(drift) > DRIFT_WARN), "ratio_iqr": float(q3 - q1), "sessions": sessions, "networks": rows}
 
 
 def rescale_table(table: LatencyTable, factor: float, note: dict[str, Any] | None = None) -> LatencyTable:
@@ -195,6 +253,8 @@ def rescale_table(table: LatencyTable, factor: float, note: dict[str, Any] | Non
     units = dict(t.extra.get("units") or {})
     if latency_units(table) != PLAIN:
         units = {"latency": PLAIN, "plain_factor": 1.0, "converted_from": PROTOCOL}
+    elif units.get("plain_offset_ms"):  # the line's offset is in milliseconds too
+        units["plain_offset_ms"] = float(units["plain_offset_ms"]) * factor
     units.setdefault("rescaled", []).append({"factor": factor, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                              **(note or {})})
     t.extra["units"] = units
@@ -223,7 +283,7 @@ def quick_drift(table: LatencyTable) -> float | None:
             return float(rec["drift"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    drift = check_table(table, n=QUICK_NETWORKS, calls=QUICK_CALLS)["drift"]
+    drift = check_table(table, n=QUICK_NETWORKS, calls=QUICK_CALLS, sessions=1)["drift"]
     from hwnas.fileio import atomic_write_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
