@@ -109,6 +109,12 @@ def _latency_legend(r: dict[str, Any]) -> list[str]:
         if isinstance(pb, dict):
             text += (f" The budget is checked on {r.get('budget_checked_on')}: {_f(pb.get('latency_ms'), '.4f')} ms, "
                      f"not on this table's ONNX Runtime latencies.")
+            if str(pb.get("backend", "")).startswith("torch-cpu"):
+                from hwnas.latency.plain import STEADY_ALLOCATOR_ENV
+
+                text += (f" Eager torch was timed with glibc's malloc thresholds fixed; serve it the same way "
+                         f"(`{STEADY_ALLOCATOR_ENV}`, or jemalloc), or some processes run it 1.2-2x slower "
+                         f"(docs/latency.md).")
         else:
             text += (f" The budget is checked on the {str(r.get('deployed', 'int8')).upper()} column's *latency* "
                      f"({_f(r.get('latency_ms'), '.4f')} ms vs {r['latency_budget_ms']:.4f} ms).")

@@ -7,13 +7,15 @@ what a user reads when they check a budget on the exported file themselves.
 
 The profiler's paired, noise-resistant protocol (``protocol.py``) stays the way block tables
 are *estimated* on a busy machine: it keeps the fastest of several sessions and a low
-percentile, which reads 13-18% below a plain loop for the same network. Tables built now are
-calibrated to plain timings of whole networks (``units``), so their predictions are in plain
-milliseconds.
+percentile, which reads below a plain loop for the same network (by a line, not a factor).
+Tables built now are calibrated to plain timings of whole networks (``units``), so their
+predictions are in plain milliseconds.
 
 Each timing runs in a fresh subprocess (``python -m hwnas.latency.plain``), so that nothing of
-the caller (its threads, its allocator's state, other sessions) colours the result. numpy and
-onnxruntime only for ONNX models (usable on edge devices); torch models need torch.
+the caller (its threads, its allocator's state, other sessions) colours the result; one fresh
+session varies on a VM, so callers take the median of several (``sessions``). Eager torch runs
+with glibc's malloc thresholds fixed (``steady_allocator``). numpy and onnxruntime only for ONNX
+models (usable on edge devices); torch models need torch.
 """
 
 from __future__ import annotations

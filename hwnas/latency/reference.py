@@ -27,6 +27,8 @@ REFERENCE_PROFILES: dict[str, str] = {
     "mbv3-32/torch-cpu@epyc-avx2": "mbv3-32_torch-cpu_t1_b1.json",
     "mbv3-32/ort-cpu@xeon": "mbv3-32_ort-cpu_t1_b1_xeon.json",
     "mbv3-32/torch-cpu@xeon": "mbv3-32_torch-cpu_t1_b1_xeon.json",
+    "mbv3-32/ort-cpu@epyc-zen4": "mbv3-32_ort-cpu_t1_b1_epyc-zen4.json",  # units: a line, 3 sessions per network
+    "mbv3-32/torch-cpu@epyc-zen4": "mbv3-32_torch-cpu_t1_b1_epyc-zen4.json",  # timed with the steady allocator
 }
 
 
