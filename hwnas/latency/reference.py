@@ -18,7 +18,8 @@ from typing import Any
 from hwnas.errors import UserError
 
 # name -> file in profiles/ (the repository's folder; installed as package data beside hwnas)
-# (a name without @MACHINE is the newest table, in plain units; profiles/README.md has them all)
+# (a name without @MACHINE is the AVX-512 EPYC of 3-4 Dec, whose tables most figures in BENCHMARKS.md cite;
+# the newer epyc-zen4 tables convert to plain units by a line; profiles/README.md has them all)
 REFERENCE_PROFILES: dict[str, str] = {
     "mbv3-32/ort-cpu": "mbv3-32_ort-cpu_t1_b1_epyc-avx512.json",
     "mbv3-32/torch-cpu": "mbv3-32_torch-cpu_t1_b1_epyc-avx512.json",
