@@ -151,6 +151,8 @@ def register(app: typer.Typer) -> None:
                                   "the export's INT8 file (ONNX Runtime backends)"),
         calibration_data: Optional[str] = typer.Option(None, "--calibration-data", help="dataset whose real images "
                                                        "calibrate an INT8 table's networks [default: digits]"),
+        plain_sessions: int = typer.Option(3, "--plain-sessions", help="fresh processes per network when the table's "
+                                           "conversion to plain milliseconds is fitted (the median of their medians)"),
         out_path: Optional[str] = typer.Option(None, "--out", help="table file to write (JSON)"),
         force: bool = typer.Option(False, "--force", help="overwrite FILE and discard an unfinished run"),
     ) -> None:
@@ -171,10 +173,12 @@ def register(app: typer.Typer) -> None:
         be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock, dtype=dtype)
         if calibration_data is not None and dtype != "int8":
             raise UserError("--calibration-data calibrates INT8 tables; add --dtype int8 or leave it out")
+        if plain_sessions < 1:
+            raise UserError(f"--plain-sessions must be at least 1, got {plain_sessions}")
         try:
             with progress_bars() as update:
                 table = profile(sp, be, out_path, n_calibrate=calibrate, n_validate=validate, seed=seed, force=force,
-                                on_progress=update, calibration_data=calibration_data)
+                                on_progress=update, calibration_data=calibration_data, plain_sessions=plain_sessions)
         except KeyboardInterrupt:
             interrupted(kept_text(out_path))
         print_validation(table, out_path)

@@ -57,9 +57,10 @@ def test_latency_predict_and_measure(capsys, tmp_path, tiny_table):
 def test_profile_cli_writes_table_and_prints_validation(capsys, tmp_path):
     out = tmp_path / "nb.json"
     code, stdout, err = run(capsys, "profile", "--space", "nb201", "--backend", "torch-cpu", "--calibrate", "3",
-                            "--validate", "2", "--out", str(out))
+                            "--validate", "2", "--plain-sessions", "1", "--out", str(out))
     assert code == 0, err
     assert out.is_file() and "Kendall tau" in stdout and "within ±10%" in stdout
+    assert json.loads(out.read_text())["units"]["sessions"] == 1
 
 
 BAD = [
@@ -67,6 +68,7 @@ BAD = [
     (["profile", "--space", "nb201", "--backend", "tpu", "--out", "{tmp}/t.json"], "unknown backend"),
     (["profile", "--space", "nb201", "--backend", "ort", "--provider", "FooExecutionProvider", "--out", "{tmp}/t.json"], "not available"),
     (["profile", "--space", "nb201", "--threads", "0", "--out", "{tmp}/t.json"], "--threads"),
+    (["profile", "--space", "nb201", "--plain-sessions", "0", "--out", "{tmp}/t.json"], "--plain-sessions"),
     (["profile", "--space", "nb201", "--out", "{tmp}/missing/t.json"], "does not exist"),
     (["latency", "--profile", "{tmp}/truncated.json", "--arch", "{tmp}/ok.jsonl"], "not valid JSON"),
     (["latency", "--profile", "{table}", "--space", "nb201", "--arch", "{tmp}/ok.jsonl"], "not 'nb201'"),

@@ -150,7 +150,7 @@ def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed
 def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None = None, n_validate: int = 20, seed: int = 0,
             protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None,
             paired: bool | None = None, plain_units_step: bool = True,
-            calibration_data: str | None = None) -> LatencyTable:
+            calibration_data: str | None = None, plain_sessions: int | None = None) -> LatencyTable:
     """Measure every block of ``space`` on ``backend``, calibrate, validate, time the reference and
     a few calibration networks with a plain loop (the table's ``units``), write ``out`` atomically.
 
@@ -189,11 +189,11 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None
     if plain_units_step and paired:
         # latency_ms means a plain loop's median: time the reference and a few calibration
         # networks that way and record the conversion (units.py)
-        from hwnas.latency.units import plain_units
+        from hwnas.latency.units import CHECK_SESSIONS, plain_units
 
         if on_progress:
             on_progress("plain", 0, 1)
-        table.extra["units"] = plain_units(table)
+        table.extra["units"] = plain_units(table, sessions=plain_sessions or CHECK_SESSIONS)
         if on_progress:
             on_progress("plain", 1, 1)
     table.save(out)
