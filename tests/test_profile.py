@@ -22,7 +22,7 @@ from latency_helpers import FAST, tiny_mbconv
 def test_real_profile_of_a_tiny_space(tmp_path, backend):
     space = tiny_mbconv()
     out = tmp_path / "t.json"
-    table = profile(space, get_backend(backend), out, n_calibrate=4, n_validate=4, protocol=FAST)
+    table = profile(space, get_backend(backend), out, n_calibrate=4, n_validate=4, protocol=FAST, plain_sessions=1)
     assert out.is_file() and not partial_path(out).exists()
     loaded = load_table(out)
     assert set(loaded.entries) == {b.key for b in space.all_latency_terms()}
@@ -38,7 +38,7 @@ def test_real_profile_of_a_tiny_space(tmp_path, backend):
     assert pred.predict(space.sample(0)) > 0
     # existing output is not overwritten without force
     with pytest.raises(UserError, match="already exists"):
-        profile(space, get_backend(backend), out, protocol=FAST)
+        profile(space, get_backend(backend), out, protocol=FAST, plain_sessions=1)
 
 
 def test_interrupted_profile_resumes_where_it_stopped(tmp_path):
@@ -52,7 +52,7 @@ def test_interrupted_profile_resumes_where_it_stopped(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        profile(space, get_backend("ort-cpu"), out, n_calibrate=3, n_validate=2, protocol=FAST,
+        profile(space, get_backend("ort-cpu"), out, n_calibrate=3, n_validate=2, protocol=FAST, plain_sessions=1,
                 on_progress=stop_after_some)
     assert not out.exists()
     journal = [json.loads(line) for line in partial_path(out).read_text().splitlines()]
@@ -63,7 +63,7 @@ def test_interrupted_profile_resumes_where_it_stopped(tmp_path):
     def count(phase, done, total):
         measured_again.append((phase, done, total))
 
-    table = profile(space, get_backend("ort-cpu"), out, n_calibrate=3, n_validate=2, protocol=FAST, on_progress=count)
+    table = profile(space, get_backend("ort-cpu"), out, n_calibrate=3, n_validate=2, protocol=FAST, plain_sessions=1, on_progress=count)
     n_blocks = len(space.all_latency_terms())
     # progress restarts at the 5 kept entries: only the rest were measured
     block_events = [d for p, d, t in measured_again if p == "block"]
@@ -84,11 +84,11 @@ def test_resume_with_other_settings_is_refused(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        profile(space, get_backend("ort-cpu"), out, protocol=FAST, n_calibrate=3, n_validate=2, on_progress=stop)
+        profile(space, get_backend("ort-cpu"), out, protocol=FAST, plain_sessions=1, n_calibrate=3, n_validate=2, on_progress=stop)
     with pytest.raises(UserError, match="other settings"):
-        profile(space, get_backend("torch-cpu"), out, protocol=FAST, n_calibrate=3, n_validate=2)
+        profile(space, get_backend("torch-cpu"), out, protocol=FAST, plain_sessions=1, n_calibrate=3, n_validate=2)
     # --force starts over
-    profile(space, get_backend("torch-cpu"), out, protocol=FAST, n_calibrate=3, n_validate=2, force=True)
+    profile(space, get_backend("torch-cpu"), out, protocol=FAST, plain_sessions=1, n_calibrate=3, n_validate=2, force=True)
     assert load_table(out).backend["name"] == "torch-cpu"
 
 
@@ -152,7 +152,7 @@ def test_exported_model_is_measured_on_the_tables_scale(tmp_path):
     from hwnas.latency.measure import measure_onnx_for_table
 
     space = tiny_mbconv()
-    table = profile(space, get_backend("ort-cpu"), tmp_path / "t.json", n_calibrate=4, n_validate=0, protocol=FAST)
+    table = profile(space, get_backend("ort-cpu"), tmp_path / "t.json", n_calibrate=4, n_validate=0, protocol=FAST, plain_sessions=1)
     assert table.extra["reference"]["latency_ms"] > 0
     arch = space.sample(5)
     model = export_onnx_bytes(prepare_for_timing(space.build(arch), space.input_shape), (1, *space.input_shape))
@@ -181,7 +181,7 @@ def test_eager_torch_pairs_with_the_spaces_reference_block(tmp_path):
     assert with_backend_pairing(Protocol(max_repeats=10, min_repeats=5), torch_cpu).max_repeats == 10
 
     out = tmp_path / "t.json"
-    table = profile(space, torch_cpu, out, n_calibrate=4, n_validate=2, protocol=FAST)
+    table = profile(space, torch_cpu, out, n_calibrate=4, n_validate=2, protocol=FAST, plain_sessions=1)
     ref = load_table(out).extra["reference"]
     assert ref["block"] == space.reference_block().to_dict() and ref["arch"] is None and ref["latency_ms"] > 0
     # every entry is a ratio to the reference block times its fastest time in the build
@@ -192,7 +192,7 @@ def test_torch_module_is_measured_on_the_tables_scale(tmp_path):
     from hwnas.latency.measure import measure_module_for_table, measure_onnx_for_table
 
     space = tiny_mbconv()
-    table = profile(space, get_backend("torch-cpu"), tmp_path / "t.json", n_calibrate=4, n_validate=0, protocol=FAST)
+    table = profile(space, get_backend("torch-cpu"), tmp_path / "t.json", n_calibrate=4, n_validate=0, protocol=FAST, plain_sessions=1)
     arch = space.sample(5)
     m = measure_module_for_table(space.build(arch), load_table(tmp_path / "t.json"), FAST)
     assert m["paired"] and m["reference_table_ms"] == table.extra["reference"]["latency_ms"]
@@ -211,7 +211,7 @@ def test_torch_module_is_measured_on_the_tables_scale(tmp_path):
 
 
 def load_table_ort(tmp_path, space):
-    profile(space, get_backend("ort-cpu"), tmp_path / "ort.json", n_calibrate=3, n_validate=0, protocol=FAST)
+    profile(space, get_backend("ort-cpu"), tmp_path / "ort.json", n_calibrate=3, n_validate=0, protocol=FAST, plain_sessions=1)
     return load_table(tmp_path / "ort.json")
 
 
@@ -237,7 +237,7 @@ def test_an_ort_table_takes_its_scale_beside_whole_networks(tmp_path, monkeypatc
         return ref
 
     monkeypatch.setattr(profiling, "rescale_to_reference", spy)
-    table = profile(tiny_mbconv(), get_backend("ort-cpu"), tmp_path / "t.json", n_calibrate=3, n_validate=2, protocol=FAST)
+    table = profile(tiny_mbconv(), get_backend("ort-cpu"), tmp_path / "t.json", n_calibrate=3, n_validate=2, protocol=FAST, plain_sessions=1)
     assert seen["kinds"] == profiling.NETWORK_KINDS and len(seen["network_refs"]) == 5
     assert table.extra["reference"]["latency_ms"] == seen["ref"] == min(seen["network_refs"])
 
