@@ -149,13 +149,12 @@ def plain_times_on(backend: Any, space: Any, archs: Sequence[Any], calls: int | 
         from hwnas.latency.plain import combine_sessions
 
         return [combine_sessions([t[i] for t in times]) for i in range(len(archs))]
-        return times
 
 
 def _ratios(table: LatencyTable, labelled: Sequence[tuple[str, Any]], calls: int | None,
             plain: bool, sessions: int = 1, on_progress: Any = None) -> list[dict[str, Any]]:
     """Plain timings of ``labelled`` networks against the table's predictions: in its units
-    (``plain``), or the protocol-calibrated ones before the plain factor (a table being built)."""
+    (``plain``), or the protocol-calibrated ones before the plain conversion (a table being built)."""
     from hwnas.latency.predictor import LatencyPredictor
 
     pred = LatencyPredictor(table)
