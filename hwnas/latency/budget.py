@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-PLAIN_NOTE = " (plain timing: median of a plain loop in a fresh process, the median of the sessions timed)"
+PLAIN_NOTE = " (plain timing: a plain loop's median in fresh processes, the median over the sessions)"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ models (usable on edge devices); torch models need torch.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -43,6 +44,7 @@ WARMUP_SECONDS = 0.2  # and at least this long, so caches and clocks settle
 TIMEOUT_S = 600.0
 
 
+@functools.cache
 def steady_allocator() -> bool:
     """Fix glibc malloc's mmap and trim thresholds in this process (``mallopt``), as
     ``STEADY_ALLOCATOR_ENV`` does for a process started with it; True where it applied.
@@ -165,14 +167,15 @@ def combine_sessions(per_session: Sequence[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
-def run_plain(jobs: list[dict], timeout_s: float = TIMEOUT_S, sessions: int = 1) -> list[dict[str, Any]]:
+def run_plain(jobs: list[dict], timeout_s: float = TIMEOUT_S, sessions: int = 1,
+              on_session: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Time each job (``kind`` onnx|torch, ``path``, ``shape``, ``threads``, ``provider``, ``calls``)
     in a fresh subprocess, each model in a session of its own, one after another.
 
     ``sessions`` > 1 repeats that in as many fresh subprocesses and reports, per model, the median
     of the session medians with each session's median and their spread: on a VM one fresh
     session can run a network 10-80% slower than the next (where its buffers land), so a careful
-    check of a budget reads several."""
+    check of a budget reads several. ``on_session(done, sessions)`` hears each one finish."""
     if sessions < 1:
         raise UserError(f"plain timing needs at least one session, got {sessions}")
     if not jobs:
@@ -180,7 +183,11 @@ def run_plain(jobs: list[dict], timeout_s: float = TIMEOUT_S, sessions: int = 1)
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    runs = [_one_session(jobs, env, timeout_s) for _ in range(sessions)]
+    runs = []
+    for k in range(sessions):
+        runs.append(_one_session(jobs, env, timeout_s))
+        if on_session:
+            on_session(k + 1, sessions)
     if sessions == 1:
         return runs[0]
     return [combine_sessions([r[i] for r in runs]) for i in range(len(jobs))]
@@ -216,8 +223,9 @@ class PlainFiles:
         self.jobs.append({"kind": "torch", "path": str(path), "shape": list(shape), "threads": threads,
                           "calls": calls, "device": device})
 
-    def run(self, timeout_s: float = TIMEOUT_S, sessions: int = 1) -> list[dict[str, Any]]:
-        return run_plain(self.jobs, timeout_s, sessions)
+    def run(self, timeout_s: float = TIMEOUT_S, sessions: int = 1,
+            on_session: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+        return run_plain(self.jobs, timeout_s, sessions, on_session)
 
 
 def main() -> int:

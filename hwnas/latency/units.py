@@ -139,16 +139,7 @@ def plain_times_on(backend: Any, space: Any, archs: Sequence[Any], calls: int | 
                 on_progress("export", i + 1, len(archs))
         if on_progress:
             on_progress("plain", 0, sessions)
-        times = []
-        for k in range(sessions):  # one at a time, so the bar moves
-            times.append(files.run())
-            if on_progress:
-                on_progress("plain", k + 1, sessions)
-        if sessions == 1:
-            return times[0]
-        from hwnas.latency.plain import combine_sessions
-
-        return [combine_sessions([t[i] for t in times]) for i in range(len(archs))]
+        return files.run(sessions=sessions, on_session=(lambda k, n: on_progress("plain", k, n)) if on_progress else None)
 
 
 def _ratios(table: LatencyTable, labelled: Sequence[tuple[str, Any]], calls: int | None,
