@@ -257,7 +257,7 @@ def test_eager_torch_is_timed_with_a_steady_allocator():
     """Eager torch allocates every activation on every call; with glibc's dynamic thresholds some
     sessions return that memory to the OS after each call and fault it in again (1.2-2x slower).
     The plain timing's process fixes the thresholds, so a call with MBs of activations faults
-    no pages in steady state."""
+    (almost) no pages in steady state."""
     import platform
 
     import torch
@@ -269,6 +269,8 @@ def test_eager_torch_is_timed_with_a_steady_allocator():
     assert steady_allocator() is True
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3, padding=1))
     with PlainFiles() as files:
-        files.add_torch(m.eval(), (1, 3, 96, 96), calls=30)  # 2.4 MB per activation: 580 pages each
+        files.add_torch(m.eval(), (1, 3, 96, 96), calls=60)  # 2.4 MB per activation: 580 pages each
         (r,) = files.run()
-    assert r["calls"] == 30 and r["page_faults_per_call"] < 20, r
+    # steady: none, or one late growth of the heap (~1,150 faults in all); returning the memory to
+    # the OS after every call, as glibc's default thresholds do here: about 2,200 per call
+    assert r["calls"] == 60 and r["page_faults_per_call"] < 200, r
