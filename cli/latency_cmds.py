@@ -93,7 +93,11 @@ def print_validation(table, path: str) -> None:
         t.add_row("mean abs. error", f"{v['mape']:.1%}")
         t.add_row("worst error", f"{v['max_error']:.1%}")
         t.add_row("Kendall tau", f"{v['kendall_tau']:.3f}")
-        t.add_row("measurement spread (IQR/median)", f"{v['measurement_spread']:.1%}")
+        if v.get("target") == "plain":
+            t.add_row("validated on", f"plain timings (median of {table.calibration.get('sessions')} fresh processes)")
+            t.add_row("session spread (median)", f"{v['session_spread']:.1%}")
+        else:
+            t.add_row("measurement spread (IQR/median)", f"{v['measurement_spread']:.1%}")
         ms = [n["measured_ms"] for n in v["networks"]]
         t.add_row("measured range", f"{min(ms):.3f} - {max(ms):.3f} ms")
     units = table.extra.get("units") or {}
@@ -151,8 +155,12 @@ def register(app: typer.Typer) -> None:
                                   "the export's INT8 file (ONNX Runtime backends)"),
         calibration_data: Optional[str] = typer.Option(None, "--calibration-data", help="dataset whose real images "
                                                        "calibrate an INT8 table's networks [default: digits]"),
-        plain_sessions: int = typer.Option(3, "--plain-sessions", help="fresh processes per network when the table's "
-                                           "conversion to plain milliseconds is fitted (the median of their medians)"),
+        calibrate_on: str = typer.Option("auto", "--calibrate-on", help="plain: fit the calibration on plain timings "
+                                         "of the whole networks; protocol: on the profiler's protocol, converted to plain "
+                                         "milliseconds by a line; auto: plain for INT8 tables, else protocol"),
+        plain_sessions: Optional[int] = typer.Option(None, "--plain-sessions", help="fresh processes per network timed "
+                                                     "plainly (the median of their medians) [default: 5 with "
+                                                     "--calibrate-on plain, else 3]"),
         out_path: Optional[str] = typer.Option(None, "--out", help="table file to write (JSON)"),
         force: bool = typer.Option(False, "--force", help="overwrite FILE and discard an unfinished run"),
     ) -> None:
@@ -173,12 +181,13 @@ def register(app: typer.Typer) -> None:
         be = get_backend(backend, threads=threads, batch=batch, provider=provider, clock=clock, dtype=dtype)
         if calibration_data is not None and dtype != "int8":
             raise UserError("--calibration-data calibrates INT8 tables; add --dtype int8 or leave it out")
-        if plain_sessions < 1:
+        if plain_sessions is not None and plain_sessions < 1:
             raise UserError(f"--plain-sessions must be at least 1, got {plain_sessions}")
         try:
             with progress_bars() as update:
                 table = profile(sp, be, out_path, n_calibrate=calibrate, n_validate=validate, seed=seed, force=force,
-                                on_progress=update, calibration_data=calibration_data, plain_sessions=plain_sessions)
+                                on_progress=update, calibration_data=calibration_data, plain_sessions=plain_sessions,
+                                calibrate_on=calibrate_on)
         except KeyboardInterrupt:
             interrupted(kept_text(out_path))
         print_validation(table, out_path)
@@ -347,7 +356,7 @@ def register(app: typer.Typer) -> None:
             with progress_bars() as update:
                 times = plain_times_on(be, sp, archs, on_progress=update, sessions=sessions)
             rows = [{"id": a.id, "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"],
-                     **({"session_spread": t["session_spread"]} if "session_spread" in t else {})} for a, t in zip(archs, times)]
+                     **{k: t[k] for k in ("session_medians_ms", "session_spread") if k in t}} for a, t in zip(archs, times)]
         elif measure_flag:
             from hwnas.latency.profiler import measure_archs
 

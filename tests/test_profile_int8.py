@@ -85,17 +85,41 @@ def test_int8_table_builds_predicts_and_resumes_only_as_int8(tmp_path):
     # the unfinished INT8 run is not continued as a float32 table
     with pytest.raises(UserError):
         profile(space, get_backend("ort-cpu"), out, n_calibrate=3, n_validate=2, protocol=FAST)
-    table = profile(space, get_backend("ort-cpu", dtype="int8"), out, n_calibrate=3, n_validate=2, protocol=FAST)
+    table = profile(space, get_backend("ort-cpu", dtype="int8"), out, n_calibrate=3, n_validate=2, protocol=FAST,
+                    plain_sessions=2)
     loaded = load_table(out)
     assert loaded.backend["dtype"] == "int8" and loaded.extra["int8"]["images"] == 32
     assert set(loaded.entries) == {b.key for b in space.all_latency_terms()}
-    assert loaded.extra["units"]["latency"] == "plain"
     assert LatencyPredictor(loaded).predict(space.sample(1)) > 0
+    # an INT8 table is calibrated on plain timings of its networks, not converted by a line
+    units = loaded.extra["units"]
+    assert units["latency"] == "plain" and units["fit"] == "direct" and units["sessions"] == 2
+    assert (units["plain_factor"], units["plain_offset_ms"]) == (1.0, 0.0)
+    assert [n["role"] for n in units["networks"]] == ["reference", "calibration", "calibration", "calibration"]
+    assert loaded.calibration["target"] == "plain" and loaded.validation["target"] == "plain"
+    pred = LatencyPredictor(loaded)
+    for row in loaded.calibration["networks"] + loaded.validation["networks"]:
+        # the plain median of its sessions is what the fit saw, the protocol's reading kept beside it
+        assert row["measured_ms"] == pytest.approx(float(np.median(row["session_medians_ms"])))
+        assert row["protocol_ms"] > 0 and row["measured_ms"] != row["protocol_ms"]
+        assert pred.predict(space.parse(row["arch"])) == pytest.approx(row["predicted_ms"])
+    errors = [abs(v["predicted_ms"] / v["measured_ms"] - 1) for v in loaded.validation["networks"]]
+    assert loaded.validation["mape"] == pytest.approx(float(np.mean(errors)))
     # the table's own backend, rebuilt from the file, is INT8 with the same calibration images
     from hwnas.latency.units import backend_of
 
     be = backend_of(table)
     assert be.dtype == "int8" and np.array_equal(be.calibration_images, int8_calibration_images(space, "digits", 0))
+
+
+def test_calibrate_on_protocol_keeps_the_line_and_bad_values_are_refused(tmp_path):
+    space = tiny_mbconv()
+    table = profile(space, get_backend("ort-cpu", dtype="int8"), tmp_path / "p.json", n_calibrate=3, n_validate=0,
+                    protocol=FAST, plain_sessions=1, calibrate_on="protocol")
+    assert table.extra["units"]["fit"] in ("line", "ratio") and "target" not in table.calibration
+    with pytest.raises(UserError, match="--calibrate-on must be one of auto, plain, protocol"):
+        profile(space, get_backend("ort-cpu"), tmp_path / "q.json", calibrate_on="line")
+    assert not (tmp_path / "q.json").exists() and not partial_path(tmp_path / "q.json").exists()
 
 
 def test_int8_bundle_carries_int8_files(tmp_path):
@@ -110,6 +134,9 @@ def test_int8_bundle_carries_int8_files(tmp_path):
     assert "QuantizeLinear" in _ops((bundle / manifest["calibration"][0]["file"]).read_bytes())
     table = run_bundle(bundle, tmp_path / "t.json")
     assert table.backend["dtype"] == "int8" and table.extra["int8"] == manifest["int8"]
+    # calibrated on the device on plain timings of every network file, as `hwnas profile --dtype int8`
+    assert table.extra["units"]["fit"] == "direct" and table.calibration["target"] == "plain"
+    assert all(len(r["session_medians_ms"]) == 5 for r in table.calibration["networks"] + table.validation["networks"])
 
 
 def test_cli_int8_refusals(tmp_path, capsys):

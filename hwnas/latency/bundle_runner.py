@@ -76,7 +76,10 @@ def run_bundle(bundle: str | Path, out: str | Path, *, provider: str = "CPUExecu
                           on_progress=on_progress)
     if manifest.get("int8"):
         table.extra["int8"] = manifest["int8"]  # how the bundle's INT8 files were quantized
-    table.extra["units"] = _plain_units(table, d, manifest, net_shape, provider, threads, on_progress)
+    if table.backend.get("dtype") == "int8":  # calibrated on plain timings (plain_calibration.py)
+        _calibrate_on_plain(table, d, manifest, net_shape, provider, threads, on_progress)
+    else:
+        table.extra["units"] = _plain_units(table, d, manifest, net_shape, provider, threads, on_progress)
     table.save(out)
     partial_path(out).unlink(missing_ok=True)
     return table
@@ -100,6 +103,20 @@ def _plain_units(table: LatencyTable, d: Path, manifest: dict, shape: list[int],
     return units_record([{"id": n["id"], "role": "calibration", "predicted_ms": predicted[n["id"]],
                           "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"],
                           "ratio": t["median_ms"] / predicted[n["id"]]} for n, t in zip(nets, times)])
+
+
+def _calibrate_on_plain(table: LatencyTable, d: Path, manifest: dict, shape: list[int], provider: str, threads: int,
+                        on_progress: ProgressFn | None) -> None:
+    """Refit an INT8 bundle's table on plain timings of all its calibration and validation files."""
+    from hwnas.latency.plain import run_plain
+    from hwnas.latency.plain_calibration import PLAIN_CALIBRATION_SESSIONS, refit_on_plain
+
+    by_id = {n["id"]: n for kind in ("calibration", "validation") for n in manifest[kind]}
+    nets = [by_id[r["id"]] for r in (table.calibration.get("networks") or []) + (table.validation.get("networks") or [])]
+    times = run_plain([{"kind": "onnx", "path": str(d / n["file"]), "shape": shape, "provider": provider,
+                        "threads": threads} for n in nets], sessions=PLAIN_CALIBRATION_SESSIONS,
+                      on_session=(lambda k, n: on_progress("plain", k, n)) if on_progress else None)
+    refit_on_plain(table, [n["terms"] for n in nets], times, PLAIN_CALIBRATION_SESSIONS)
 
 
 def main(argv: list[str] | None = None) -> int:

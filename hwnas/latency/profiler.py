@@ -43,6 +43,7 @@ def sample_networks(space, n_calibrate: int, n_validate: int, seed: int) -> tupl
     return archs[:n_calibrate], archs[n_calibrate:]
 
 
+CALIBRATE_ON = ("auto", "plain", "protocol")
 INT8_CALIBRATION_DATA = "digits"  # embedded, so an INT8 table builds offline
 INT8_CALIBRATION_IMAGES = 32
 
@@ -150,15 +151,24 @@ def build_tasks(space, backend: Backend, n_calibrate: int, n_validate: int, seed
 def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None = None, n_validate: int = 20, seed: int = 0,
             protocol: Protocol = Protocol(), force: bool = False, on_progress: ProgressFn | None = None,
             paired: bool | None = None, plain_units_step: bool = True,
-            calibration_data: str | None = None, plain_sessions: int | None = None) -> LatencyTable:
+            calibration_data: str | None = None, plain_sessions: int | None = None,
+            calibrate_on: str = "auto") -> LatencyTable:
     """Measure every block of ``space`` on ``backend``, calibrate, validate, time the reference and
     a few calibration networks with a plain loop (the table's ``units``), write ``out`` atomically.
+
+    ``calibrate_on``: ``protocol`` fits the calibration on the protocol's readings of whole
+    networks and converts to plain milliseconds by a line (``units``); ``plain`` times every
+    calibration and validation network plainly and fits on that (``plain_calibration``); ``auto``
+    (the default) is ``plain`` for INT8 tables, whose networks a line does not convert, else
+    ``protocol``.
 
     On an INT8 backend (``backend.dtype``) every block and network is timed as the export's INT8
     file, whole networks calibrated on real images of ``calibration_data`` (default: digits).
     An unfinished run with the same settings resumes from ``out``'s ``.partial.jsonl`` journal.
     """
     check_output_path(out, force=force, what="table")
+    if calibrate_on not in CALIBRATE_ON:
+        raise UserError(f"--calibrate-on must be one of {', '.join(CALIBRATE_ON)}, got {calibrate_on!r}")
     if n_calibrate is None:
         n_calibrate = space.calibration_networks
     if n_calibrate < 2:
@@ -187,15 +197,24 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None
     if int8 is not None:
         table.extra["int8"] = int8
     if plain_units_step and paired:
-        # latency_ms means a plain loop's median: time the reference and a few calibration
-        # networks that way and record the conversion (units.py)
-        from hwnas.latency.units import CHECK_SESSIONS, plain_units
+        # latency_ms means a plain loop's median: fit on plain timings of the networks, or time
+        # the reference and a few calibration networks that way and record the conversion
+        import time
 
-        if on_progress:
-            on_progress("plain", 0, 1)
-        table.extra["units"] = plain_units(table, sessions=plain_sessions or CHECK_SESSIONS)
-        if on_progress:
-            on_progress("plain", 1, 1)
+        t0 = time.perf_counter()
+        if calibrate_on == "plain" or (calibrate_on == "auto" and backend.dtype == "int8"):
+            from hwnas.latency.plain_calibration import PLAIN_CALIBRATION_SESSIONS, calibrate_on_plain
+
+            calibrate_on_plain(table, backend, sessions=plain_sessions or PLAIN_CALIBRATION_SESSIONS, on_progress=on_progress)
+        else:
+            from hwnas.latency.units import CHECK_SESSIONS, plain_units
+
+            if on_progress:
+                on_progress("plain", 0, 1)
+            table.extra["units"] = plain_units(table, sessions=plain_sessions or CHECK_SESSIONS)
+            if on_progress:
+                on_progress("plain", 1, 1)
+        table.build_seconds = round(table.build_seconds + time.perf_counter() - t0, 2)  # the plain timing too
     table.save(out)
     partial_path(out).unlink(missing_ok=True)
     return table

@@ -17,7 +17,9 @@ little for a line, or the line would not be positive over them, ``f`` is the med
 ``b`` is 0 (as in tables built before the line, which load unchanged). ``LatencyPredictor``
 applies it, so predictions, search budgets and the export's checks are in plain milliseconds.
 Tables built before any of this load as ``"protocol"`` units (factor 1): commands say so, and
-``hwnas profile check TABLE --rescale --out NEW`` converts them.
+``hwnas profile check TABLE --rescale --out NEW`` converts them. INT8 tables are instead
+calibrated on plain timings of all their networks (``plain_calibration``; ``fit: "direct"``,
+factor 1, offset 0): no line maps the protocol's INT8 readings onto a plain loop's.
 
 ``check_table`` re-times the table's reference network and a few calibration networks plainly
 and reports the drift, ``median(plain now / predicted) - 1``: positive when this machine runs
@@ -68,6 +70,8 @@ def to_plain(ms: float, table: LatencyTable) -> float:
 
 def units_label(units: dict[str, Any]) -> str:
     """The conversion in words, for the table summary."""
+    if units.get("fit") == "direct":
+        return f"plain median (calibrated on plain timings, {units.get('sessions')} fresh processes per network)"
     f, b = float(units.get("plain_factor", 1.0)), float(units.get("plain_offset_ms") or 0.0)
     line = f"x{f:.3f}" + (f" {'+' if b >= 0 else '-'} {abs(b):.4f} ms" if b else "")
     return f"plain median ({line} the protocol's estimate)"
