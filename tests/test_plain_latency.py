@@ -229,6 +229,10 @@ def test_latency_measure_plain(tables, capsys, tmp_path):
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 2 and all(r["plain_p90_ms"] >= r["plain_median_ms"] > 0 for r in rows)
     assert all(r["session_spread"] >= 1.0 for r in rows)  # two fresh processes each
+    for r in rows:  # each session's median shown, the reported time their median
+        assert len(r["session_medians_ms"]) == 2
+        assert r["plain_median_ms"] == pytest.approx(sum(r["session_medians_ms"]) / 2)
+        assert r["session_spread"] == pytest.approx(max(r["session_medians_ms"]) / min(r["session_medians_ms"]))
     # the same network twice, each in a session of its own: the same time up to the noise
     assert 0.5 < rows[0]["plain_median_ms"] / rows[1]["plain_median_ms"] < 2.0
     code, _, err = run(capsys, "latency", "--arch", str(archs), "--profile", str(tables[0] / "plain.json"), "--plain")
