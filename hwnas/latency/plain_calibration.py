@@ -20,9 +20,9 @@ construction, and ``profile check`` compares them with the machine as for any pl
 
 Several sessions per network, because on the EPYC VM one INT8 file, timed in one fresh process
 after another, ran about 1.3x slower in 3-4 of 10 processes (three files of the extended space),
-and two of them in none of 10 with address-space randomization turned off (``setarch -R``): where the layout puts
-a process's buffers decides it (``benchmarks/int8_speed_modes.py``). The median of five fresh
-processes lands on the common mode most of the time.
+and two of them in none of 10 with address-space randomization turned off (``setarch -R``):
+where the layout puts a process's buffers decides it (``benchmarks/int8_speed_modes.py``). The
+median of five fresh processes lands on the common mode most of the time.
 """
 
 from __future__ import annotations
