@@ -44,7 +44,11 @@ def search_cmd(
     screen: Optional[int] = typer.Option(None, "--screen", help="evolution / reinforce: own proposals per ask that a surrogate chooses among (default 20; 0 = off)"),
     data: Optional[str] = typer.Option(None, "--data", help="gdas/darts and --evaluator train: the dataset the supernet or each candidate trains on (digits, cifar10[:PATH], imagefolder:PATH; default digits)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="gdas/darts: training epochs of the supernet and its architecture (default 10)"),
-    latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: weight of the latency loss lambda * max(0, E[latency] / budget - 1) (default 1)"),
+    latency_form: Optional[str] = typer.Option(None, "--latency-form", help="gdas/darts: the latency term of the architecture loss: penalty, "
+                                               "loss + lambda * max(0, E[latency] / budget - 1), or multiplicative (MnasNet), "
+                                               "loss * (E[latency] / budget) ** lambda (default penalty)"),
+    latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: lambda of --latency-form (default 1 for "
+                                                   "penalty, 0.07 for multiplicative, MnasNet's soft constraint)"),
     lr: Optional[float] = typer.Option(None, "--lr", help="gdas/darts: SGD learning rate of the network weights (default 0.025; "
                                        "the train evaluator's is searched with --hparams)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="gdas/darts: images per step (default 64)"),
@@ -74,7 +78,7 @@ def search_cmd(
     if screen is not None and screen < 0:
         raise UserError(f"--screen must be 0 (off) or a positive number of proposals, got {screen}")
     options = {"population": population, "sample_size": sample_size, "reward": reward, "screen": screen,
-               "data": data, "epochs": epochs, "latency_lambda": latency_lambda, "lr": lr, "batch_size": batch_size, "arch_lr": arch_lr,
+               "data": data, "epochs": epochs, "latency_form": latency_form, "latency_lambda": latency_lambda, "lr": lr, "batch_size": batch_size, "arch_lr": arch_lr,
                "train_limit": train_limit, "threads": threads, "device": device}
     options = {k: v for k, v in options.items() if v is not None}
     evaluator_options: dict = {}

@@ -110,6 +110,32 @@ def test_gradient_moves_probability_to_cheaper_choices(profile_path):
     assert inside.item() == 0 and torch.all(alpha.grad == 0)
 
 
+def test_the_multiplicative_form_pulls_towards_cheaper_choices_inside_the_budget_too(profile_path):
+    from hwnas.search.oneshot.latency import with_latency_loss
+    from hwnas.search.oneshot.methods import DEFAULT_LAMBDA, OneShotOptions
+    from hwnas.space.nb201 import OPS
+
+    _, _, E = expected_latency(profile_path)
+    ce = torch.tensor(1.7, dtype=torch.float64)
+    at = torch.tensor(2.0, dtype=torch.float64)
+    # MnasNet's form: the loss itself at the budget, scaled by (E / T) ** lambda elsewhere
+    assert with_latency_loss(ce, at, 2.0, "multiplicative", 0.07).item() == pytest.approx(1.7)
+    assert with_latency_loss(ce, 2 * at, 2.0, "multiplicative", 0.07).item() == pytest.approx(1.7 * 2 ** 0.07)
+    assert with_latency_loss(ce, at, 1.0, "penalty", 1.0).item() == pytest.approx(1.7 + 1.0)
+    for budget in (float(np.quantile(E.latencies, 0.2)), float(E.latencies.max())):  # over it, then inside it
+        alpha = torch.zeros(6, 5, dtype=torch.float64, requires_grad=True)
+        with_latency_loss(ce, E(alpha.softmax(-1)), budget, "multiplicative", 0.07).backward()
+        g = alpha.grad
+        conv3, none = OPS.index("nor_conv_3x3"), OPS.index("none")
+        assert torch.all(g[:, conv3] > 0) and torch.all(g[:, none] < 0), g
+    opts = OneShotOptions(latency_form="multiplicative")
+    assert opts.latency_lambda == DEFAULT_LAMBDA["multiplicative"] == 0.07
+    assert opts.identity()["latency_form"] == "multiplicative"
+    # the penalty is the default and, as in run folders from before the choice, not named
+    assert OneShotOptions().latency_lambda == 1.0 and "latency_form" not in OneShotOptions().identity()
+    assert OneShotOptions(latency_lambda=3.0, latency_form="multiplicative").latency_lambda == 3.0
+
+
 def test_most_probable_arch_within_the_budget_is_exact(profile_path):
     _, _, E = expected_latency(profile_path)
     rng = np.random.default_rng(3)
@@ -218,6 +244,8 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path
         ([*tiny, "--strategy", "gdass"], "unknown strategy 'gdass'"),
         ([*tiny, "--strategy", "gdas", "--lr", "0"], "lr must be a positive number"),
         ([*tiny, "--strategy", "darts", "--batch-size", "0"], "--batch-size must be at least 1"),
+        ([*tiny, "--strategy", "gdas", "--latency-form", "additive"], "--latency-form must be one of penalty, multiplicative"),
+        ([*tiny, "--strategy", "gdas", "--latency-form", "multiplicative", "--latency-lambda", "-1"], "--latency-lambda must be 0 or more"),
         ([*tiny, "--strategy", "evolution", "--evaluator", "train:1", "--lr", "0.1"], "searched with --hparams"),
     ]
     for argv, needle in cases:
@@ -227,11 +255,16 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path
         assert not out.exists(), "bad input left output behind"
 
 
-def test_lr_and_batch_size_reach_a_one_shot_run(profile_path, tmp_path, capsys):
+def test_lr_batch_size_and_latency_form_reach_a_one_shot_run(profile_path, tmp_path, capsys):
     out = tmp_path / "lr"
+    _, _, E = expected_latency(profile_path)
+    budget = float(np.quantile(E.latencies, 0.4))
     code, _, err = run_cli(capsys, "search", "--space", "nb201", "--space-settings", json.dumps(SETTINGS),
                            "--profile", str(profile_path), "--strategy", "gdas", "--epochs", "1", "--train-limit", "64",
-                           "--threads", "1", "--lr", "0.07", "--batch-size", "16", "--out", str(out))
+                           "--threads", "1", "--lr", "0.07", "--batch-size", "16", "--latency-ms", str(budget),
+                           "--latency-form", "multiplicative", "--out", str(out))
     assert code == 0, err
     strategy = json.loads((out / "config.json").read_text())["strategy"]
     assert strategy["lr"] == 0.07 and strategy["batch_size"] == 16
+    assert strategy["latency_form"] == "multiplicative" and strategy["latency_lambda"] == 0.07
+    assert json.loads((out / "best.json").read_text())["latency_ms"] <= budget

@@ -72,6 +72,17 @@ def latency_penalty(expected_ms: torch.Tensor, latency_budget_ms: float, weight:
     return weight * torch.relu(expected_ms / latency_budget_ms - 1.0)
 
 
+def with_latency_loss(loss: torch.Tensor, expected_ms: torch.Tensor, latency_budget_ms: float, form: str,
+                      lam: float) -> torch.Tensor:
+    """The architecture's loss with its latency term (``methods.LATENCY_FORMS``): ``penalty`` adds
+    ``latency_penalty``; ``multiplicative`` is MnasNet's form, ``loss * (E[lat] / budget) ** lam``: below the budget it
+    lowers the loss, above it raises it, so it always favours the faster of two equally accurate
+    choices (the penalty is indifferent inside the budget)."""
+    if form == "multiplicative":
+        return loss * (expected_ms / latency_budget_ms) ** lam
+    return loss + latency_penalty(expected_ms, latency_budget_ms, lam)
+
+
 def _nb201_table_latencies(space: Any, latency: Any, archs: list) -> np.ndarray | None:
     """``predict`` of every NAS-Bench-201 cell from a device table, the same floats in a
     fraction of the time: a cell's terms are listed once (not once per cell of the network and

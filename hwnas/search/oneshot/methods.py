@@ -22,6 +22,10 @@ METHODS = {
 # spaces whose networks have a mixed-op (supernet) form that gradient methods train; any MBConv
 # space (these presets or their --space-settings variants) has one
 MIXED_OP_SPACES = ("nb201", "mbv3-32", "mbv3-32-int8", "mbv3-224")
+LATENCY_FORMS = ("penalty", "multiplicative")
+# default lambda per form: the penalty's weight; the multiplicative form's exponent, MnasNet's
+# soft constraint (reward ACC * (LAT / T) ** -0.07, here the loss CE * (E[lat] / T) ** 0.07)
+DEFAULT_LAMBDA = {"penalty": 1.0, "multiplicative": 0.07}
 
 
 def is_oneshot(name: str) -> bool:
@@ -43,7 +47,10 @@ class OneShotOptions:
     weight_decay: float = 5e-4
     arch_lr: float = 3e-4  # architecture logits: Adam, betas (0.5, 0.999), as DARTS and GDAS
     arch_weight_decay: float = 1e-3
-    latency_lambda: float = 1.0  # weight of max(0, E[lat] / budget - 1) in the architecture loss
+    # the latency term of the architecture loss: "penalty", lambda * max(0, E[lat] / budget - 1), or
+    # "multiplicative" (MnasNet), loss * (E[lat] / budget) ** lambda; lambda defaults per form (1 and 0.07)
+    latency_form: str = "penalty"
+    latency_lambda: Optional[float] = None
     tau_max: float = 10.0  # GDAS: Gumbel-softmax temperature, annealed linearly per epoch
     tau_min: float = 0.1
     train_limit: Optional[int] = None  # training images (half train the weights, half the architecture)
@@ -63,6 +70,12 @@ class OneShotOptions:
         opts = cls(**{k: v for k, v in options.items() if v is not None})
         opts.check()
         return opts
+
+    def __post_init__(self) -> None:
+        if self.latency_form not in LATENCY_FORMS:
+            raise UserError(f"--latency-form must be one of {', '.join(LATENCY_FORMS)}, got {self.latency_form!r}")
+        if self.latency_lambda is None:
+            self.latency_lambda = DEFAULT_LAMBDA[self.latency_form]
 
     def check(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -85,8 +98,12 @@ class OneShotOptions:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
 
     def identity(self) -> dict[str, Any]:
-        """The options that determine the result (checked on resume)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+        """The options that determine the result (checked on resume); the latency form only when it
+        is not the penalty, as in run folders made before there was a choice."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+        if out["latency_form"] == "penalty":
+            del out["latency_form"]
+        return out
 
 
 def check_mixed_form(method: str, space: Any) -> None:

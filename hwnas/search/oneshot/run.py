@@ -218,7 +218,7 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
 
     from hwnas.accuracy.runtime import Runtime, resolve_device
     from hwnas.accuracy.training import ResidentImages, TrainRecipe, make_optimizer, prepare_model, train, use_threads
-    from hwnas.search.oneshot.latency import latency_penalty
+    from hwnas.search.oneshot.latency import with_latency_loss
 
     cfg, opts, space, form = setup.cfg, setup.opts, setup.space, setup.form
     method, budget = cfg.strategy, cfg.latency_budget_ms
@@ -302,7 +302,8 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
                 logits = model(xa, w, index)
             arch_loss = F.cross_entropy(logits.float(), ya)
             if budget is not None and opts.latency_lambda > 0:
-                arch_loss = arch_loss + latency_penalty(form.expected(form.probs(alpha)), budget, opts.latency_lambda).float()
+                arch_loss = with_latency_loss(arch_loss, form.expected(form.probs(alpha)), budget, opts.latency_form,
+                                              opts.latency_lambda).float()
             (where["alpha_grad"],) = torch.autograd.grad(arch_loss, [alpha])  # leaves the weights' gradients alone
             w, index = form.sample(alpha.detach(), method, where["tau"])
             with rt.autocast():
