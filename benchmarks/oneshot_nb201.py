@@ -21,6 +21,7 @@ training images, more epochs; see ``GPU``), each run sized for a few minutes on 
     python benchmarks/oneshot_nb201.py --seeds 3 --json benchmarks/results/oneshot_nb201_cpu.json
     python benchmarks/oneshot_nb201.py --device cuda --seeds 3 --json benchmarks/results/oneshot_nb201_gpu.json
     python benchmarks/oneshot_nb201.py --methods gdas --settings budget --seeds 1 --epochs 2   # a quick look
+    python benchmarks/oneshot_nb201.py --settings budget --latency-form multiplicative --seeds 3 --json out.json
 
 Every run's folder is kept under ``--runs`` (a temporary folder by default).
 """
@@ -69,7 +70,8 @@ def one_run(method: str, seed: int, budget: float | None, column: str, opts: dic
 
     strategy_options = {k: opts[k] for k in ("train_limit", "epochs", "batch_size", "lr", "arch_lr", "threads")
                         if opts.get(k) is not None}
-    strategy_options.update(data="cifar10", device=opts["device"], latency_lambda=opts["latency_lambda"])
+    strategy_options.update(data="cifar10", device=opts["device"], latency_lambda=opts["latency_lambda"],
+                            latency_form=opts.get("latency_form", "penalty"))
     if method in opts.get("epochs_by_method", {}):
         strategy_options["epochs"] = opts["epochs_by_method"][method]
     t0 = time.perf_counter()
@@ -95,7 +97,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu (reduced proxy) or cuda (full length)")
     ap.add_argument("--latency-device", default="pixel3", help="the lat_<device> column of the latency loss")
     ap.add_argument("--percentile", type=float, default=50.0)
-    ap.add_argument("--latency-lambda", type=float, default=1.0)
+    ap.add_argument("--latency-form", default="penalty", help="penalty or multiplicative (MnasNet's)")
+    ap.add_argument("--latency-lambda", type=float, default=None, help="default: 1 for penalty, 0.07 for multiplicative")
     ap.add_argument("--epochs", type=int, help="override the preset's epochs (every method)")
     ap.add_argument("--train-limit", type=int, help="override the preset's number of training images")
     ap.add_argument("--arch-lr", type=float, help="override the preset's architecture learning rate")
@@ -115,7 +118,7 @@ def main() -> None:
                 opts.pop("epochs_by_method", None)
     if args.space_settings:
         opts["space_settings"] = json.loads(args.space_settings)
-    opts.update(device=args.device, latency_lambda=args.latency_lambda)
+    opts.update(device=args.device, latency_lambda=args.latency_lambda, latency_form=args.latency_form)
     if opts["threads"] == 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     column = f"lat_{args.latency_device}"

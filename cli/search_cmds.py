@@ -45,10 +45,11 @@ def search_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="gdas/darts and --evaluator train: the dataset the supernet or each candidate trains on (digits, cifar10[:PATH], imagefolder:PATH; default digits)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="gdas/darts: training epochs of the supernet and its architecture (default 10)"),
     latency_form: Optional[str] = typer.Option(None, "--latency-form", help="gdas/darts: the latency term of the architecture loss: penalty, "
-                                               "loss + lambda * max(0, E[latency] / budget - 1), or multiplicative (MnasNet), "
-                                               "loss * (E[latency] / budget) ** lambda (default penalty)"),
+                                               "loss + lambda * max(0, E[latency] / budget - 1); multiplicative (MnasNet's soft form), "
+                                               "loss * (E[latency] / budget) ** lambda; multiplicative-hard, "
+                                               "loss * max(1, E[latency] / budget) ** lambda (default penalty)"),
     latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: lambda of --latency-form (default 1 for "
-                                                   "penalty, 0.07 for multiplicative, MnasNet's soft constraint)"),
+                                                   "penalty and multiplicative-hard, 0.07 for multiplicative, MnasNet's soft constraint)"),
     lr: Optional[float] = typer.Option(None, "--lr", help="gdas/darts: SGD learning rate of the network weights (default 0.025; "
                                        "the train evaluator's is searched with --hparams)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="gdas/darts: images per step (default 64)"),

@@ -122,18 +122,27 @@ def test_the_multiplicative_form_pulls_towards_cheaper_choices_inside_the_budget
     assert with_latency_loss(ce, at, 2.0, "multiplicative", 0.07).item() == pytest.approx(1.7)
     assert with_latency_loss(ce, 2 * at, 2.0, "multiplicative", 0.07).item() == pytest.approx(1.7 * 2 ** 0.07)
     assert with_latency_loss(ce, at, 1.0, "penalty", 1.0).item() == pytest.approx(1.7 + 1.0)
+    # the hard form: the loss itself within the budget, the soft form's factor over it
+    assert with_latency_loss(ce, at, 4.0, "multiplicative-hard", 1.0).item() == pytest.approx(1.7)
+    assert with_latency_loss(ce, 2 * at, 2.0, "multiplicative-hard", 1.0).item() == pytest.approx(1.7 * 2)
     for budget in (float(np.quantile(E.latencies, 0.2)), float(E.latencies.max())):  # over it, then inside it
         alpha = torch.zeros(6, 5, dtype=torch.float64, requires_grad=True)
-        with_latency_loss(ce, E(alpha.softmax(-1)), budget, "multiplicative", 0.07).backward()
+        before = E(alpha.softmax(-1))
+        with_latency_loss(ce, before, budget, "multiplicative", 0.07).backward()
         g = alpha.grad
-        conv3, none = OPS.index("nor_conv_3x3"), OPS.index("none")
-        assert torch.all(g[:, conv3] > 0) and torch.all(g[:, none] < 0), g
+        assert torch.all(g[:, OPS.index("none")] < 0), g  # descent: more of the free operation on every edge
+        with torch.no_grad():
+            assert E((alpha - 0.5 * g / g.abs().max()).softmax(-1)).item() < before.item()
+    alpha = torch.zeros(6, 5, dtype=torch.float64, requires_grad=True)  # the hard form pulls nowhere inside
+    with_latency_loss(ce, E(alpha.softmax(-1)), float(E.latencies.max()), "multiplicative-hard", 1.0).backward()
+    assert torch.all(alpha.grad == 0)
     opts = OneShotOptions(latency_form="multiplicative")
     assert opts.latency_lambda == DEFAULT_LAMBDA["multiplicative"] == 0.07
     assert opts.identity()["latency_form"] == "multiplicative"
     # the penalty is the default and, as in run folders from before the choice, not named
     assert OneShotOptions().latency_lambda == 1.0 and "latency_form" not in OneShotOptions().identity()
     assert OneShotOptions(latency_lambda=3.0, latency_form="multiplicative").latency_lambda == 3.0
+    assert OneShotOptions(latency_form="multiplicative-hard").latency_lambda == 1.0
 
 
 def test_most_probable_arch_within_the_budget_is_exact(profile_path):
@@ -244,7 +253,7 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path
         ([*tiny, "--strategy", "gdass"], "unknown strategy 'gdass'"),
         ([*tiny, "--strategy", "gdas", "--lr", "0"], "lr must be a positive number"),
         ([*tiny, "--strategy", "darts", "--batch-size", "0"], "--batch-size must be at least 1"),
-        ([*tiny, "--strategy", "gdas", "--latency-form", "additive"], "--latency-form must be one of penalty, multiplicative"),
+        ([*tiny, "--strategy", "gdas", "--latency-form", "additive"], "--latency-form must be one of penalty, multiplicative, multiplicative-hard"),
         ([*tiny, "--strategy", "gdas", "--latency-form", "multiplicative", "--latency-lambda", "-1"], "--latency-lambda must be 0 or more"),
         ([*tiny, "--strategy", "evolution", "--evaluator", "train:1", "--lr", "0.1"], "searched with --hparams"),
     ]

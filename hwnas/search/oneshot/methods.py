@@ -22,10 +22,11 @@ METHODS = {
 # spaces whose networks have a mixed-op (supernet) form that gradient methods train; any MBConv
 # space (these presets or their --space-settings variants) has one
 MIXED_OP_SPACES = ("nb201", "mbv3-32", "mbv3-32-int8", "mbv3-224")
-LATENCY_FORMS = ("penalty", "multiplicative")
-# default lambda per form: the penalty's weight; the multiplicative form's exponent, MnasNet's
-# soft constraint (reward ACC * (LAT / T) ** -0.07, here the loss CE * (E[lat] / T) ** 0.07)
-DEFAULT_LAMBDA = {"penalty": 1.0, "multiplicative": 0.07}
+LATENCY_FORMS = ("penalty", "multiplicative", "multiplicative-hard")
+# default lambda per form: the penalty's weight; the multiplicative forms' exponent, MnasNet's
+# soft constraint (reward ACC * (LAT / T) ** -0.07, here the loss CE * (E[lat] / T) ** 0.07) and
+# its hard one (-1 over the budget, 0 within it)
+DEFAULT_LAMBDA = {"penalty": 1.0, "multiplicative": 0.07, "multiplicative-hard": 1.0}
 
 
 def is_oneshot(name: str) -> bool:
@@ -47,8 +48,9 @@ class OneShotOptions:
     weight_decay: float = 5e-4
     arch_lr: float = 3e-4  # architecture logits: Adam, betas (0.5, 0.999), as DARTS and GDAS
     arch_weight_decay: float = 1e-3
-    # the latency term of the architecture loss: "penalty", lambda * max(0, E[lat] / budget - 1), or
-    # "multiplicative" (MnasNet), loss * (E[lat] / budget) ** lambda; lambda defaults per form (1 and 0.07)
+    # the latency term of the architecture loss: "penalty", lambda * max(0, E[lat] / budget - 1),
+    # "multiplicative" (MnasNet's soft form), loss * (E[lat] / budget) ** lambda, or
+    # "multiplicative-hard", loss * max(1, E[lat] / budget) ** lambda; lambda defaults per form
     latency_form: str = "penalty"
     latency_lambda: Optional[float] = None
     tau_max: float = 10.0  # GDAS: Gumbel-softmax temperature, annealed linearly per epoch
