@@ -85,6 +85,12 @@ def run_bundle(bundle: str | Path, out: str | Path, *, provider: str = "CPUExecu
     return table
 
 
+def _plain_jobs(d: Path, nets: list[dict], shape: list[int], provider: str, threads: int) -> list[dict]:
+    """Plain-timing jobs (``plain.run_plain``) for the bundle's network files ``nets``."""
+    return [{"kind": "onnx", "path": str(d / n["file"]), "shape": shape, "provider": provider, "threads": threads}
+            for n in nets]
+
+
 def _plain_units(table: LatencyTable, d: Path, manifest: dict, shape: list[int], provider: str, threads: int,
                  on_progress: ProgressFn | None) -> dict:
     """The table's ``units`` (see units.py): a few calibration networks timed by a plain loop in
@@ -96,8 +102,7 @@ def _plain_units(table: LatencyTable, d: Path, manifest: dict, shape: list[int],
     nets = [n for n in manifest["calibration"] if n["id"] in predicted][:UNITS_NETWORKS]
     if on_progress:
         on_progress("plain", 0, 1)
-    times = run_plain([{"kind": "onnx", "path": str(d / n["file"]), "shape": shape, "provider": provider,
-                        "threads": threads} for n in nets], sessions=CHECK_SESSIONS)
+    times = run_plain(_plain_jobs(d, nets, shape, provider, threads), sessions=CHECK_SESSIONS)
     if on_progress:
         on_progress("plain", 1, 1)
     return units_record([{"id": n["id"], "role": "calibration", "predicted_ms": predicted[n["id"]],
@@ -113,8 +118,7 @@ def _calibrate_on_plain(table: LatencyTable, d: Path, manifest: dict, shape: lis
 
     by_id = {n["id"]: n for kind in ("calibration", "validation") for n in manifest[kind]}
     nets = [by_id[r["id"]] for r in (table.calibration.get("networks") or []) + (table.validation.get("networks") or [])]
-    times = run_plain([{"kind": "onnx", "path": str(d / n["file"]), "shape": shape, "provider": provider,
-                        "threads": threads} for n in nets], sessions=PLAIN_CALIBRATION_SESSIONS,
+    times = run_plain(_plain_jobs(d, nets, shape, provider, threads), sessions=PLAIN_CALIBRATION_SESSIONS,
                       on_session=(lambda k, n: on_progress("plain", k, n)) if on_progress else None)
     refit_on_plain(table, [n["terms"] for n in nets], times, PLAIN_CALIBRATION_SESSIONS)
 

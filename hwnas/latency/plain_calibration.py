@@ -32,21 +32,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hwnas.latency.predictor import cost_by_op, count_by_op, fit_grouped_calibration, predict_from_costs
+from hwnas.latency.predictor import fit_grouped_calibration, predict_from_costs
+from hwnas.latency.profiling import network_features
 from hwnas.latency.stats import fidelity
 from hwnas.latency.table import LatencyTable
 
 PLAIN_CALIBRATION_SESSIONS = 5
 DIRECT = "direct"
-
-
-def _features(table: LatencyTable, terms: Sequence[str]) -> tuple[dict[str, float], dict[str, int], float | None]:
-    """A network's overhead-free cost per op kind, its blocks per op kind and its activation MB,
-    from the keys of its latency terms."""
-    entries = [table.entries[k] for k in terms]
-    mbs = [e.act_mb for e in entries]
-    return (cost_by_op(((e.op, e.latency_ms) for e in entries), table.call_overhead_ms),
-            count_by_op(e.op for e in entries), None if any(v is None for v in mbs) else float(sum(mbs)))
 
 
 def _plain_row(row: dict[str, Any], t: dict[str, Any]) -> None:
@@ -89,8 +81,8 @@ def refit_on_plain(table: LatencyTable, terms: Sequence[Sequence[str]], times: S
         raise ValueError("one list of terms and one plain timing per calibration and validation network")
     for row, t in zip(calib + valid, times):
         _plain_row(row, t)
-    feats = [_features(table, k) for k in terms]
     overhead = table.call_overhead_ms
+    feats = [network_features(table.entries, k, overhead) for k in terms]
     cal_feats = feats[:len(calib)]
     acts = [f[2] for f in cal_feats]
     fit = fit_grouped_calibration([f[0] for f in cal_feats], [r["measured_ms"] for r in calib], overhead,
@@ -110,7 +102,7 @@ def refit_on_plain(table: LatencyTable, terms: Sequence[Sequence[str]], times: S
              for r in calib]
     if reference is not None:
         ref_id, ref_terms, ref_time = reference
-        costs, counts, act = _features(table, ref_terms)
+        costs, counts, act = network_features(table.entries, ref_terms, overhead)
         shown.insert(0, ("reference", ref_id, predict_from_costs(costs, fit, overhead, counts, act), ref_time))
     table.extra["units"] = {
         "latency": PLAIN, "plain_factor": 1.0, "plain_offset_ms": 0.0, "fit": DIRECT, "calls": calls or CALLS,

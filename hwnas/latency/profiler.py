@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -199,8 +200,6 @@ def profile(space, backend: Backend, out: str | Path, *, n_calibrate: int | None
     if plain_units_step and paired:
         # latency_ms means a plain loop's median: fit on plain timings of the networks, or time
         # the reference and a few calibration networks that way and record the conversion
-        import time
-
         t0 = time.perf_counter()
         if calibrate_on == "plain" or (calibrate_on == "auto" and backend.dtype == "int8"):
             from hwnas.latency.plain_calibration import PLAIN_CALIBRATION_SESSIONS, calibrate_on_plain

@@ -14,7 +14,7 @@ import datetime as _dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -160,25 +160,17 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
                                     median_ms=r["median_ms"], iqr_ms=r["iqr_ms"], count=r["count"], noisy=r["noisy"],
                                     session_spread=r.get("session_spread", 0.0), act_mb=t.info.get("act_mb"))
 
-    def raw(t: Task) -> float:
-        return raw_from_terms((entries[k].latency_ms for k in t.info["terms"]), overhead)
-
-    def costs(t: Task) -> dict[str, float]:
-        return cost_by_op(((entries[k].op, entries[k].latency_ms) for k in t.info["terms"]), overhead)
-
-    def act(t: Task) -> float | None:
-        mbs = [entries[k].act_mb for k in t.info["terms"]]
-        return None if any(v is None for v in mbs) else float(sum(mbs))
-
     def network_rows(kind: str) -> list[dict]:
         rows = []
         for t in tasks:
             if t.kind == kind:
                 r = results[(kind, t.key)]
+                costs, counts, act = network_features(entries, t.info["terms"], overhead)
                 rows.append({"id": t.key, "arch": t.info["arch"], "measured_ms": r["latency_ms"],
                              "median_ms": r["median_ms"], "iqr_ms": r["iqr_ms"],
-                             "session_spread": r.get("session_spread", 0.0), "raw_ms": raw(t), "costs": costs(t),
-                             "counts": count_by_op(entries[k].op for k in t.info["terms"]), "act_mb": act(t)})
+                             "session_spread": r.get("session_spread", 0.0),
+                             "raw_ms": raw_from_terms((entries[k].latency_ms for k in t.info["terms"]), overhead),
+                             "costs": costs, "counts": counts, "act_mb": act})
         return rows
 
     calib = network_rows("calibration")
@@ -208,6 +200,16 @@ def assemble_table(tasks: list[Task], results: dict[tuple[str, str], dict], *, s
         build_seconds=round(build_seconds, 2),
         extra={"reference": _reference_record(reference, ref_ms)},
     )
+
+
+def network_features(entries: dict[str, TableEntry], terms: Sequence[str], overhead_ms: float) -> tuple[dict[str, float], dict[str, int], float | None]:
+    """What the calibration sees of a network, from the keys of its latency terms: the
+    overhead-free cost per op kind, the blocks per op kind, and its activation megabytes (None
+    where an entry lacks them)."""
+    used = [entries[k] for k in terms]
+    mbs = [e.act_mb for e in used]
+    return (cost_by_op(((e.op, e.latency_ms) for e in used), overhead_ms), count_by_op(e.op for e in used),
+            None if any(v is None for v in mbs) else float(sum(mbs)))
 
 
 def _reference_record(reference: Task | None, ref_ms: float | None) -> dict[str, Any]:
