@@ -56,6 +56,7 @@ def main() -> int:
     ap.add_argument("--validate", type=int, default=20, help="table validation networks")
     ap.add_argument("--finetune-steps", type=int, default=None, help="cap export fine-tuning steps")
     ap.add_argument("--train-limit", type=int, default=None, help="supernet training images (default: all)")
+    ap.add_argument("--val-limit", type=int, default=None, help="validation images the search scores on (default: all)")
     ap.add_argument("--train-threads", type=int, default=None, help="supernet training threads (default: all cores)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
@@ -97,7 +98,8 @@ def main() -> int:
         if not supernets[k].is_file():
             step(f"supernet {k}", lambda k=k: train_supernet(
                 spaces[k], SupernetTrainConfig(data=args.data, epochs=args.epochs, seed=0, device="cpu", lr=0.1,
-                                               threads=args.train_threads, train_limit=args.train_limit),
+                                               threads=args.train_threads, train_limit=args.train_limit,
+                                               val_limit=args.val_limit),
                 supernets[k], force=True))
     pred = LatencyPredictor(load_table(tables["a"]), spaces["a"])
     rng = random.Random(0)
@@ -155,6 +157,7 @@ def main() -> int:
 
     result = {"machine": device_fingerprint(), "platform": platform.platform(),
               "settings": settings, "data": args.data, "epochs": args.epochs, "evals": args.evals,
+              "train_limit": args.train_limit, "val_limit": args.val_limit, "finetune_steps": args.finetune_steps,
               "quantile": args.quantile, "speedup": args.speedup, "latency_budget_ms": budget, "rows": rows, "infeasible": infeasible,
               "seconds": seconds, "total_seconds": round(time.perf_counter() - t0, 1),
               "tables": {k: {"validation_within_10pct": load_table(p).validation.get("within_10pct"),

@@ -59,7 +59,7 @@ def export_progress(stream: TextIO | None = None) -> Iterator[tuple[Callable[[st
 def _print_report(r: dict) -> None:
     from rich.table import Table
 
-    from hwnas.exporters.report import plain_how
+    from hwnas.exporters.report import plain_how, size_parts_text
 
     cols = [k for k in ("unpruned", "fp32", "int8") if k in r]
     t = Table(title="export: measured on " + (
@@ -87,6 +87,9 @@ def _print_report(r: dict) -> None:
         out.print(f"INT8/FP32: size x{q['size_ratio']:.3f}, latency x{q.get('latency_ratio', float('nan')):.3f}{how}, "
                   f"top-1 drop {q.get('top1_drop_points', float('nan')):.2f} points; calibration "
                   f"{r['calibration']['chosen']}, {r['calibration'].get('weight_bits', 7)}-bit weights", markup=False)
+        parts = size_parts_text(r)
+        if parts:
+            out.print(parts, markup=False)
         if q.get("note"):
             out.print(f"note: {q['note']}", markup=False)
     out.print(f"parity (torch vs ORT, max abs diff): {r['parity_max_abs_diff']:.2e}", markup=False)

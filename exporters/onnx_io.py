@@ -12,7 +12,9 @@ from torch import nn
 from hwnas.latency.onnx_export import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx_bytes
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "MIN_OPSET", "to_onnx", "check", "with_metadata", "read_metadata", "session",
-           "ort_logits", "parity"]
+           "ort_logits", "parity", "size_parts"]
+
+SIZE_PARTS = ("weights", "biases", "quantization", "graph")
 
 
 def to_onnx(model: nn.Module, sample_input: torch.Tensor, opset: int = MIN_OPSET) -> bytes:
@@ -41,6 +43,28 @@ def with_metadata(data: bytes, metadata: dict[str, Any]) -> bytes:
         p.value = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
     m.producer_name = "hwnas"
     return m.SerializeToString()
+
+
+def size_parts(data: bytes) -> dict[str, int]:
+    """Where a model file's bytes go: ``weights`` (initializers of two or more dimensions, the
+    convolution and linear kernels), ``biases`` (the kernels' bias vectors, float or int32),
+    ``quantization`` (every other initializer: the scales and zero points of Quantize and
+    Dequantize nodes, per channel or per tensor) and ``graph`` (the rest: nodes, names,
+    attributes, metadata). The parts add up to ``len(data)`` up to a few bytes of framing."""
+    import onnx
+
+    m = onnx.load_from_string(data)
+    g = m.graph
+    dq_source = {n.output[0]: n.input[0] for n in g.node if n.op_type == "DequantizeLinear" and n.input}
+    bias_inputs = {n.input[2] for n in g.node if n.op_type in ("Conv", "Gemm", "ConvTranspose") and len(n.input) > 2}
+    biases = bias_inputs | {dq_source[b] for b in bias_inputs if b in dq_source}
+    parts = dict.fromkeys(SIZE_PARTS, 0)
+    for t in g.initializer:
+        n = len(t.SerializeToString())
+        kind = "weights" if len(t.dims) >= 2 else "biases" if t.name in biases else "quantization"
+        parts[kind] += n
+    parts["graph"] = max(0, len(data) - sum(parts[k] for k in SIZE_PARTS[:3]))
+    return parts
 
 
 def read_metadata(path_or_bytes: str | bytes) -> dict[str, str]:

@@ -25,7 +25,7 @@ from torch import nn
 from hwnas.errors import UserError
 from hwnas.exporters.finetune import Batches, FinetuneConfig, finetune
 from hwnas.exporters.measure import LatencySetup, evaluate, latency, paired_ratio, plain_times, top1
-from hwnas.exporters.onnx_io import parity, to_onnx, with_metadata
+from hwnas.exporters.onnx_io import parity, size_parts, to_onnx, with_metadata
 from hwnas.exporters.prune import check_ratio, count_params, prune_channels
 from hwnas.exporters.report import report_markdown
 from hwnas.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_path
@@ -206,7 +206,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
     fp32 = _onnx(work, sample, opts.opset)
     check_inputs = data.test[0][: opts.parity_images] if data.test is not None else data.calibration[: opts.parity_images]
     report["parity_max_abs_diff"] = parity(work, fp32, check_inputs.float())
-    report["fp32"] = {"size_bytes": len(fp32)}
+    report["fp32"] = {"size_bytes": len(fp32), "size_parts": size_parts(fp32)}
     if test is not None:
         s = evaluate(fp32, *test, classes)
         report["fp32"].update(top1=s.top1, macro_f1=s.macro_f1, per_class=s.per_class)
@@ -239,7 +239,7 @@ def export(model: nn.Module, data: ExportData, out: str | Path, options: ExportO
                                  "chosen_on": "val" if chooser is not None else "first method (no val data)",
                                  "cpu_int8_dot_product": cpu_int8_dot_product(),
                                  "compared": [r for r, _ in compared]}
-        report["int8"] = {"size_bytes": len(int8), "calibration": best_row["method"], "format": "QDQ",
+        report["int8"] = {"size_bytes": len(int8), "size_parts": size_parts(int8), "calibration": best_row["method"], "format": "QDQ",
                           "per_channel": True, "activations": "uint8",
                           "weights": "int8 (7-bit range)" if best_row["weight_bits"] == 7 else "int8"}
         if test is not None:

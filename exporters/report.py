@@ -19,6 +19,19 @@ def plain_how(plain: dict[str, Any]) -> str:
     return f"median of {n} fresh processes, sessions within x{spread:.2f} of each other"
 
 
+def size_parts_text(r: dict) -> str | None:
+    """One line: where the INT8 file's bytes go, each part as a share of the FP32 file (so the
+    shares add up to the size ratio), beside the FP32 file's own parts."""
+    f, q = (r.get(k, {}).get("size_parts") for k in ("fp32", "int8"))
+    if not f or not q:
+        return None
+    total = r["fp32"]["size_bytes"]
+    names = {"weights": "weights", "biases": "biases", "quantization": "scales and zero points", "graph": "graph"}
+    shares = ", ".join(f"{names[k]} {q[k] / total:.3f}" for k in names if q.get(k))
+    return (f"INT8 size as a share of the FP32 file: {shares} (FP32: weights {f['weights'] / total:.3f}, "
+            f"biases {f['biases'] / total:.3f}, graph {f['graph'] / total:.3f}).")
+
+
 def report_markdown(r: dict[str, Any]) -> str:
     lines = ["# hwnas export report", ""]
     arch = r.get("metadata", {}).get("arch_id")
@@ -56,6 +69,9 @@ def report_markdown(r: dict[str, Any]) -> str:
         q = r["int8_vs_fp32"]
         lines += [f"INT8 / FP32: size {_f(q.get('size_ratio'), '.3f')}, latency {_ratio_text(q)}, "
                   f"top-1 drop {_f(q.get('top1_drop_points'), '.2f')} points.", ""]
+        parts = size_parts_text(r)
+        if parts:
+            lines += [parts, ""]
         if q.get("note"):
             lines += [f"**Note**: {q['note']}.", ""]
     if "pruning" in r:

@@ -129,6 +129,8 @@ def test_export_end_to_end(trained, digits, tmp_path):
     x = digits.prepare(digits.test_x[:3]).numpy()
     assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (3, 10)  # dynamic batch
     assert "| fp32 | int8 |" in res.paths.report_md.read_text().replace("unpruned | ", "")
+    assert sum(r["int8"]["size_parts"].values()) <= r["int8"]["size_bytes"] + 16
+    assert "INT8 size as a share of the FP32 file" in res.paths.report_md.read_text()
 
 
 def test_int8_weight_range_choice(trained, digits, tmp_path, monkeypatch):
@@ -246,6 +248,31 @@ def test_int8_graph_runs_as_qlinear_ops_and_compaction_changes_nothing(trained, 
     qg = onnx.load_from_string(q_plain).graph
     read = {i for n in qg.node for i in n.input} | {o.name for o in qg.output}
     assert all(any(o in read for o in n.output) for n in qg.node)  # no dead node left behind
+
+
+def test_size_parts_say_where_the_int8_bytes_go(trained, digits):
+    """The parts add up to the file; INT8 kernels take a quarter of the FP32 kernels' bytes, int32
+    biases as many as float ones, and the scales and zero points exist only in the INT8 file."""
+    from hwnas.exporters.onnx_io import size_parts, to_onnx
+    from hwnas.exporters.report import size_parts_text
+    from hwnas.latency.int8 import QuantizeOptions, quantize_int8
+    from hwnas.latency.onnx_rewrites import compact_bytes
+
+    x = digits.prepare(digits.train_x[:64])
+    fp32 = compact_bytes(to_onnx(trained, x[:1]), drop_zero_points=False)
+    q = quantize_int8(fp32, x.numpy(), QuantizeOptions())
+    f, i = size_parts(fp32), size_parts(q)
+    for parts, data in ((f, fp32), (i, q)):
+        assert abs(sum(parts.values()) - len(data)) <= 16 and all(v >= 0 for v in parts.values())
+    assert f["quantization"] == 0 and i["quantization"] > 0
+    assert f["weights"] > 0.9 * len(fp32)
+    assert 0.24 < i["weights"] / f["weights"] < 0.27  # one byte for four, plus each tensor's framing
+    assert 0.8 < i["biases"] / f["biases"] < 1.2
+    assert i["graph"] > f["graph"]  # Quantize and Dequantize nodes
+    r = {"fp32": {"size_bytes": len(fp32), "size_parts": f}, "int8": {"size_bytes": len(q), "size_parts": i}}
+    text = size_parts_text(r)
+    assert f"weights {i['weights'] / len(fp32):.3f}" in text and "scales and zero points" in text
+    assert size_parts_text({"fp32": {"size_bytes": 1}}) is None
 
 
 def test_hard_activations_rewritten_for_int8_compute_the_same_in_float(trained, digits):
