@@ -1,10 +1,12 @@
 """Gradient search (gdas, darts) on an MBConv space against evolution on a trained supernet, at
-one latency budget, on digits: each found arch exported (fine-tuned one epoch from the weights
+one latency budget, on digits (or a CIFAR-10 subset): each found arch exported (fine-tuned one epoch from the weights
 its search trained) and measured: test top-1 in ONNX Runtime and plain latency of the FP32 file
 (fresh process, median of 300 calls), all files timed in one process at the end.
 
     python benchmarks/oneshot_mbconv.py --profile FP32_TABLE.json --evolution-run RUN --budget-ms 0.698 \
         --out OUT --json benchmarks/results/oneshot_mbconv_digits.json
+    python benchmarks/oneshot_mbconv.py --profile FP32_TABLE.json --evolution-run RUN --budget-ms 0.849 \
+        --data cifar10 --train-limit 2500 --val-limit 1000 --finetune-steps 100 --out OUT
 
 ``--evolution-run`` is a run folder of `hwnas search --strategy evolution` on the same space,
 profile and budget (benchmarks/int8_design.py's run-a is one); the space settings are read from
@@ -35,6 +37,11 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--arch-lr", type=float, default=0.01)
+    ap.add_argument("--data", default="digits", help="the evolution run's data (cifar10: its supernet's subset)")
+    ap.add_argument("--train-limit", type=int, default=None, help="training images of the gradient searches")
+    ap.add_argument("--val-limit", type=int, default=None)
+    ap.add_argument("--latency-form", default="penalty")
+    ap.add_argument("--finetune-steps", type=int, default=None, help="cap each export's fine-tuning steps")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -61,14 +68,18 @@ def main() -> int:
             if not (folder / "best.json").is_file():
                 run(SearchConfig(space=table.space_name, profile=str(Path(args.profile).resolve()), evaluator="",
                                  strategy=method, seed=seed, latency_budget_ms=args.latency_budget_ms, space_settings=base,
-                                 strategy_options={"epochs": args.epochs, "data": "digits", "lr": args.lr,
-                                                   "arch_lr": args.arch_lr, "threads": 1}),
+                                 strategy_options={"epochs": args.epochs, "data": args.data, "lr": args.lr,
+                                                   "arch_lr": args.arch_lr, "threads": 1,
+                                                   "latency_form": args.latency_form,
+                                                   **{k: v for k, v in (("train_limit", args.train_limit),
+                                                                        ("val_limit", args.val_limit)) if v is not None}}),
                     out=folder, force=True)
             runs.append((method, seed, folder, time.perf_counter() - t0))
     rows = []
     for method, seed, folder, seconds in runs:
         model = out / f"model-{method}-{seed}.onnx"
         res = export_run(folder, model, RunExportConfig(quantize="none", finetune_epochs=1, seed=0, force=True,
+                                                        max_steps=args.finetune_steps,
                                                         latency_budget_ms=args.latency_budget_ms, check_profile=False))
         best = json.loads((folder / "best.json").read_text())
         rows.append({"method": method, "seed": seed, "arch_id": best["id"], "arch": best["arch"],
@@ -90,7 +101,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": device_fingerprint(), "platform": platform.platform(), "latency_budget_ms": args.latency_budget_ms,
-            "space": table.space_name, "settings": settings, "epochs": args.epochs, "lr": args.lr,
+            "space": table.space_name, "settings": settings, "data": args.data, "train_limit": args.train_limit,
+            "val_limit": args.val_limit, "latency_form": args.latency_form, "epochs": args.epochs, "lr": args.lr,
             "arch_lr": args.arch_lr, "rows": rows,
             "command": " ".join(["python", "benchmarks/oneshot_mbconv.py", *(
                 Path(a).name if a in (args.out, args.profile, args.evolution_run, args.json) else a
