@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
                                                        "calibrate an INT8 table's networks [default: digits]"),
         calibrate_on: str = typer.Option("auto", "--calibrate-on", help="plain: fit the calibration on plain timings "
                                          "of the whole networks; protocol: on the profiler's protocol, converted to plain "
-                                         "milliseconds by a line; auto: plain for INT8 tables, else protocol"),
+                                         "milliseconds by a line; auto: plain for ONNX Runtime tables, protocol for eager torch"),
         plain_sessions: Optional[int] = typer.Option(None, "--plain-sessions", help="fresh processes per network timed "
                                                      "plainly (the median of their medians) [default: 5 with "
                                                      "--calibrate-on plain, else 3]"),

@@ -21,9 +21,11 @@ from conftest import run_cli as run
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
-    """A tiny ORT table in plain units and the same build without the plain step (older units)."""
+    """A tiny ORT table in plain units by the line conversion (``--calibrate-on protocol``) and the
+    same build without the plain step (older units)."""
     d = tmp_path_factory.mktemp("plain")
-    plain = profile(tiny_mbconv(), get_backend("ort-cpu"), d / "plain.json", n_calibrate=4, n_validate=0, protocol=FAST)
+    plain = profile(tiny_mbconv(), get_backend("ort-cpu"), d / "plain.json", n_calibrate=4, n_validate=0, protocol=FAST,
+                    calibrate_on="protocol")
     old = profile(tiny_mbconv(), get_backend("ort-cpu"), d / "old.json", n_calibrate=4, n_validate=0, protocol=FAST,
                   plain_units_step=False)
     return d, plain, old

@@ -122,6 +122,17 @@ def test_calibrate_on_protocol_keeps_the_line_and_bad_values_are_refused(tmp_pat
     assert not (tmp_path / "q.json").exists() and not partial_path(tmp_path / "q.json").exists()
 
 
+def test_auto_calibrates_onnx_runtime_tables_on_plain_timings_and_eager_torch_on_the_protocol(tmp_path):
+    space = tiny_mbconv()
+    ort = profile(space, get_backend("ort-cpu"), tmp_path / "o.json", n_calibrate=3, n_validate=0, protocol=FAST,
+                  plain_sessions=1)
+    assert ort.extra["units"]["fit"] == "direct" and ort.calibration["target"] == "plain"
+    assert all("protocol_ms" in r and r["plain_p90_ms"] >= r["measured_ms"] for r in ort.calibration["networks"])
+    torch_table = profile(space, get_backend("torch-cpu"), tmp_path / "t.json", n_calibrate=3, n_validate=0,
+                          protocol=FAST, plain_sessions=1)
+    assert torch_table.extra["units"]["fit"] in ("line", "ratio") and "target" not in torch_table.calibration
+
+
 def test_int8_bundle_carries_int8_files(tmp_path):
     from hwnas.latency.bundle import write_bundle
     from hwnas.latency.bundle_runner import run_bundle

@@ -76,10 +76,9 @@ def run_bundle(bundle: str | Path, out: str | Path, *, provider: str = "CPUExecu
                           on_progress=on_progress)
     if manifest.get("int8"):
         table.extra["int8"] = manifest["int8"]  # how the bundle's INT8 files were quantized
-    if table.backend.get("dtype") == "int8":  # calibrated on plain timings (plain_calibration.py)
-        _calibrate_on_plain(table, d, manifest, net_shape, provider, threads, on_progress)
-    else:
-        table.extra["units"] = _plain_units(table, d, manifest, net_shape, provider, threads, on_progress)
+    # calibrated on plain timings (plain_calibration.py), FP32 and INT8, as `hwnas profile` does
+    # for ONNX Runtime (profiler.plain_by_default)
+    _calibrate_on_plain(table, d, manifest, net_shape, provider, threads, on_progress)
     table.save(out)
     partial_path(out).unlink(missing_ok=True)
     return table
@@ -91,28 +90,9 @@ def _plain_jobs(d: Path, nets: list[dict], shape: list[int], provider: str, thre
             for n in nets]
 
 
-def _plain_units(table: LatencyTable, d: Path, manifest: dict, shape: list[int], provider: str, threads: int,
-                 on_progress: ProgressFn | None) -> dict:
-    """The table's ``units`` (see units.py): a few calibration networks timed by a plain loop in
-    a fresh process, against the table's predictions for them."""
-    from hwnas.latency.plain import run_plain
-    from hwnas.latency.units import CHECK_SESSIONS, UNITS_NETWORKS, units_record
-
-    predicted = {n["id"]: n["predicted_ms"] for n in table.calibration.get("networks") or []}
-    nets = [n for n in manifest["calibration"] if n["id"] in predicted][:UNITS_NETWORKS]
-    if on_progress:
-        on_progress("plain", 0, 1)
-    times = run_plain(_plain_jobs(d, nets, shape, provider, threads), sessions=CHECK_SESSIONS)
-    if on_progress:
-        on_progress("plain", 1, 1)
-    return units_record([{"id": n["id"], "role": "calibration", "predicted_ms": predicted[n["id"]],
-                          "plain_median_ms": t["median_ms"], "plain_p90_ms": t["p90_ms"],
-                          "ratio": t["median_ms"] / predicted[n["id"]]} for n, t in zip(nets, times)])
-
-
 def _calibrate_on_plain(table: LatencyTable, d: Path, manifest: dict, shape: list[int], provider: str, threads: int,
                         on_progress: ProgressFn | None) -> None:
-    """Refit an INT8 bundle's table on plain timings of all its calibration and validation files."""
+    """Refit a bundle's table on plain timings of all its calibration and validation files."""
     from hwnas.latency.plain import run_plain
     from hwnas.latency.plain_calibration import PLAIN_CALIBRATION_SESSIONS, refit_on_plain
 
