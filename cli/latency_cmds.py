@@ -159,8 +159,8 @@ def register(app: typer.Typer) -> None:
                                          "of the whole networks; protocol: on the profiler's protocol, converted to plain "
                                          "milliseconds by a line; auto: plain for ONNX Runtime tables, protocol for eager torch"),
         plain_sessions: Optional[int] = typer.Option(None, "--plain-sessions", help="fresh processes per network timed "
-                                                     "plainly (the median of their medians) [default: 5 with "
-                                                     "--calibrate-on plain, else 3]"),
+                                                     "plainly (the median of their medians) [default: 5 where the "
+                                                     "table is fitted on plain timings, else 3]"),
         out_path: Optional[str] = typer.Option(None, "--out", help="table file to write (JSON)"),
         force: bool = typer.Option(False, "--force", help="overwrite FILE and discard an unfinished run"),
     ) -> None:

@@ -45,17 +45,18 @@ def sample_networks(space, n_calibrate: int, n_validate: int, seed: int) -> tupl
 
 
 CALIBRATE_ON = ("auto", "plain", "protocol")
+INT8_CALIBRATION_DATA = "digits"  # embedded, so an INT8 table builds offline
+INT8_CALIBRATION_IMAGES = 32
 
 
 def plain_by_default(backend: Backend) -> bool:
     """Whether ``--calibrate-on auto`` fits a table on plain timings: for ONNX Runtime, FP32 and
     INT8. A line from the protocol's readings does not convert INT8 networks, and for FP32 a line
-    fitted on random networks of 0.35-1.8 ms read 0.2 ms networks 24-38% low where the plain fit read
-    them 1-6% low (BENCHMARKS.md); ONNX Runtime's plain sessions agree within a few percent. Eager torch keeps the line: its
-    plain level moves by 10% within minutes on a shared host, and its table follows the protocol."""
+    fitted on random networks of 0.35-1.8 ms read 0.2 ms networks 24-38% low where the plain fit
+    read them 1-6% low (BENCHMARKS.md); ONNX Runtime's plain sessions agree within a few percent.
+    Eager torch keeps the line: its plain level moves by 10% within minutes on a shared host, and
+    its table follows the protocol."""
     return isinstance(backend, ORT)
-INT8_CALIBRATION_DATA = "digits"  # embedded, so an INT8 table builds offline
-INT8_CALIBRATION_IMAGES = 32
 
 
 def int8_calibration_images(space, data: str | None = None, seed: int = 0, n: int = INT8_CALIBRATION_IMAGES):
