@@ -70,9 +70,8 @@ def main() -> int:
                                  strategy=method, seed=seed, latency_budget_ms=args.latency_budget_ms, space_settings=base,
                                  strategy_options={"epochs": args.epochs, "data": args.data, "lr": args.lr,
                                                    "arch_lr": args.arch_lr, "threads": 1,
-                                                   "latency_form": args.latency_form,
-                                                   **{k: v for k, v in (("train_limit", args.train_limit),
-                                                                        ("val_limit", args.val_limit)) if v is not None}}),
+                                                   "latency_form": args.latency_form, "train_limit": args.train_limit,
+                                                   "val_limit": args.val_limit}),
                     out=folder, force=True)
             runs.append((method, seed, folder, time.perf_counter() - t0))
     rows = []

@@ -26,8 +26,8 @@ def size_parts_text(r: dict) -> str | None:
     if not f or not q:
         return None
     total = r["fp32"]["size_bytes"]
-    names = {"weights": "weights", "biases": "biases", "quantization": "scales and zero points", "graph": "graph"}
-    shares = ", ".join(f"{names[k]} {q[k] / total:.3f}" for k in names if q.get(k))
+    shares = ", ".join(f"{'scales and zero points' if k == 'quantization' else k} {v / total:.3f}"
+                       for k, v in q.items() if v)
     return (f"INT8 size as a share of the FP32 file: {shares} (FP32: weights {f['weights'] / total:.3f}, "
             f"biases {f['biases'] / total:.3f}, graph {f['graph'] / total:.3f}).")
 
