@@ -41,6 +41,8 @@ def main() -> int:
     ap.add_argument("--train-limit", type=int, default=None, help="training images of the gradient searches")
     ap.add_argument("--val-limit", type=int, default=None)
     ap.add_argument("--latency-form", default="penalty")
+    ap.add_argument("--latency-lambda", type=float, default=None, help="[the form's default]")
+    ap.add_argument("--warmup-epochs", type=int, default=0, help="epochs that train only the weights first")
     ap.add_argument("--finetune-steps", type=int, default=None, help="cap each export's fine-tuning steps")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -70,7 +72,8 @@ def main() -> int:
                                  strategy=method, seed=seed, latency_budget_ms=args.latency_budget_ms, space_settings=base,
                                  strategy_options={"epochs": args.epochs, "data": args.data, "lr": args.lr,
                                                    "arch_lr": args.arch_lr, "threads": 1,
-                                                   "latency_form": args.latency_form, "train_limit": args.train_limit,
+                                                   "latency_form": args.latency_form, "latency_lambda": args.latency_lambda,
+                                                   "warmup_epochs": args.warmup_epochs, "train_limit": args.train_limit,
                                                    "val_limit": args.val_limit}),
                     out=folder, force=True)
             runs.append((method, seed, folder, time.perf_counter() - t0))
@@ -101,7 +104,8 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({
             "machine": device_fingerprint(), "platform": platform.platform(), "latency_budget_ms": args.latency_budget_ms,
             "space": table.space_name, "settings": settings, "data": args.data, "train_limit": args.train_limit,
-            "val_limit": args.val_limit, "latency_form": args.latency_form, "epochs": args.epochs, "lr": args.lr,
+            "val_limit": args.val_limit, "latency_form": args.latency_form,
+            "latency_lambda": args.latency_lambda, "warmup_epochs": args.warmup_epochs, "epochs": args.epochs, "lr": args.lr,
             "arch_lr": args.arch_lr, "rows": rows,
             "command": " ".join(["python", "benchmarks/oneshot_mbconv.py", *(
                 Path(a).name if a in (args.out, args.profile, args.evolution_run, args.json) else a

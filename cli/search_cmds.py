@@ -47,9 +47,12 @@ def search_cmd(
     latency_form: Optional[str] = typer.Option(None, "--latency-form", help="gdas/darts: the latency term of the architecture loss: penalty, "
                                                "loss + lambda * max(0, E[latency] / budget - 1); multiplicative (MnasNet's soft form), "
                                                "loss * (E[latency] / budget) ** lambda; multiplicative-hard, "
-                                               "loss * max(1, E[latency] / budget) ** lambda (default penalty)"),
+                                               "loss * max(1, E[latency] / budget) ** lambda; absolute (TuNAS), "
+                                               "loss + lambda * |E[latency] / budget - 1|, which keeps the search at the budget (default penalty)"),
     latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: lambda of --latency-form (default 1 for "
-                                                   "penalty and multiplicative-hard, 0.07 for multiplicative, MnasNet's soft constraint)"),
+                                                   "penalty, multiplicative-hard and absolute, 0.07 for multiplicative, MnasNet's soft constraint)"),
+    warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", help="gdas/darts: first epochs that train only the network "
+                                                "weights, the architecture logits held (default 0)"),
     lr: Optional[float] = typer.Option(None, "--lr", help="gdas/darts: SGD learning rate of the network weights (default 0.025; "
                                        "the train evaluator's is searched with --hparams)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="gdas/darts: images per step (default 64)"),
@@ -79,7 +82,7 @@ def search_cmd(
     if screen is not None and screen < 0:
         raise UserError(f"--screen must be 0 (off) or a positive number of proposals, got {screen}")
     options = {"population": population, "sample_size": sample_size, "reward": reward, "screen": screen,
-               "data": data, "epochs": epochs, "latency_form": latency_form, "latency_lambda": latency_lambda, "lr": lr, "batch_size": batch_size, "arch_lr": arch_lr,
+               "data": data, "epochs": epochs, "latency_form": latency_form, "latency_lambda": latency_lambda, "warmup_epochs": warmup_epochs, "lr": lr, "batch_size": batch_size, "arch_lr": arch_lr,
                "train_limit": train_limit, "threads": threads, "device": device}
     options = {k: v for k, v in options.items() if v is not None}
     evaluator_options: dict = {}

@@ -145,6 +145,48 @@ def test_the_multiplicative_form_pulls_towards_cheaper_choices_inside_the_budget
     assert OneShotOptions(latency_form="multiplicative-hard").latency_lambda == 1.0
 
 
+def test_the_absolute_form_pulls_the_expected_latency_to_the_budget_from_both_sides(profile_path):
+    from hwnas.search.oneshot.latency import with_latency_loss
+    from hwnas.search.oneshot.methods import DEFAULT_LAMBDA, OneShotOptions
+
+    _, _, E = expected_latency(profile_path)
+    ce = torch.tensor(1.7, dtype=torch.float64)
+    # TuNAS' absolute reward as a loss: lambda * |E / T - 1| on top of the loss, 0 exactly at the budget
+    assert with_latency_loss(ce, torch.tensor(3.0, dtype=torch.float64), 2.0, "absolute", 0.5).item() == pytest.approx(1.7 + 0.25)
+    assert with_latency_loss(ce, torch.tensor(1.0, dtype=torch.float64), 2.0, "absolute", 0.5).item() == pytest.approx(1.7 + 0.25)
+    assert with_latency_loss(ce, torch.tensor(2.0, dtype=torch.float64), 2.0, "absolute", 0.5).item() == pytest.approx(1.7)
+    uniform = E(torch.full((6, 5), 0.2, dtype=torch.float64)).item()
+    for budget, direction in ((0.6 * uniform, -1), (1.4 * uniform, +1)):  # over the budget down, under it up
+        alpha = torch.zeros(6, 5, dtype=torch.float64, requires_grad=True)
+        before = E(alpha.softmax(-1))
+        with_latency_loss(ce, before, budget, "absolute", 1.0).backward()
+        g = alpha.grad
+        assert g.abs().sum() > 0
+        with torch.no_grad():
+            after = E((alpha - 0.5 * g / g.abs().max()).softmax(-1)).item()
+        assert direction * (after - before.item()) > 0, (budget, before.item(), after)
+    assert OneShotOptions(latency_form="absolute").latency_lambda == DEFAULT_LAMBDA["absolute"] == 1.0
+    assert OneShotOptions(latency_form="absolute").identity()["latency_form"] == "absolute"
+
+
+def test_warm_up_epochs_hold_the_logits_then_release_them(profile_path, tmp_path):
+    from hwnas.search.oneshot.methods import OneShotOptions
+
+    out = tmp_path / "warm"
+    res, budget = search(profile_path, out, epochs=3, strategy_options_extra={"warmup_epochs": 2})
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in journal] == [1, 2, 3, 3]
+    p1, p2, p3 = (np.array(r["probs"]) for r in journal[:3])
+    # the logits start at 1e-3 * N(0, 1): near uniform, and untouched through both warm-up epochs
+    assert np.allclose(p1, 0.2, atol=2e-3) and np.array_equal(p1, p2)
+    assert np.abs(p3 - p2).max() > 1e-3  # the first epoch after it moves them
+    assert journal[1]["loss"] < journal[0]["loss"]  # the weights trained meanwhile
+    assert json.loads((out / "config.json").read_text())["strategy"]["warmup_epochs"] == 2
+    assert res.best["latency_ms"] <= budget
+    # a run without warm-up names no such option, as run folders from before it
+    assert "warmup_epochs" not in OneShotOptions().identity()
+
+
 def test_most_probable_arch_within_the_budget_is_exact(profile_path):
     _, _, E = expected_latency(profile_path)
     rng = np.random.default_rng(3)
@@ -160,11 +202,12 @@ def test_most_probable_arch_within_the_budget_is_exact(profile_path):
     assert E.most_probable_within(log_p, float(E.latencies.min()) / 2) is None
 
 
-def search(profile_path, out, method="gdas", epochs=4, budget=None, **kw):
+def search(profile_path, out, method="gdas", epochs=4, budget=None, strategy_options_extra=None, **kw):
     _, _, E = expected_latency(profile_path)
     budget = budget if budget is not None else float(np.quantile(E.latencies, 0.4))
     return run(space="nb201", profile=str(profile_path), latency_budget_ms=budget, evaluator="", strategy=method,
-               strategy_options={**QUICK, "epochs": epochs}, space_settings=SETTINGS, seed=1, out=out, **kw), budget
+               strategy_options={**QUICK, "epochs": epochs, **(strategy_options_extra or {})}, space_settings=SETTINGS,
+               seed=1, out=out, **kw), budget
 
 
 def test_tiny_gdas_run_on_digits_lowers_the_loss_and_meets_the_budget(profile_path, tmp_path):
@@ -255,6 +298,7 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path
         ([*tiny, "--strategy", "darts", "--batch-size", "0"], "--batch-size must be at least 1"),
         ([*tiny, "--strategy", "gdas", "--latency-form", "additive"], "--latency-form must be one of penalty, multiplicative, multiplicative-hard"),
         ([*tiny, "--strategy", "gdas", "--latency-form", "multiplicative", "--latency-lambda", "-1"], "--latency-lambda must be 0 or more"),
+        ([*tiny, "--strategy", "gdas", "--epochs", "2", "--warmup-epochs", "2"], "--warmup-epochs must be 0 or more and below --epochs (2)"),
         ([*tiny, "--strategy", "evolution", "--evaluator", "train:1", "--lr", "0.1"], "searched with --hparams"),
     ]
     for argv, needle in cases:

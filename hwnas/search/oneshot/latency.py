@@ -78,7 +78,11 @@ def with_latency_loss(loss: torch.Tensor, expected_ms: torch.Tensor, latency_bud
     ``latency_penalty``; ``multiplicative`` is MnasNet's soft form, ``loss * (E[lat] / budget) **
     lam``: below the budget it lowers the loss, above it raises it, so it always favours the faster
     of two equally accurate choices (the penalty is indifferent inside the budget);
-    ``multiplicative-hard`` is MnasNet's hard form, ``loss * max(1, E[lat] / budget) ** lam``.
+    ``multiplicative-hard`` is MnasNet's hard form, ``loss * max(1, E[lat] / budget) ** lam``;
+    ``absolute`` is TuNAS' absolute reward (Bender et al., 2020), ``loss + lam * |E[lat] / budget -
+    1|``: it pulls the expected latency to the budget from both sides, so a search whose logits
+    settled on cheap choices while the weights could not yet tell them apart is pulled back up
+    to the budget instead of ending on the smallest arch (BENCHMARKS.md, "Gradient-based search").
     The soft form's pull is ``lam * loss`` per unit of log-latency at any latency, so on NAS-Bench-201,
     where a cell of ``none`` edges costs almost nothing, it drove gdas and darts to such cells
     (10% accuracy, 3 of 3 seeds each; BENCHMARKS.md)."""
@@ -86,6 +90,8 @@ def with_latency_loss(loss: torch.Tensor, expected_ms: torch.Tensor, latency_bud
         return loss * (expected_ms / latency_budget_ms) ** lam
     if form == "multiplicative-hard":  # MnasNet's hard constraint: the exponent is 0 inside the budget
         return loss * torch.clamp(expected_ms / latency_budget_ms, min=1.0) ** lam
+    if form == "absolute":
+        return loss + lam * torch.abs(expected_ms / latency_budget_ms - 1.0)
     return loss + latency_penalty(expected_ms, latency_budget_ms, lam)
 
 

@@ -22,11 +22,11 @@ METHODS = {
 # spaces whose networks have a mixed-op (supernet) form that gradient methods train; any MBConv
 # space (these presets or their --space-settings variants) has one
 MIXED_OP_SPACES = ("nb201", "mbv3-32", "mbv3-32-int8", "mbv3-224")
-LATENCY_FORMS = ("penalty", "multiplicative", "multiplicative-hard")
+LATENCY_FORMS = ("penalty", "multiplicative", "multiplicative-hard", "absolute")
 # default lambda per form: the penalty's weight; the multiplicative forms' exponent, MnasNet's
 # soft constraint (reward ACC * (LAT / T) ** -0.07, here the loss CE * (E[lat] / T) ** 0.07) and
-# its hard one (-1 over the budget, 0 within it)
-DEFAULT_LAMBDA = {"penalty": 1.0, "multiplicative": 0.07, "multiplicative-hard": 1.0}
+# its hard one (-1 over the budget, 0 within it); the absolute form's weight (TuNAS)
+DEFAULT_LAMBDA = {"penalty": 1.0, "multiplicative": 0.07, "multiplicative-hard": 1.0, "absolute": 1.0}
 
 
 def is_oneshot(name: str) -> bool:
@@ -50,9 +50,14 @@ class OneShotOptions:
     arch_weight_decay: float = 1e-3
     # the latency term of the architecture loss: "penalty", lambda * max(0, E[lat] / budget - 1),
     # "multiplicative" (MnasNet's soft form), loss * (E[lat] / budget) ** lambda, or
-    # "multiplicative-hard", loss * max(1, E[lat] / budget) ** lambda; lambda defaults per form
+    # "multiplicative-hard", loss * max(1, E[lat] / budget) ** lambda; "absolute" (TuNAS), loss +
+    # lambda * |E[lat] / budget - 1|, which pulls a search that fell below the budget back up to
+    # it; lambda defaults per form
     latency_form: str = "penalty"
     latency_lambda: Optional[float] = None
+    # epochs at the start that train only the network weights (paths drawn from the initial, near
+    # uniform logits), so that the logits move once the weights can tell the choices apart
+    warmup_epochs: int = 0
     tau_max: float = 10.0  # GDAS: Gumbel-softmax temperature, annealed linearly per epoch
     tau_min: float = 0.1
     train_limit: Optional[int] = None  # training images (half train the weights, half the architecture)
@@ -82,6 +87,8 @@ class OneShotOptions:
     def check(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if not isinstance(self.warmup_epochs, int) or not 0 <= self.warmup_epochs < self.epochs:
+            raise UserError(f"--warmup-epochs must be 0 or more and below --epochs ({self.epochs}), got {self.warmup_epochs}")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         for name in ("lr", "arch_lr", "tau_max", "tau_min"):
@@ -100,11 +107,13 @@ class OneShotOptions:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
 
     def identity(self) -> dict[str, Any]:
-        """The options that determine the result (checked on resume); the latency form only when it
-        is not the penalty, as in run folders made before there was a choice."""
+        """The options that determine the result (checked on resume); the latency form and the
+        warm-up only where they are not the defaults, as in run folders made before either existed."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
         if out["latency_form"] == "penalty":
             del out["latency_form"]
+        if out["warmup_epochs"] == 0:
+            del out["warmup_epochs"]
         return out
 
 

@@ -296,15 +296,17 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
         def step(x: Any, y: Any, s: int) -> Any:
             # both gradients at this step's weights and logits; applied together after it (in
             # after_backward), so that an interrupt inside the step leaves both untouched
-            xa, ya = next(where["arch"])
-            w, index = form.sample(alpha, method, where["tau"])
-            with rt.autocast():
-                logits = model(xa, w, index)
-            arch_loss = F.cross_entropy(logits.float(), ya)
-            if budget is not None and opts.latency_lambda > 0:
-                arch_loss = with_latency_loss(arch_loss, form.expected(form.probs(alpha)), budget, opts.latency_form,
-                                              opts.latency_lambda).float()
-            (where["alpha_grad"],) = torch.autograd.grad(arch_loss, [alpha])  # leaves the weights' gradients alone
+            xa, ya = next(where["arch"])  # drawn in warm-up too, so that the batches do not depend on it
+            where["alpha_grad"] = None
+            if where["epoch"] >= opts.warmup_epochs:
+                w, index = form.sample(alpha, method, where["tau"])
+                with rt.autocast():
+                    logits = model(xa, w, index)
+                arch_loss = F.cross_entropy(logits.float(), ya)
+                if budget is not None and opts.latency_lambda > 0:
+                    arch_loss = with_latency_loss(arch_loss, form.expected(form.probs(alpha)), budget, opts.latency_form,
+                                                  opts.latency_lambda).float()
+                (where["alpha_grad"],) = torch.autograd.grad(arch_loss, [alpha])  # leaves the weights' gradients alone
             w, index = form.sample(alpha.detach(), method, where["tau"])
             with rt.autocast():
                 logits = model(x, w, index)
@@ -315,8 +317,9 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
 
         def after_backward() -> None:
             torch.nn.utils.clip_grad_norm_(weights_params, 5.0)
-            alpha.grad = where["alpha_grad"]
-            arch_opt.step()
+            if where["alpha_grad"] is not None:  # None in warm-up: the logits (and Adam's moments) stay put
+                alpha.grad = where["alpha_grad"]
+                arch_opt.step()
 
         def on_step(ep: int, pos: int) -> None:
             where["loss_sum"] = where["loss_sum"] + where["loss"]
