@@ -233,7 +233,7 @@ def _kept_checkpoint_text(out_dir: str) -> str:
     if not (folder / CONFIG_FILE).is_file():
         return f"the search had not started; nothing was written to {out_dir}"
     if not (folder / CHECKPOINT_FILE).is_file():
-        return f"no epoch had finished; run the same command again (with --force) to start over"
+        return "no epoch had finished; run the same command again (with --force) to start over"
     return (f"the training state is kept in {folder / CHECKPOINT_FILE}; continue with --resume "
             f"(the same command with --resume added)")
 
