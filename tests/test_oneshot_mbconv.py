@@ -139,7 +139,7 @@ def test_gradient_moves_probability_to_cheaper_choices(tmp_path):
     L = form.expected.layout
     alpha = torch.zeros(len(form.cards), max(form.cards), dtype=torch.float64, requires_grad=True)
     before = form.expected(form.probs(alpha))
-    budget = 0.5 * float(before)
+    budget = 0.5 * float(before.detach())
     loss = latency_penalty(before, budget, 1.0)
     loss.backward()
     g = alpha.grad
