@@ -48,7 +48,7 @@ def search_cmd(
                                                "loss + lambda * max(0, E[latency] / budget - 1); multiplicative (MnasNet's soft form), "
                                                "loss * (E[latency] / budget) ** lambda; multiplicative-hard, "
                                                "loss * max(1, E[latency] / budget) ** lambda; absolute (TuNAS), "
-                                               "loss + lambda * |E[latency] / budget - 1|, which keeps the search at the budget (default penalty)"),
+                                               "loss + lambda * |E[latency] / budget - 1|, which holds E[latency] at the budget (default penalty)"),
     latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: lambda of --latency-form (default 1 for "
                                                    "penalty, multiplicative-hard and absolute, 0.07 for multiplicative, MnasNet's soft constraint)"),
     warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", help="gdas/darts: first epochs that train only the network "

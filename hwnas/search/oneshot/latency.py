@@ -80,9 +80,9 @@ def with_latency_loss(loss: torch.Tensor, expected_ms: torch.Tensor, latency_bud
     of two equally accurate choices (the penalty is indifferent inside the budget);
     ``multiplicative-hard`` is MnasNet's hard form, ``loss * max(1, E[lat] / budget) ** lam``;
     ``absolute`` is TuNAS' absolute reward (Bender et al., 2020), ``loss + lam * |E[lat] / budget -
-    1|``: it pulls the expected latency to the budget from both sides, so a search whose logits
-    settled on cheap choices while the weights could not yet tell them apart is pulled back up
-    to the budget instead of ending on the smallest arch (BENCHMARKS.md, "Gradient-based search").
+    1|``: it holds the expected latency at the budget from both sides, where the penalty pulls it
+    down and then lets it be. The argmax arch follows only where the logits leave uniform (on
+    the MBConv spaces: a larger arch lr; BENCHMARKS.md, "The absolute latency form").
     The soft form's pull is ``lam * loss`` per unit of log-latency at any latency, so on NAS-Bench-201,
     where a cell of ``none`` edges costs almost nothing, it drove gdas and darts to such cells
     (10% accuracy, 3 of 3 seeds each; BENCHMARKS.md)."""

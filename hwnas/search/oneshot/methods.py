@@ -51,8 +51,8 @@ class OneShotOptions:
     # the latency term of the architecture loss: "penalty", lambda * max(0, E[lat] / budget - 1),
     # "multiplicative" (MnasNet's soft form), loss * (E[lat] / budget) ** lambda, or
     # "multiplicative-hard", loss * max(1, E[lat] / budget) ** lambda; "absolute" (TuNAS), loss +
-    # lambda * |E[lat] / budget - 1|, which pulls a search that fell below the budget back up to
-    # it; lambda defaults per form
+    # lambda * |E[lat] / budget - 1|, which holds the expected latency at the budget from both
+    # sides; lambda defaults per form
     latency_form: str = "penalty"
     latency_lambda: Optional[float] = None
     # epochs at the start that train only the network weights (paths drawn from the initial, near
