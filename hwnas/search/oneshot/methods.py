@@ -67,6 +67,8 @@ class OneShotOptions:
     threads: Optional[int] = None
 
     RUNTIME = ("device", "threads")
+    # options added after run folders existed, and the default under which those folders ran
+    LATER = {"latency_form": "penalty", "warmup_epochs": 0}
 
     @classmethod
     def from_dict(cls, method: str, options: dict[str, Any]) -> "OneShotOptions":
@@ -107,14 +109,10 @@ class OneShotOptions:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
 
     def identity(self) -> dict[str, Any]:
-        """The options that determine the result (checked on resume); the latency form and the
-        warm-up only where they are not the defaults, as in run folders made before either existed."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
-        if out["latency_form"] == "penalty":
-            del out["latency_form"]
-        if out["warmup_epochs"] == 0:
-            del out["warmup_epochs"]
-        return out
+        """The options that determine the result (checked on resume); those added after the first
+        run folders only where they differ from their defaults (``LATER``), as in those folders."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in self.RUNTIME and not (k in self.LATER and v == self.LATER[k])}
 
 
 def check_mixed_form(method: str, space: Any) -> None:
