@@ -83,6 +83,28 @@ def test_latency_predict_many_reports_missing_entries():
         pred.predict_many(ok + [big])
 
 
+def test_a_fit_with_a_large_negative_offset_predicts_no_less_than_one_empty_call():
+    """Two noisy calibration networks can fit an offset that takes the smallest archs to zero or
+    below; no network runs faster than an empty call, so predictions stop there, in both paths,
+    and the space's minimum (what a budget is checked against) stays positive."""
+    space = get_space("mbv3-32")
+    table = copy.deepcopy(load_table(PROFILE))
+    pred0 = LatencyPredictor(table, space)
+    archs = _archs(space, 300, 6)
+    before = pred0.predict_many(archs)
+    table.calibration = {**table.calibration, "offset_ms": float(table.calibration["offset_ms"]) - float(np.median(before))}
+    pred = LatencyPredictor(table, space)
+    got = pred.predict_many(archs)
+    assert pred.floor_ms > 0 and pred.base_ms + min(before) - pred0.base_ms < 0  # the shifted fit goes below zero
+    assert np.array_equal(got, np.array([pred.predict(a) for a in archs]))
+    assert got.min() == pred.floor_ms and (got > pred.floor_ms).sum() > 0
+    above = got > pred.floor_ms  # the rest are the old predictions, shifted
+    assert np.allclose(got[above], (before - (pred0.base_ms - pred.base_ms))[above], rtol=0, atol=1e-12)
+    assert pred.min_latency()[0] == pred.floor_ms
+    # an ordinary table's predictions are all above the floor: it changes nothing there
+    assert before.min() > pred0.floor_ms
+
+
 def test_latency_predict_many_equals_predict_with_searched_block_styles(tmp_path):
     """Fused blocks, activation and SE searched per stage: the vectorized path indexes each
     stage's style from its genes and still gives predict's floats."""

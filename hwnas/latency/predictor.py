@@ -173,6 +173,10 @@ class LatencyPredictor:
                       for k, e in table.entries.items()}
         # what every network costs besides its blocks' terms: one call's overhead and the offset
         self.base_ms = f * (scale * self.overhead + float(table.calibration["offset_ms"])) + self.units_offset_ms
+        # no network runs faster than one call of an empty one: a fit whose offset is negative
+        # (a noisy or small calibration set) would otherwise extrapolate the smallest archs to
+        # zero or below, and a budget check against the space's minimum would pass anything
+        self.floor_ms = f * self.overhead + max(self.units_offset_ms, 0.0)
 
     def term_cost(self, key: str) -> float:
         try:
@@ -187,7 +191,7 @@ class LatencyPredictor:
                               self.overhead)
 
     def predict(self, arch) -> float:
-        return self.base_ms + sum(self.term_cost(b.key) for b in self.space.latency_terms(arch))
+        return max(self.base_ms + sum(self.term_cost(b.key) for b in self.space.latency_terms(arch)), self.floor_ms)
 
     def protocol_ms(self, arch) -> float:
         """The prediction before the conversion to plain milliseconds (the protocol's scale)."""
@@ -212,7 +216,7 @@ class LatencyPredictor:
                 rows.append(i)
                 genomes.append(g)
         if genomes:
-            out[rows] = plan.predict(np.array(genomes, dtype=np.int64), self.base_ms)
+            out[rows] = np.maximum(plan.predict(np.array(genomes, dtype=np.int64), self.base_ms), self.floor_ms)
         for i in np.flatnonzero(np.isnan(out)):
             out[i] = self.predict(archs[i])
         return out
@@ -287,7 +291,7 @@ class _MBConvPlan:
             want = np.array([pred.predict(a) for a in probe])
         except UserError:  # an incomplete table: predict() reports it where it matters
             return plan
-        got = plan.predict(np.array([space.encode(a) for a in probe], dtype=np.int64), pred.base_ms)
+        got = np.maximum(plan.predict(np.array([space.encode(a) for a in probe], dtype=np.int64), pred.base_ms), pred.floor_ms)
         return plan if np.array_equal(got, want) else None
 
     def predict(self, genomes: np.ndarray, base: float) -> np.ndarray:
