@@ -53,6 +53,10 @@ def search_cmd(
                                                    "penalty, multiplicative-hard and absolute, 0.07 for multiplicative, MnasNet's soft constraint)"),
     warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", help="gdas/darts: first epochs that train only the network "
                                                 "weights, the architecture logits held (default 0)"),
+    derive_samples: Optional[int] = typer.Option(None, "--derive-samples", help="gdas/darts: the final arch; 0 takes the "
+                                                 "argmax of every decision (repaired into the budget); K draws K distinct archs "
+                                                 "within the budget from the learned distribution, adds the argmax, and keeps "
+                                                 "the one the trained supernet scores best on val (FBNet's derivation; default 0)"),
     lr: Optional[float] = typer.Option(None, "--lr", help="gdas/darts: SGD learning rate of the network weights (default 0.025; "
                                        "the train evaluator's is searched with --hparams)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="gdas/darts: images per step (default 64)"),
@@ -82,7 +86,8 @@ def search_cmd(
     if screen is not None and screen < 0:
         raise UserError(f"--screen must be 0 (off) or a positive number of proposals, got {screen}")
     options = {"population": population, "sample_size": sample_size, "reward": reward, "screen": screen,
-               "data": data, "epochs": epochs, "latency_form": latency_form, "latency_lambda": latency_lambda, "warmup_epochs": warmup_epochs, "lr": lr, "batch_size": batch_size, "arch_lr": arch_lr,
+               "data": data, "epochs": epochs, "latency_form": latency_form, "latency_lambda": latency_lambda, "warmup_epochs": warmup_epochs,
+               "derive_samples": derive_samples, "lr": lr, "batch_size": batch_size, "arch_lr": arch_lr,
                "train_limit": train_limit, "threads": threads, "device": device}
     options = {k: v for k, v in options.items() if v is not None}
     evaluator_options: dict = {}

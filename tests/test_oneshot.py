@@ -299,6 +299,8 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path
         ([*tiny, "--strategy", "gdas", "--latency-form", "additive"], "--latency-form must be one of penalty, multiplicative, multiplicative-hard"),
         ([*tiny, "--strategy", "gdas", "--latency-form", "multiplicative", "--latency-lambda", "-1"], "--latency-lambda must be 0 or more"),
         ([*tiny, "--strategy", "gdas", "--epochs", "2", "--warmup-epochs", "2"], "--warmup-epochs must be 0 or more and below --epochs (2)"),
+        ([*tiny, "--strategy", "darts", "--derive-samples", "-1"], "--derive-samples must be 0 (the argmax) or a number"),
+        ([*tiny, "--strategy", "evolution", "--evaluator", "train:1", "--derive-samples", "8"], "does not take --derive-samples"),
         ([*tiny, "--strategy", "evolution", "--evaluator", "train:1", "--lr", "0.1"], "searched with --hparams"),
     ]
     for argv, needle in cases:

@@ -327,6 +327,79 @@ def test_resume_from_an_epoch_checkpoint_gives_the_same_arch(profile_path, tmp_p
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_derivation_by_samples_keeps_the_supernets_best_of_the_argmax_and_k_draws_and_resumes(profile_path, tmp_path):
+    """--derive-samples K: the argmax (repaired into the budget) and K distinct archs drawn within
+    the budget from the learned distribution, each scored by the supernet and journaled; the final
+    arch is the best scored. Interrupted among the samples, a resumed run journals the same."""
+    from hwnas.search.oneshot.run import run_oneshot
+    from hwnas.search.runner import SearchConfig
+
+    space, predictor, form = form_of(SETTINGS, profile_path)
+    k = 6
+    argmax_only, budget = search(profile_path, tmp_path / "argmax", epochs=2)
+    full, _ = search(profile_path, tmp_path / "full", epochs=2, strategy_options_extra={"derive_samples": k})
+    journal = [json.loads(line) for line in (tmp_path / "full" / "journal.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in journal]
+    samples = [r for r in journal if r["kind"] == "sample"]
+    assert kinds == ["argmax"] * 2 + ["sample"] * len(samples) + ["final"] and 3 <= len(samples) <= k + 1
+    assert [r["sample"] for r in samples] == list(range(len(samples)))
+    # the training is the argmax run's: the same argmax records; the first sample is its final arch
+    assert journal[:2] == [json.loads(line) for line in (tmp_path / "argmax" / "journal.jsonl").read_text().splitlines()][:2]
+    assert samples[0]["id"] == argmax_only.best["id"]
+    assert len({r["id"] for r in samples}) == len(samples)
+    assert all(r["within_budget"] and predictor.predict(space.parse(r["arch"])) == r["latency_ms"] <= budget for r in samples)
+    top = max(samples, key=lambda r: (r["supernet_accuracy"], r["log_prob"], -r["sample"]))
+    final = journal[-1]
+    assert final["id"] == top["id"] == full.best["id"] and final["derived_from"]["sample"] == top["sample"]
+    assert final["supernet_accuracy"] == top["supernet_accuracy"] >= samples[0]["supernet_accuracy"]
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["strategy"]["derive_samples"] == k
+    assert "derive_samples" not in json.loads((tmp_path / "argmax" / "config.json").read_text())["strategy"]
+
+    cfg = SearchConfig(space="mbv3-32", profile=str(profile_path), evaluator="", strategy="gdas", seed=1,
+                       latency_budget_ms=budget, strategy_options={**QUICK, "epochs": 2, "derive_samples": k},
+                       space_settings=SETTINGS)
+
+    def stop_at_the_third_sample(p):
+        if p.argmax is not None and p.argmax.get("kind") == "sample" and p.argmax["sample"] == 2:
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        run_oneshot(cfg, out=cut, progress=stop_at_the_third_sample)
+    assert [json.loads(line)["kind"] for line in (cut / "journal.jsonl").read_text().splitlines()] == ["argmax"] * 2 + ["sample"] * 3
+    resumed = run_oneshot(cfg, out=cut, resume=True)
+    assert resumed.resumed_from == 5 and resumed.best == full.best
+    assert (cut / "journal.jsonl").read_text() == (tmp_path / "full" / "journal.jsonl").read_text()
+
+
+def test_draws_within_the_budget_are_distinct_seeded_and_follow_the_distribution(profile_path):
+    from types import SimpleNamespace
+
+    from hwnas.search.oneshot.run import draw_within_budget
+
+    space, predictor, form = form_of(SETTINGS, profile_path)
+    lo, hi = form.min_latency()[0], predictor.predict(space.largest())
+    budget = lo + 0.5 * (hi - lo)
+    setup = SimpleNamespace(form=form, space=space, latency=SimpleNamespace(predict_many=predictor.predict_many),
+                            cfg=SimpleNamespace(latency_budget_ms=budget))
+    cards = np.asarray(form.cards)
+    log_p = np.where(np.arange(max(cards))[None, :] < cards[:, None], 0.0, -np.inf)
+    log_p = log_p - np.log(cards)[:, None]  # uniform over each decision's own choices
+    drawn, draws = draw_within_budget(setup, log_p, 40, seed=3)
+    assert len(drawn) == 40 and draws >= 40
+    archs = [space.decode(list(g)) for g in drawn]
+    assert len({a.id for a in archs}) == 40 and max(predictor.predict_many(archs)) <= budget
+    assert all(0 <= g[j] < cards[j] for g in drawn for j in range(len(cards)))
+    assert draw_within_budget(setup, log_p, 40, seed=3) == (drawn, draws)
+    assert draw_within_budget(setup, log_p, 40, seed=4)[0] != drawn
+    # a decision whose first choice holds all the mass: every draw takes it
+    j = int(np.argmax(cards))
+    peaked = log_p.copy()
+    peaked[j, :] = -np.inf
+    peaked[j, 0] = 0.0
+    assert all(g[j] == 0 for g in draw_within_budget(setup, peaked, 20, seed=3)[0])
+
+
 def test_bad_inputs_are_one_line_exit_2_and_write_nothing(profile_path, tmp_path, capsys):
     space, predictor, form = form_of(SETTINGS, profile_path)
     lowest = form.min_latency()[0]

@@ -55,6 +55,8 @@ def load_for_resume(out: Path, described: dict) -> tuple[tuple[dict, dict], list
     # was written) are computed again; a final record stands only if training had finished
     done = int(meta["epoch"])
     keep = [r for r in records if r.get("kind") == "argmax" and int(r.get("epoch", 0)) <= done]
+    if done >= int(described["strategy"]["epochs"]):  # the derivation's samples: scored on the final weights
+        keep += [r for r in records if r.get("kind") == "sample"]
     if meta.get("finished"):
         keep += [r for r in records if r.get("kind") == "final"][:1]
     for k, r in enumerate(keep):

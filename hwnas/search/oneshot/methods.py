@@ -58,6 +58,10 @@ class OneShotOptions:
     # epochs at the start that train only the network weights (paths drawn from the initial, near
     # uniform logits), so that the logits move once the weights can tell the choices apart
     warmup_epochs: int = 0
+    # the final arch: 0 takes the argmax of every decision (repaired into the budget); K > 0 draws
+    # K distinct archs within the budget from the learned distribution (FBNet's derivation), adds
+    # the argmax, and keeps the one the trained supernet scores best on val
+    derive_samples: int = 0
     tau_max: float = 10.0  # GDAS: Gumbel-softmax temperature, annealed linearly per epoch
     tau_min: float = 0.1
     train_limit: Optional[int] = None  # training images (half train the weights, half the architecture)
@@ -68,7 +72,7 @@ class OneShotOptions:
 
     RUNTIME = ("device", "threads")
     # options added after run folders existed, and the default under which those folders ran
-    LATER = {"latency_form": "penalty", "warmup_epochs": 0}
+    LATER = {"latency_form": "penalty", "warmup_epochs": 0, "derive_samples": 0}
 
     @classmethod
     def from_dict(cls, method: str, options: dict[str, Any]) -> "OneShotOptions":
@@ -91,6 +95,8 @@ class OneShotOptions:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
         if not isinstance(self.warmup_epochs, int) or not 0 <= self.warmup_epochs < self.epochs:
             raise UserError(f"--warmup-epochs must be 0 or more and below --epochs ({self.epochs}), got {self.warmup_epochs}")
+        if not isinstance(self.derive_samples, int) or self.derive_samples < 0:
+            raise UserError(f"--derive-samples must be 0 (the argmax) or a number of archs to draw, got {self.derive_samples}")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         for name in ("lr", "arch_lr", "tau_max", "tau_min"):

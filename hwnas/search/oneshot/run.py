@@ -8,7 +8,10 @@ update, GDAS' likewise). At
 the end of every epoch the most probable arch (the argmax of every decision) is evaluated and
 appended to the journal, then the epoch checkpoint is written atomically; the final arch, repaired
 into the latency budget where the argmax misses it (the most probable arch within the budget,
-by the search's own latency model), is evaluated and journaled last and is the run's best.
+by the search's own latency model), is evaluated and journaled last and is the run's best. With
+``derive_samples`` K, the final arch is instead the supernet's best of that arch and K distinct
+archs within the budget drawn from the learned distribution (FBNet's derivation, ranked on the
+shared weights rather than trained from scratch), each journaled as a "sample".
 
 The space's one-shot form (``hwnas.search.oneshot.forms``: nb201's mixed cells, or the MBConv
 supernet of ``mbconv_mixed``) supplies the network, the sampling and the expected latency.
@@ -126,11 +129,14 @@ class _Setup:
             "objectives": list(cfg.objectives),
         }
 
-    def record(self, i: int, genome: tuple[int, ...], model: Any, kind: str, epoch: int, extra: dict) -> dict:
+    def record(self, i: int, genome: tuple[int, ...], model: Any, kind: str, epoch: int, extra: dict,
+               evaluate: bool = True) -> dict:
+        """An arch's journal record; ``evaluate=False`` leaves the evaluator out (the accuracy is
+        the supernet's estimate: the derivation's samples, which only the supernet ranks)."""
         arch = self.space.decode(list(genome))
         lat = float(self.latency.predict_many([arch])[0])
         est = self.supernet_accuracy(model, genome)
-        acc = float(self.evaluator.evaluate([arch])[0]) if self.evaluator is not None else est
+        acc = float(self.evaluator.evaluate([arch])[0]) if self.evaluator is not None and evaluate else est
         cost = self.costs(arch)
         budget = self.cfg.latency_budget_ms
         return {"i": i, "id": arch.id, "arch": arch.to_dict(), "genome": list(genome), "accuracy": acc,
@@ -182,13 +188,20 @@ def run_oneshot(config: SearchConfig, out: str | Path | None = None, resume: boo
         if journal is not None:
             journal.close()
     final = records[-1]
-    # each arch once (its latest record: the final one where it is final), those within the budget
-    latest = {r["id"]: r for r in records}
+    # each arch once (its latest record: the final one where it is final), those within the budget;
+    # with an evaluator, the derivation's samples (scored by the supernet alone) are not comparable
+    latest = {r["id"]: r for r in _comparable(records, setup)}
     front = _front([r for r in latest.values() if r["within_budget"]], _problem(setup))
     result = SearchResult(records, [_summary(r) for r in front], _summary(final), out_path, None, notes, len(replay))
     if out_path is not None:
         _write_outputs(out_path, result, config, setup)
     return result
+
+
+def _comparable(records: list[dict], setup: _Setup) -> list[dict]:
+    """The records whose accuracies are the run's evaluator's: with an evaluator, the derivation's
+    samples (scored by the supernet alone) are left out of the front and the plot."""
+    return [r for r in records if setup.evaluator is None or r["kind"] != "sample"]
 
 
 def _problem(setup: _Setup) -> Any:
@@ -353,7 +366,14 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
             save(ep + 1, 0) if pos >= steps_per_epoch else save(ep, pos)
             raise
         if not any(r["kind"] == "final" for r in records):
-            append(_final_record(setup, alpha, model, len(records), records))
+            chosen = None
+            if opts.derive_samples:
+                def append_reported(rec: dict) -> None:
+                    append(rec)
+                    report(None)
+
+                chosen = _derive(setup, alpha, model, records, append_reported)
+            append(_final_record(setup, alpha, model, len(records), chosen))
             if out is not None and form.save_supernet is not None:  # before the checkpoint says finished
                 from hwnas.search.oneshot.mbconv_mixed import SUPERNET_FILE, supernet_meta
 
@@ -362,19 +382,96 @@ def _train(setup: _Setup, out: Optional[Path], journal: Optional[Journal], state
     return records
 
 
-def _final_record(setup: _Setup, alpha: Any, model: Any, i: int, records: list[dict]) -> dict:
-    """The argmax arch, or where it misses the budget the most probable arch within it."""
+def _log_probs(setup: _Setup, alpha: Any) -> Any:
     import torch
 
+    return torch.log_softmax(setup.form.logits(alpha.detach()).double(), -1).cpu().numpy()
+
+
+def _argmax_within(setup: _Setup, log_p: Any) -> tuple[tuple[int, ...], Optional[str]]:
+    """The argmax genome, or where it misses the budget the most probable one within it (and the
+    id of the arch it was repaired from)."""
     budget, form = setup.cfg.latency_budget_ms, setup.form
-    log_p = torch.log_softmax(form.logits(alpha.detach()).double(), -1).cpu().numpy()
     genome = tuple(int(v) for v in log_p.argmax(-1))
-    extra: dict[str, Any] = {"repaired_from": None}
     if budget is not None and form.genome_latency(genome) > budget:
         repaired = form.repair(log_p, budget)
         assert repaired is not None  # the budget was checked against the space's minimum
-        extra["repaired_from"] = setup.space.decode(genome).id
-        genome = repaired
+        return repaired, setup.space.decode(genome).id
+    return genome, None
+
+
+# draws per wanted arch before the derivation settles for fewer (a distribution that puts little
+# mass within the budget, or a small space)
+DRAWS_PER_SAMPLE = 200
+
+
+def draw_within_budget(setup: _Setup, log_p: Any, k: int, seed: int) -> tuple[list[tuple[int, ...]], int]:
+    """Up to ``k`` genomes of distinct archs drawn from the distribution ``exp(log_p)`` (one
+    categorical per decision) whose predicted latency is within the budget, in draw order, and
+    the number of draws it took. A function of (log_p, k, seed) alone."""
+    import numpy as np
+
+    cards = setup.form.cards
+    cdf = np.cumsum(np.exp(log_p), axis=-1)
+    cdf /= cdf[np.arange(len(cards)), np.asarray(cards) - 1][:, None]  # rows sum to 1 over their own choices
+    rng = np.random.default_rng([int(seed), 0xDE51])
+    budget = setup.cfg.latency_budget_ms
+    out: list[tuple[int, ...]] = []
+    seen: set[str] = set()
+    draws, chunk = 0, max(64, 4 * k)
+    while len(out) < k and draws < DRAWS_PER_SAMPLE * k:
+        u = rng.random((chunk, len(cards)))
+        G = np.minimum((u[:, :, None] > cdf[None, :, :]).sum(-1), np.asarray(cards) - 1)
+        archs = [setup.space.decode([int(v) for v in g]) for g in G]
+        lat = setup.latency.predict_many(archs)
+        for g, arch, ms in zip(G, archs, lat):
+            draws += 1
+            if arch.id in seen or (budget is not None and ms > budget):
+                continue
+            seen.add(arch.id)
+            out.append(tuple(int(v) for v in g))
+            if len(out) == k:
+                break
+    return out, draws
+
+
+def _derive(setup: _Setup, alpha: Any, model: Any, records: list[dict], append: Callable[[dict], None]) -> dict:
+    """FBNet's derivation, ranked on the trained supernet: the argmax arch (repaired into the
+    budget) and ``derive_samples`` distinct archs within the budget drawn from the learned
+    distribution, each scored by the supernet's val accuracy and journaled (kind "sample"); the
+    best of them (ties: the more probable) is the final arch. A resumed run draws the same list
+    and scores only the archs its journal lacks."""
+    import numpy as np
+
+    log_p = _log_probs(setup, alpha)
+    first, _ = _argmax_within(setup, log_p)
+    drawn, draws = draw_within_budget(setup, log_p, setup.opts.derive_samples, setup.cfg.seed)
+    first_id = setup.space.decode(list(first)).id
+    candidates = [first] + [g for g in drawn if setup.space.decode(list(g)).id != first_id]
+    done = [r for r in records if r["kind"] == "sample"]
+    rows = np.arange(len(setup.form.cards))
+    for j, genome in enumerate(candidates):
+        if j < len(done):
+            continue
+        extra = {"sample": j, "log_prob": float(log_p[rows, list(genome)].sum()), "draws": draws}
+        append(setup.record(len(records), genome, model, "sample", setup.opts.epochs, extra, evaluate=False))
+    scored = [r for r in records if r["kind"] == "sample"]
+    return max(scored, key=lambda r: (r["supernet_accuracy"], r["log_prob"], -r["sample"]))
+
+
+def _final_record(setup: _Setup, alpha: Any, model: Any, i: int, chosen: Optional[dict] = None) -> dict:
+    """The argmax arch, or where it misses the budget the most probable arch within it; with the
+    derivation by samples, the sample the supernet scored best (``chosen``)."""
+    import torch
+
+    form = setup.form
+    log_p = _log_probs(setup, alpha)
+    genome, repaired_from = _argmax_within(setup, log_p)
+    extra: dict[str, Any] = {"repaired_from": repaired_from}
+    if chosen is not None:
+        genome = tuple(chosen["genome"])
+        extra = {"repaired_from": None, "derived_from": {"sample": chosen["sample"], "of": setup.opts.derive_samples,
+                                                         "argmax_repaired_from": repaired_from}}
     with torch.no_grad():
         extra["expected_latency_ms"] = float(form.expected(form.probs(alpha.detach())))
     extra["probs"] = form.prob_rows(alpha)
@@ -388,4 +485,4 @@ def _write_outputs(out: Path, result: SearchResult, cfg: SearchConfig, setup: _S
     atomic_write_json(out / BEST_FILE, result.best)
     title = (f"{space_label(setup.space, cfg.space_settings)}\n{cfg.strategy} | {setup.opts.epochs} epochs | "
              f"latency from {cfg.profile}")
-    atomic_write_bytes(out / PLOT_FILE, pareto_png(result.records, result.pareto, cfg.latency_budget_ms, title))
+    atomic_write_bytes(out / PLOT_FILE, pareto_png(_comparable(result.records, setup), result.pareto, cfg.latency_budget_ms, title))
