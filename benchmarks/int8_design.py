@@ -58,6 +58,8 @@ def main() -> int:
     ap.add_argument("--train-limit", type=int, default=None, help="supernet training images (default: all)")
     ap.add_argument("--val-limit", type=int, default=None, help="validation images the search scores on (default: all)")
     ap.add_argument("--train-threads", type=int, default=None, help="supernet training threads (default: all cores)")
+    ap.add_argument("--pipelines", default="a,c", help="a: the FP32 pipelines (a) and (b) alone, the table, supernet and "
+                    "run other benchmarks compare with (oneshot_mbconv.py); a,c: all")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
 
@@ -77,6 +79,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     base = json.loads(args.base)
     settings = {"a": base, "c": {**base, **json.loads(args.extended)}}
+    wanted = args.pipelines.split(",")
+    if wanted not in (["a"], ["a", "c"]):
+        raise SystemExit(f"--pipelines is a or a,c, got {args.pipelines!r}")
+    settings = {k: v for k, v in settings.items() if k in wanted}
     spaces = {k: get_space("mbv3-32", **v) for k, v in settings.items()}
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -89,7 +95,7 @@ def main() -> int:
 
     tables = {"a": out / "fp32.json", "c": out / "int8-extended.json"}
     for k, dtype in (("a", "float32"), ("c", "int8")):
-        if not tables[k].is_file():
+        if k in spaces and not tables[k].is_file():
             step(f"profile {k} ({dtype}, {len(spaces[k].all_latency_terms())} blocks)",
                  lambda k=k, dtype=dtype: profile(spaces[k], get_backend("ort-cpu", dtype=dtype), tables[k],
                                                   n_calibrate=args.calibrate, n_validate=args.validate, force=True))
@@ -105,6 +111,7 @@ def main() -> int:
     rng = random.Random(0)
     budget = float(np.quantile([pred.predict(spaces["a"].sample(rng)) for _ in range(500)], args.quantile))
     searches = {"a": ("a", budget), "c": ("c", budget), "c_fast": ("c", budget / args.speedup)}
+    searches = {name: v for name, v in searches.items() if v[0] in spaces}
     infeasible: dict[str, str] = {}
     for name, (k, ms) in searches.items():
         if not (out / f"run-{name}" / "best.json").is_file():
@@ -120,7 +127,7 @@ def main() -> int:
     exports = {"a": ("a", "none"), "b": ("a", "int8"), "c": ("c", "int8"), "c_fast": ("c_fast", "int8")}
     rows = []
     for name, (run_name, quantize) in exports.items():
-        if run_name in infeasible:
+        if run_name in infeasible or run_name not in searches:
             continue
         model = out / f"model-{name}.onnx"
         k = searches[run_name][0]
@@ -162,7 +169,7 @@ def main() -> int:
               "seconds": seconds, "total_seconds": round(time.perf_counter() - t0, 1),
               "tables": {k: {"validation_within_10pct": load_table(p).validation.get("within_10pct"),
                              "kendall_tau": load_table(p).validation.get("kendall_tau"),
-                             "entries": len(load_table(p).entries)} for k, p in tables.items()},
+                             "entries": len(load_table(p).entries)} for k, p in tables.items() if k in spaces},
               "command": " ".join(["python", "benchmarks/int8_design.py",
                                    *(("OUT" if a == args.out else Path(a).name if a == args.json else a)
                                      for a in sys.argv[1:])])}

@@ -8,6 +8,10 @@ its search trained) and measured: test top-1 in ONNX Runtime and plain latency o
     python benchmarks/oneshot_mbconv.py --profile FP32_TABLE.json --evolution-run RUN --budget-ms 0.849 \
         --data cifar10 --train-limit 2500 --val-limit 1000 --finetune-steps 100 --out OUT
 
+``--derive-samples K`` derives each gradient run's final arch by samples (the supernet's best of
+the argmax and K archs drawn within the budget); its argmax arch is then exported and measured
+as well, so one training gives both derivations.
+
 ``--evolution-run`` is a run folder of `hwnas search --strategy evolution` on the same space,
 profile and budget (benchmarks/int8_design.py's run-a is one); the space settings are read from
 the profile. Half the training images train the weights and half the architecture logits, as
@@ -43,6 +47,8 @@ def main() -> int:
     ap.add_argument("--latency-form", default="penalty")
     ap.add_argument("--latency-lambda", type=float, default=None, help="[the form's default]")
     ap.add_argument("--warmup-epochs", type=int, default=0, help="epochs that train only the weights first")
+    ap.add_argument("--derive-samples", type=int, default=0, help="the final arch: 0 the argmax; K the supernet's best "
+                    "of the argmax and K archs drawn within the budget")
     ap.add_argument("--finetune-steps", type=int, default=None, help="cap each export's fine-tuning steps")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -74,19 +80,28 @@ def main() -> int:
                                                    "arch_lr": args.arch_lr, "threads": 1,
                                                    "latency_form": args.latency_form, "latency_lambda": args.latency_lambda,
                                                    "warmup_epochs": args.warmup_epochs, "train_limit": args.train_limit,
-                                                   "val_limit": args.val_limit}),
+                                                   "val_limit": args.val_limit, "derive_samples": args.derive_samples}),
                     out=folder, force=True)
             runs.append((method, seed, folder, time.perf_counter() - t0))
     rows = []
     for method, seed, folder, seconds in runs:
-        model = out / f"model-{method}-{seed}.onnx"
-        res = export_run(folder, model, RunExportConfig(quantize="none", finetune_epochs=1, seed=0, force=True,
-                                                        max_steps=args.finetune_steps,
-                                                        latency_budget_ms=args.latency_budget_ms, check_profile=False))
-        best = json.loads((folder / "best.json").read_text())
-        rows.append({"method": method, "seed": seed, "arch_id": best["id"], "arch": best["arch"],
-                     "search_accuracy": best.get("accuracy"), "predicted_ms": res.report.get("predicted_ms"),
-                     "test_top1": res.report["fp32"]["top1"], "search_seconds": round(seconds, 1), "model": model})
+        journal = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+        final = journal[-1] if journal[-1].get("kind") == "final" else json.loads((folder / "best.json").read_text())
+        samples = [r for r in journal if r.get("kind") == "sample"]
+        # with the derivation by samples, the run's argmax arch (sample 0) is exported too: the
+        # same training, derived both ways
+        picks = [("sampled", "best", final)] + ([("argmax", samples[0]["id"], samples[0])] if samples else [])
+        for derive, which, rec in picks:
+            model = out / f"model-{method}-{seed}{'-argmax' if derive == 'argmax' else ''}.onnx"
+            res = export_run(folder, model, RunExportConfig(arch=which, quantize="none", finetune_epochs=1, seed=0,
+                                                            force=True, max_steps=args.finetune_steps,
+                                                            latency_budget_ms=args.latency_budget_ms, check_profile=False))
+            rows.append({"method": method, "seed": seed, "derive": derive if samples else "argmax",
+                         "arch_id": res.report["metadata"]["arch_id"], "arch": rec.get("arch"),
+                         "search_accuracy": rec.get("accuracy"), "supernet_accuracy": rec.get("supernet_accuracy"),
+                         "derived_from": rec.get("derived_from"), "samples_scored": len(samples),
+                         "predicted_ms": res.report.get("predicted_ms"),
+                         "test_top1": res.report["fp32"]["top1"], "search_seconds": round(seconds, 1), "model": model})
     with PlainFiles() as files:
         for _ in range(3):
             for r in rows:
@@ -96,17 +111,17 @@ def main() -> int:
         r["plain_median_ms"] = float(np.median([times[i * len(rows) + j]["median_ms"] for i in range(3)]))
         r["meets_budget"] = r["plain_median_ms"] <= args.latency_budget_ms
         del r["model"]
-    print("| method | seed | test top-1 | predicted ms | plain ms | search s |\n|---|---|---|---|---|---|")
+    print("| method | seed | derive | test top-1 | predicted ms | plain ms | search s |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['seed']} | {100 * r['test_top1']:.2f} | {r['predicted_ms']:.4f} | "
+        print(f"| {r['method']} | {r['seed']} | {r['derive']} | {100 * r['test_top1']:.2f} | {r['predicted_ms']:.4f} | "
               f"{r['plain_median_ms']:.4f} | {r['search_seconds']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": device_fingerprint(), "platform": platform.platform(), "latency_budget_ms": args.latency_budget_ms,
             "space": table.space_name, "settings": settings, "data": args.data, "train_limit": args.train_limit,
             "val_limit": args.val_limit, "latency_form": args.latency_form,
-            "latency_lambda": args.latency_lambda, "warmup_epochs": args.warmup_epochs, "epochs": args.epochs, "lr": args.lr,
-            "arch_lr": args.arch_lr, "rows": rows,
+            "latency_lambda": args.latency_lambda, "warmup_epochs": args.warmup_epochs, "derive_samples": args.derive_samples,
+            "epochs": args.epochs, "lr": args.lr, "arch_lr": args.arch_lr, "rows": rows,
             "command": " ".join(["python", "benchmarks/oneshot_mbconv.py", *(
                 Path(a).name if a in (args.out, args.profile, args.evolution_run, args.json) else a
                 for a in sys.argv[1:])])}, indent=1) + "\n")
