@@ -50,6 +50,9 @@ def main() -> int:
     ap.add_argument("--derive-samples", type=int, default=0, help="the final arch: 0 the argmax; K the supernet's best "
                     "of the argmax and K archs drawn within the budget")
     ap.add_argument("--finetune-steps", type=int, default=None, help="cap each export's fine-tuning steps")
+    ap.add_argument("--finetune-epochs", type=int, default=1, help="fine-tuning epochs of each export")
+    ap.add_argument("--cross-score", action="store_true", help="also score every pick on the evolution run's supernet "
+                    "(val accuracy with its weights): the arch judged apart from the weights its search trained")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -93,10 +96,10 @@ def main() -> int:
         picks = [("sampled", "best", final)] + ([("argmax", samples[0]["id"], samples[0])] if samples else [])
         for derive, which, rec in picks:
             model = out / f"model-{method}-{seed}{'-argmax' if derive == 'argmax' else ''}.onnx"
-            res = export_run(folder, model, RunExportConfig(arch=which, quantize="none", finetune_epochs=1, seed=0,
+            res = export_run(folder, model, RunExportConfig(arch=which, quantize="none", finetune_epochs=args.finetune_epochs, seed=0,
                                                             force=True, max_steps=args.finetune_steps,
                                                             latency_budget_ms=args.latency_budget_ms, check_profile=False))
-            rows.append({"method": method, "seed": seed, "derive": derive if samples else "argmax",
+            rows.append({"method": method, "seed": seed, "derive": "-" if method == "evolution" else derive if samples else "argmax",
                          "arch_id": res.report["metadata"]["arch_id"], "arch": rec.get("arch"),
                          "search_accuracy": rec.get("accuracy"), "supernet_accuracy": rec.get("supernet_accuracy"),
                          "derived_from": rec.get("derived_from"), "samples_scored": len(samples),
@@ -111,17 +114,29 @@ def main() -> int:
         r["plain_median_ms"] = float(np.median([times[i * len(rows) + j]["median_ms"] for i in range(3)]))
         r["meets_budget"] = r["plain_median_ms"] <= args.latency_budget_ms
         del r["model"]
-    print("| method | seed | derive | test top-1 | predicted ms | plain ms | search s |\n|---|---|---|---|---|---|---|")
+    if args.cross_score:
+        from hwnas.accuracy import get_evaluator
+        from hwnas.exporters.run_export import read_run, run_file
+
+        space = table.get_space()
+        ckpt = run_file(read_run(args.evolution_run), "evaluator", "supernet checkpoint")
+        scores = get_evaluator(f"supernet:{ckpt}", space).evaluate([space.parse(r["arch"]) for r in rows])
+        for r, v in zip(rows, scores):
+            r["evolution_supernet_val"] = float(v)
+    cross = " on evolution's supernet |" if args.cross_score else ""
+    print(f"| method | seed | derive | test top-1 | predicted ms | plain ms | search s |{cross}\n|---|---|---|---|---|---|---|"
+          + ("---|" if cross else ""))
     for r in rows:
+        extra = f" {100 * r['evolution_supernet_val']:.2f} |" if cross else ""
         print(f"| {r['method']} | {r['seed']} | {r['derive']} | {100 * r['test_top1']:.2f} | {r['predicted_ms']:.4f} | "
-              f"{r['plain_median_ms']:.4f} | {r['search_seconds']:.0f} |")
+              f"{r['plain_median_ms']:.4f} | {r['search_seconds']:.0f} |{extra}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": device_fingerprint(), "platform": platform.platform(), "latency_budget_ms": args.latency_budget_ms,
             "space": table.space_name, "settings": settings, "data": args.data, "train_limit": args.train_limit,
             "val_limit": args.val_limit, "latency_form": args.latency_form,
             "latency_lambda": args.latency_lambda, "warmup_epochs": args.warmup_epochs, "derive_samples": args.derive_samples,
-            "epochs": args.epochs, "lr": args.lr, "arch_lr": args.arch_lr, "rows": rows,
+            "finetune_epochs": args.finetune_epochs, "epochs": args.epochs, "lr": args.lr, "arch_lr": args.arch_lr, "rows": rows,
             "command": " ".join(["python", "benchmarks/oneshot_mbconv.py", *(
                 Path(a).name if a in (args.out, args.profile, args.evolution_run, args.json) else a
                 for a in sys.argv[1:])])}, indent=1) + "\n")
