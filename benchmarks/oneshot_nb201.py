@@ -87,7 +87,7 @@ def one_run(method: str, seed: int, budget: float | None, column: str, opts: dic
             "last_loss": [r.get("loss") for r in res.records if r["kind"] == "argmax"][-1],
             "derived_from": final.get("derived_from"),
             # with the derivation by samples: the argmax cell's (sample 0) true accuracy, for comparison
-            "argmax_c10_test": next((100 * truth[r["id"]][0] for r in res.records if r["kind"] == "sample"), None),
+            "argmax_c10_test": next((truth[r["id"]][0] for r in res.records if r["kind"] == "sample"), None),
             "seconds": seconds, "epochs": strategy_options["epochs"]}
 
 
