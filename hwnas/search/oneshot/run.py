@@ -130,12 +130,13 @@ class _Setup:
         }
 
     def record(self, i: int, genome: tuple[int, ...], model: Any, kind: str, epoch: int, extra: dict,
-               evaluate: bool = True) -> dict:
+               evaluate: bool = True, est: Optional[float] = None) -> dict:
         """An arch's journal record; ``evaluate=False`` leaves the evaluator out (the accuracy is
-        the supernet's estimate: the derivation's samples, which only the supernet ranks)."""
+        the supernet's estimate: the derivation's samples, which only the supernet ranks); ``est``
+        is the supernet's estimate where it is known already (the chosen sample's)."""
         arch = self.space.decode(list(genome))
         lat = float(self.latency.predict_many([arch])[0])
-        est = self.supernet_accuracy(model, genome)
+        est = self.supernet_accuracy(model, genome) if est is None else est
         acc = float(self.evaluator.evaluate([arch])[0]) if self.evaluator is not None and evaluate else est
         cost = self.costs(arch)
         budget = self.cfg.latency_budget_ms
@@ -468,14 +469,16 @@ def _final_record(setup: _Setup, alpha: Any, model: Any, i: int, chosen: Optiona
     log_p = _log_probs(setup, alpha)
     genome, repaired_from = _argmax_within(setup, log_p)
     extra: dict[str, Any] = {"repaired_from": repaired_from}
-    if chosen is not None:
+    est = None
+    if chosen is not None:  # scored on the supernet already: the same weights give the same estimate
+        est = chosen["supernet_accuracy"]
         genome = tuple(chosen["genome"])
         extra = {"repaired_from": None, "derived_from": {"sample": chosen["sample"], "of": setup.opts.derive_samples,
                                                          "argmax_repaired_from": repaired_from}}
     with torch.no_grad():
         extra["expected_latency_ms"] = float(form.expected(form.probs(alpha.detach())))
     extra["probs"] = form.prob_rows(alpha)
-    return setup.record(i, genome, model, "final", setup.opts.epochs, extra)
+    return setup.record(i, genome, model, "final", setup.opts.epochs, extra, est=est)
 
 
 def _write_outputs(out: Path, result: SearchResult, cfg: SearchConfig, setup: _Setup) -> None:
