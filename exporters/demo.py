@@ -82,11 +82,27 @@ class DemoResult:
 Phase = Callable[[str, int, int], None]  # (phase, done, total)
 
 
+def demo_budgets(pred, space, cfg: DemoConfig) -> tuple[float, float, float]:
+    """The demo's budget (a quantile of the predicted latencies of 200 random archs), the budget the
+    search aims at (that times the margin) and the cheapest latency the table knows.
+
+    The margin never takes the search below the cheapest arch: a table fitted on few networks may
+    put most random archs on its floor (one empty call), and the quantile with them."""
+    import random
+
+    import numpy as np
+
+    rng = random.Random(cfg.seed)
+    lat = np.array([pred.predict(space.sample(rng)) for _ in range(200)])
+    budget = float(np.quantile(lat, cfg.budget_quantile))
+    floor_ms = pred.min_latency()[0]
+    return budget, max(budget * cfg.search_margin, floor_ms), floor_ms
+
+
 def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], None] | None = None) -> DemoResult:
     import random
     import time
 
-    import numpy as np
     import torch
 
     from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
@@ -149,13 +165,10 @@ def run_demo(cfg: DemoConfig, phase: Phase | None = None, log: Callable[[str], N
                     n_calibrate=cfg.profile_calibrate, n_validate=cfg.profile_validate, seed=cfg.seed, protocol=fast,
                     force=True, on_progress=lambda p, d, n: tick(f"INT8 profile: {p}", d, n))
         stages["int8 profile"] = time.perf_counter() - t
-    pred = LatencyPredictor(load_table(search_prof), space)
-    rng = random.Random(cfg.seed)
-    lat = np.array([pred.predict(space.sample(rng)) for _ in range(200)])
-    budget = float(np.quantile(lat, cfg.budget_quantile))
-    search_ms = budget * cfg.search_margin
+    budget, search_ms, floor_ms = demo_budgets(LatencyPredictor(load_table(search_prof), space), space, cfg)
     say(f"budget {budget:.4f} ms for the {precision.upper()} model (the {cfg.budget_quantile:.0%} quantile of random "
-        f"archs on the {precision.upper()} table; INT8 runs at {factor:.2f}x FP32 here); searching under {search_ms:.4f} ms")
+        f"archs on the {precision.upper()} table; INT8 runs at {factor:.2f}x FP32 here); searching under {search_ms:.4f} ms"
+        + (" (the cheapest arch on this table: the margin would go below it)" if search_ms == floor_ms else ""))
 
     t = time.perf_counter()
     run_dir = folder / "search"

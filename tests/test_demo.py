@@ -141,3 +141,30 @@ def test_demo_searches_on_the_int8_table_where_int8_is_the_faster_file(tmp_path,
     assert ("profile_note" in r["deploy"]) == (r["deployed"] == "fp32")
     # the budget is a quantile of the INT8 table's predictions, and the search ran 5% under it
     assert res.search_latency_budget_ms == res.latency_budget_ms * DemoConfig().search_margin
+
+
+class _TableOnItsFloor:
+    """A latency table fitted on few networks: every arch predicts the floor (one empty call) except
+    the largest, so the 40% quantile of random archs is the floor itself."""
+
+    def __init__(self, space):
+        self.space, self.big = space, space.largest().id
+
+    def predict(self, arch) -> float:
+        return 2.0 if arch.id == self.big else 1.0
+
+    def min_latency(self):
+        return 1.0, self.space.smallest()
+
+
+def test_the_demos_search_budget_never_goes_below_the_cheapest_arch_on_the_table():
+    from hwnas.exporters.demo import DEMO_SPACE, demo_budgets
+    from hwnas.space import get_space
+
+    space = get_space(DEMO_SPACE, **TINY)
+    budget, search_ms, floor_ms = demo_budgets(_TableOnItsFloor(space), space, DemoConfig(out="unused"))
+    # the margin (0.95) alone would ask the search for 0.95 ms, which no arch reaches
+    assert budget == floor_ms == 1.0 and search_ms == 1.0
+    # where the quantile sits above the floor, the margin applies as before
+    budget, search_ms, _ = demo_budgets(_TableOnItsFloor(space), space, DemoConfig(out="unused", budget_quantile=1.0))
+    assert budget == 2.0 and search_ms == 2.0 * 0.95
