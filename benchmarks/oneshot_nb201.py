@@ -16,10 +16,14 @@ On a CPU the supernet is a reduced proxy of the benchmark's skeleton (``--space-
 16 px inputs, one cell per stage) trained on a subset (``--train-limit``) for a few epochs; the
 cells are those of the full space, so the table judges them as it judges any. ``--device cuda``
 selects the full-length settings instead (the benchmark's skeleton at 32 px, all 45,000
-training images, more epochs; see ``GPU``), each run sized for a few minutes on one GPU.
+training images, more epochs; see ``GPU``), sized to fit one GPU session: ``--wall-budget-s``
+(default 450 s with ``--device cuda``) first times one epoch of each method, then gives each
+run the most epochs (up to the preset's) that keep the whole job within the budget. Every
+number is written to ``--json`` after each run, so a job cut short keeps what it finished.
 
     python benchmarks/oneshot_nb201.py --seeds 3 --json benchmarks/results/oneshot_nb201_cpu.json
     python benchmarks/oneshot_nb201.py --device cuda --seeds 3 --json benchmarks/results/oneshot_nb201_gpu.json
+    python benchmarks/oneshot_nb201.py --device cuda --seeds 3 --wall-budget-s 0 ...   # the preset's epochs in full
     python benchmarks/oneshot_nb201.py --methods gdas --settings budget --seeds 1 --epochs 2   # a quick look
     python benchmarks/oneshot_nb201.py --settings budget --latency-form multiplicative --seeds 3 --json out.json
 
@@ -91,6 +95,39 @@ def one_run(method: str, seed: int, budget: float | None, column: str, opts: dic
             "seconds": seconds, "epochs": strategy_options["epochs"]}
 
 
+def fit_epochs(methods, settings, args, opts, budget, column, runs_root, truth, wall: float) -> dict:
+    """Time one epoch of each method (a probe run on the first seed and setting), then set each
+    method's epochs so that every run of the job gets an equal share of what is left of ``wall``.
+
+    A probe run's time includes what does not grow with the epochs (loading the images, the final
+    evaluation), so the epochs it allows are on the safe side. Returns the probes' seconds."""
+    from hwnas.data import load_dataset
+    from hwnas.space import get_space
+
+    t_start = time.perf_counter()
+    # the first load of the images decodes and caches them: outside the probes, or the first
+    # method's epoch would read several times its length
+    load_dataset("cifar10", image_size=get_space("nb201", **opts["space_settings"]).input_shape[-1],
+                 train_limit=opts["train_limit"])
+    preset = dict(opts.get("epochs_by_method") or {m: opts["epochs"] for m in methods})
+    probe_opts = {**opts, "epochs": 1, "epochs_by_method": {}, "derive_samples": 0}
+    probes = {}
+    for method in methods:
+        b = budget if settings[0] == "budget" else None
+        probes[method] = one_run(method, args.seed_start, b, column, probe_opts, runs_root / f"probe-{method}", truth)["seconds"]
+    runs_per_method = len(settings) * args.seeds
+    share = (wall - (time.perf_counter() - t_start)) / (runs_per_method * len(methods))
+    fitted = {m: max(1, min(preset.get(m, opts["epochs"]), int(share // probes[m]))) for m in methods}
+    opts["epochs_by_method"] = fitted
+    print(f"wall budget {wall:.0f} s: one epoch took {', '.join(f'{m} {t:.1f} s' for m, t in probes.items())}; "
+          f"{runs_per_method * len(methods)} runs of {share:.0f} s each get epochs {fitted} (preset {preset})", flush=True)
+    for m in methods:
+        if share < probes[m]:
+            print(f"warning: one epoch of {m} ({probes[m]:.0f} s) is longer than a run's share ({share:.0f} s); "
+                  f"the job will run past {wall:.0f} s: pass fewer --seeds or --settings", flush=True)
+    return probes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="gdas,darts")
@@ -108,6 +145,8 @@ def main() -> None:
     ap.add_argument("--train-limit", type=int, help="override the preset's number of training images")
     ap.add_argument("--arch-lr", type=float, help="override the preset's architecture learning rate")
     ap.add_argument("--space-settings", help="override the preset's proxy skeleton (JSON)")
+    ap.add_argument("--wall-budget-s", type=float, help="size the epochs so that the whole job fits this many seconds "
+                    "(one probe epoch per method first); default 450 with --device cuda, none on a CPU; 0: the preset's epochs")
     ap.add_argument("--runs", help="folder for the run folders (default: a temporary one)")
     ap.add_argument("--json", help="write every number here")
     args = ap.parse_args()
@@ -136,9 +175,25 @@ def main() -> None:
     print(f"device {args.device}; proxy {opts['space_settings'] or 'full skeleton'}; train images "
           f"{opts['train_limit'] or 'all'}; epochs {opts.get('epochs_by_method') or opts['epochs']}; "
           f"{column} p{args.percentile:g} budget {budget:.4g} ms (best c10_test within it {best_within:.2f}%); runs in {runs_root}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    wall = args.wall_budget_s if args.wall_budget_s is not None else (450.0 if gpu else None)
+    wall = wall or None  # 0: the preset's epochs, however long they take
+    probes = {}
+    if wall is not None:
+        probes = fit_epochs(methods, settings, args, opts, budget, column, runs_root, truth, wall)
     rows = []
+
+    def write_json(complete: bool) -> None:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"options": {k: v for k, v in opts.items()}, "column": column,
+                                                   "percentile": args.percentile, "latency_budget_ms": budget,
+                                                   "best_within_budget": best_within, "published": PUBLISHED,
+                                                   "wall_budget_s": wall, "probes": probes, "complete": complete,
+                                                   "runs": rows}, indent=1))
+
     for setting in settings:
-        for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        for method in methods:
             for seed in range(args.seed_start, args.seed_start + args.seeds):
                 b = budget if setting == "budget" else None
                 r = one_run(method, seed, b, column, opts, runs_root / f"{setting}-{method}-{seed}", truth)
@@ -152,6 +207,7 @@ def main() -> None:
                     extra += f"  (the argmax cell: {r['argmax_c10_test']:.2f}%)"
                 print(f"{setting:6s} {method:5s} seed {seed}: c10_test {r['c10_test']:.2f}%  {column} {r['latency_ms']:.4g} ms  "
                       f"{r['cell']}  ({r['seconds']:.0f} s){extra}", flush=True)
+                write_json(complete=False)
     print()
     print("| setting | method | seeds | c10_test mean (min-max) | published | meets budget | regret median | s/run |")
     print("|---|---|---|---|---|---|---|---|")
@@ -166,12 +222,7 @@ def main() -> None:
             print(f"| {setting} | {method} | {len(rs)} | {statistics.mean(accs):.2f} ({min(accs):.2f}-{max(accs):.2f}) | "
                   f"{PUBLISHED[method]:.2f} | {meets} | {regret} | {statistics.mean(r['seconds'] for r in rs):.0f} |")
     print(f"table best: {PUBLISHED['best']:.2f}% (free), {best_within:.2f}% within {budget:.4g} ms on {column}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"options": {k: v for k, v in opts.items()}, "column": column,
-                                               "percentile": args.percentile, "latency_budget_ms": budget,
-                                               "best_within_budget": best_within, "published": PUBLISHED,
-                                               "runs": rows}, indent=1))
+    write_json(complete=True)
 
 
 if __name__ == "__main__":
