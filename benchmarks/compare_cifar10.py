@@ -1,0 +1,281 @@
+"""Issue 17's CIFAR-10 figure in one script: found networks at two budgets against every baseline.
+
+The whole pipeline, each stage kept in ``--out`` and skipped or resumed when the script runs
+again (with the settings it started with, kept in ``--out``): a supernet trained on CIFAR-10 (``hwnas train-supernet``), one evolution search per
+latency budget on it (``hwnas search``), then ``hwnas compare`` of the two found networks
+against every baseline with one recipe, every network timed on the profile's backend.
+
+``--probe`` first measures what each part costs on this machine: the training throughput of
+every network (images/s, a few steps after the first), the supernet's step, one supernet
+evaluation, and one latency measurement per network, and prints what the configuration would
+take. ``--probe-only`` stops there (how the CPU estimate in BENCHMARKS.md was made).
+``--wall-budget-s S`` (default 450 with ``--device cuda``) sizes the job from the probe: the
+searches' evaluations are cut to fit a quarter of the budget, and the supernet's and the
+comparison's epochs (one number, at most the preset's) to fit the rest.
+
+    python benchmarks/compare_cifar10.py --out cmp-c10 --probe-only --json benchmarks/results/compare_cifar10_probe_cpu.json
+    python benchmarks/compare_cifar10.py --out cmp-c10                       # the CPU preset: many hours
+    python benchmarks/compare_cifar10.py --device cuda --out cmp-c10-gpu     # sized to ~450 s on one GPU
+
+Profile the machine first (``hwnas profile --space mbv3-32 --backend ort-cpu --threads 1``) and
+pass ``--profile`` to compare on it; the default is the shipped reference table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SPACE = "mbv3-32"
+CPU = {"train_limit": 20000, "val_limit": 2000, "epochs": 10, "supernet_epochs": 30, "search_evals": 300, "seeds": 2,
+       "batch_size": 64, "lr": 0.05, "threads": None}
+# one GPU: all 45,000 training images; the epochs are what --wall-budget-s allows, up to these
+GPU = {"train_limit": None, "val_limit": None, "epochs": 30, "supernet_epochs": 30, "search_evals": 300, "seeds": 2,
+       "batch_size": 128, "lr": 0.1, "threads": None}
+PROBE_STEPS = 3  # timed steps per network, after one untimed step (allocation, first-call work)
+
+
+def found_proxies(space, profile: str, budgets: list[float], seed: int = 0) -> list:
+    """For the probe: a random arch just under each budget on the table (what the search will find
+    is not known yet; its cost is about that of an arch at the budget)."""
+    from hwnas.latency import LatencyPredictor, load_table
+
+    pred = LatencyPredictor(load_table(profile), space)
+    rng = random.Random(seed)
+    archs = [space.sample(rng) for _ in range(400)]
+    lat = [pred.predict(a) for a in archs]
+    out = []
+    for b in budgets:
+        under = [(ms, a) for ms, a in zip(lat, archs) if ms <= b]
+        out.append(max(under, key=lambda t: t[0])[1] if under else min(zip(lat, archs), key=lambda t: t[0])[1])
+    return out
+
+
+def inference_throughput(model, input_shape, device: str, threads: int | None, n: int = 500) -> float:
+    """Images per second of the test split's pass (batches of 500, as the shared loop scores)."""
+    import torch
+
+    from hwnas.accuracy.runtime import resolve_device
+    from hwnas.accuracy.training import use_threads
+
+    dev = resolve_device(device)
+    x = torch.randn(n, *input_shape, device=dev).contiguous(memory_format=torch.channels_last)
+    with use_threads(threads), torch.inference_mode():
+        model.eval()
+        model(x[:50])
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return n / max(time.perf_counter() - t0, 1e-9)
+
+
+def probe(args, opts, budgets, ds, table) -> dict:
+    """Seconds per image of training each network, of the supernet's step, per supernet
+    evaluation, and per latency measurement (ONNX export and timing on the profile's backend)."""
+    import tempfile
+
+    import torch
+
+    from hwnas.accuracy import get_evaluator
+    from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
+    from hwnas.accuracy.training import TrainRecipe, train_classifier
+    from hwnas.compare.bench import Bench
+    from hwnas.compare.contenders import baseline_contenders, found_archs
+    from hwnas.space import get_space
+
+    space = get_space(SPACE)
+    image_size = space.input_shape[-1]
+    bench = Bench(table, space.input_shape)
+    contenders = baseline_contenders(args.baselines, image_size)
+    contenders += found_archs(found_proxies(space, args.profile, budgets), space)
+    bs = opts["batch_size"]
+    rows = []
+    for c in contenders:
+        times = []
+        for steps in (1, 1 + PROBE_STEPS):
+            torch.manual_seed(0)
+            model = c.build(ds.num_classes)
+            recipe = TrainRecipe(epochs=1, batch_size=bs, lr=opts["lr"], device=args.device, threads=opts["threads"],
+                                 max_steps=steps)
+            times.append(train_classifier(model, ds, recipe).seconds)
+        ips = PROBE_STEPS * bs / max(times[1] - times[0], 1e-9)
+        infer_ips = inference_throughput(model, space.input_shape, args.device, opts["threads"])
+        model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+        t0 = time.perf_counter()
+        bench.latency(model, bench.onnx(model, c.name), c.name)
+        measure_s = time.perf_counter() - t0
+        rows.append({"name": c.name, "kind": c.kind, "train_img_per_s": ips, "test_img_per_s": infer_ips,
+                     "measure_s": measure_s})
+        print(f"probe {c.name:24s} {ips:9.1f} img/s training {infer_ips:9.1f} img/s testing   {measure_s:5.1f} s to "
+              "export and time", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        times = []
+        for steps in (1, 1 + PROBE_STEPS):
+            cfg = SupernetTrainConfig(data="cifar10", epochs=1, batch_size=bs, lr=opts["lr"], device=args.device,
+                                      threads=opts["threads"], train_limit=opts["train_limit"],
+                                      val_limit=opts["val_limit"], max_steps=steps)
+            t0 = time.perf_counter()
+            train_supernet(space, cfg, Path(tmp) / "sn.pt", force=True, progress=False, dataset=ds)
+            times.append(time.perf_counter() - t0)
+        sn_ips = PROBE_STEPS * bs / max(times[1] - times[0], 1e-9)
+        ev = get_evaluator(f"supernet:{Path(tmp) / 'sn.pt'}", space, device=args.device, cache=False)
+        rng = random.Random(1)
+        ev.evaluate([space.sample(rng)])  # the first evaluation carries one-time work
+        t0 = time.perf_counter()
+        ev.evaluate([space.sample(rng)])
+        eval_s = time.perf_counter() - t0
+    print(f"probe supernet                {sn_ips:9.1f} img/s training (sandwich: 4 subnets a step)   "
+          f"{eval_s:5.2f} s per evaluation in the search", flush=True)
+    return {"networks": rows, "supernet_img_per_s": sn_ips, "eval_s": eval_s, "batch_size": bs}
+
+
+def estimate(p: dict, n_train: int, n_test: int, epochs: int, supernet_epochs: int, evals: int, seeds: int,
+             n_budgets: int) -> dict:
+    """Seconds each stage takes at these settings, from the probe."""
+    nets = p["networks"]
+    return {"supernet_s": n_train * supernet_epochs / p["supernet_img_per_s"], "search_s": n_budgets * evals * p["eval_s"],
+            "compare_train_s": seeds * sum(n_train * epochs / r["train_img_per_s"] for r in nets),
+            "compare_test_s": seeds * sum(n_test / r["test_img_per_s"] for r in nets),
+            "compare_measure_s": seeds * sum(r["measure_s"] for r in nets)}
+
+
+def fit(p: dict, opts: dict, n_train: int, n_test: int, n_budgets: int, wall: float) -> dict:
+    """The search's evaluations within a quarter of ``wall``, then one number of epochs for the
+    supernet and the comparison (at most the preset's) within the rest."""
+    evals = max(30, min(opts["search_evals"], int(0.25 * wall / (n_budgets * p["eval_s"]))))
+    per_epoch = estimate(p, n_train, n_test, 1, 1, 0, opts["seeds"], n_budgets)
+    fixed = n_budgets * evals * p["eval_s"] + per_epoch["compare_measure_s"] + per_epoch["compare_test_s"]
+    epochs = int((wall - fixed) // (per_epoch["supernet_s"] + per_epoch["compare_train_s"]))
+    epochs = max(1, min(opts["epochs"], epochs))
+    return {**opts, "search_evals": evals, "epochs": epochs, "supernet_epochs": min(opts["supernet_epochs"], epochs)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="folder for the supernet, the runs and the comparison")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (training; latency is always the profile's backend)")
+    ap.add_argument("--profile", default=str(ROOT / "profiles" / "mbv3-32_ort-cpu_t1_b1_epyc-zen4.json"))
+    ap.add_argument("--budgets", default="0.6,1.5", help="latency budgets (ms, the profile's units) to search at")
+    ap.add_argument("--baselines", default="all")
+    ap.add_argument("--train-limit", type=int, help="training images (preset: 20,000 on a CPU, all on a GPU)")
+    ap.add_argument("--epochs", type=int, help="the comparison's epochs (preset: 10 on a CPU, up to 30 on a GPU)")
+    ap.add_argument("--supernet-epochs", type=int)
+    ap.add_argument("--search-evals", type=int)
+    ap.add_argument("--seeds", type=int)
+    ap.add_argument("--val-limit", type=int, help="validation images the search scores on (preset: 2,000 on a CPU, all on a GPU)")
+    ap.add_argument("--threads", type=int, help="CPU threads for training (default: the machine's cores)")
+    ap.add_argument("--probe", action="store_true", help="measure each part's cost first and print the estimate")
+    ap.add_argument("--probe-only", action="store_true", help="--probe, then stop")
+    ap.add_argument("--wall-budget-s", type=float, help="size the job to this many seconds from the probe "
+                    "(default 450 with --device cuda; 0: the preset as it is)")
+    ap.add_argument("--json", help="write the probe, the settings and the comparison's rows here")
+    args = ap.parse_args()
+
+    from hwnas.compare import compare
+    from hwnas.compare.contenders import load_profile
+    from hwnas.compare.run import JOURNAL_FILE
+    from hwnas.compare.zoo import list_baselines
+    from hwnas.data import load_dataset
+    from hwnas.search import run
+    from hwnas.space import get_space
+
+    gpu = args.device.startswith("cuda")
+    opts = dict(GPU if gpu else CPU)
+    for key in ("train_limit", "val_limit", "epochs", "supernet_epochs", "search_evals", "seeds", "threads"):
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
+    args.baselines = list_baselines() if args.baselines == "all" else [b.strip() for b in args.baselines.split(",")]
+    budgets = [float(b) for b in args.budgets.split(",")]
+    wall = args.wall_budget_s if args.wall_budget_s is not None else (450.0 if gpu else None)
+    wall = wall or None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "settings.json"  # a job run again goes on with the settings it started with
+    if saved.is_file() and not args.probe_only:
+        opts, wall = json.loads(saved.read_text()), None
+        print(f"going on with the settings in {saved} (delete it to size the job again): {opts}", flush=True)
+    table, _ = load_profile(args.profile)
+    space = get_space(SPACE)
+    ds = load_dataset("cifar10", image_size=space.input_shape[-1], train_limit=opts["train_limit"],
+                      val_limit=opts["val_limit"])
+    n_train, n_test = len(ds.train_y), len(ds.test_y)
+    report = {"device": args.device, "profile": Path(args.profile).name, "budgets_ms": budgets, "preset": dict(opts),
+              "train_images": n_train, "test_images": n_test, "wall_budget_s": wall}
+    t_probe = time.perf_counter()
+    if args.probe or args.probe_only or wall is not None:
+        p = probe(args, opts, budgets, ds, table)
+        report["probe"] = p
+        report["probe_s"] = time.perf_counter() - t_probe
+        est = estimate(p, n_train, n_test, opts["epochs"], opts["supernet_epochs"], opts["search_evals"], opts["seeds"], len(budgets))
+        report["estimate_preset_s"] = est
+        print(f"the preset ({n_train} images, {opts['supernet_epochs']} supernet epochs, {opts['search_evals']} evaluations "
+              f"x {len(budgets)} budgets, {opts['epochs']} epochs x {opts['seeds']} seeds for {len(p['networks'])} networks): "
+              + ", ".join(f"{k} {v / 3600:.2f} h" for k, v in est.items()) + f"; in all {sum(est.values()) / 3600:.1f} h",
+              flush=True)
+        if wall is not None:
+            opts = fit(p, opts, n_train, n_test, len(budgets), wall - report["probe_s"])
+            est = estimate(p, n_train, n_test, opts["epochs"], opts["supernet_epochs"], opts["search_evals"], opts["seeds"], len(budgets))
+            report["estimate_fitted_s"] = est
+            print(f"fitted to {wall:.0f} s ({report['probe_s']:.0f} s of it probing): {opts['supernet_epochs']} supernet "
+                  f"epochs, {opts['search_evals']} evaluations per budget, {opts['epochs']} epochs; estimated "
+                  f"{sum(est.values()):.0f} s", flush=True)
+    report["settings"] = dict(opts)
+    if not args.probe_only:
+        saved.write_text(json.dumps(opts))
+
+    def write() -> None:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report, indent=1))
+
+    write()
+    if args.probe_only:
+        return
+
+    from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
+
+    stages = {}
+    t0 = time.perf_counter()
+    ckpt = out / "supernet.pt"
+    cfg = SupernetTrainConfig(data="cifar10", epochs=opts["supernet_epochs"], batch_size=opts["batch_size"], lr=opts["lr"],
+                              device=args.device, threads=opts["threads"], train_limit=opts["train_limit"],
+                              val_limit=opts["val_limit"])
+    train_supernet(space, cfg, ckpt, resume=ckpt.exists(), progress=True, dataset=ds)
+    stages["supernet_s"] = time.perf_counter() - t0
+    runs = []
+    for b in budgets:
+        t0 = time.perf_counter()
+        folder = out / f"search-{b:g}ms"
+        run(space=SPACE, profile=args.profile, evaluator=f"supernet:{ckpt}", strategy="evolution",
+            budget_evals=opts["search_evals"], seed=0, latency_budget_ms=b, evaluator_options={"device": args.device},
+            out=folder, resume=(folder / "journal.jsonl").exists())
+        runs.append(str(folder))
+        stages[f"search_{b:g}ms_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cmp_dir = out / "compare"
+    res = compare(profile=args.profile, data="cifar10", epochs=opts["epochs"], baselines=args.baselines, runs=runs,
+                  seeds=opts["seeds"], train_limit=opts["train_limit"], threads=opts["threads"],
+                  batch_size=opts["batch_size"], lr=opts["lr"], device=args.device, out=cmp_dir,
+                  resume=(cmp_dir / JOURNAL_FILE).is_file(), progress=True)
+    stages["compare_s"] = time.perf_counter() - t0
+    report["stages_s"] = stages
+    report["rows"] = [{k: v for k, v in r.items() if k != "per_class_f1"} for r in res.rows]
+    report["verdicts"] = res.verdicts
+    write()
+    print((cmp_dir / "compare.md").read_text())
+    for v in res.verdicts:
+        print(v)
+
+
+if __name__ == "__main__":
+    main()
