@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--strategy", default="evolution")
     ap.add_argument("--halving-share", type=float, default=1.0,
                     help="the multi-fidelity search's epochs as a share of the plain search's")
+    ap.add_argument("--rungs", default=None, help="the multi-fidelity search's rungs in epochs, ending at E "
+                    "(default 1,3,E)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -51,10 +53,14 @@ def main() -> int:
     torch.set_num_threads(1)
     space = get_space("cnn", **SPACE)
     e = args.top_epochs
-    rungs = [1, 3, e]
-    batch_epochs = 9 * 1 + 3 * 3 + 1 * e  # one batch of 9 at eta 3
+    rungs = [int(r) for r in args.rungs.split(",")] if args.rungs else [1, 3, e]
+    if rungs[-1] != e:
+        ap.error(f"--rungs must end at the top epochs ({e}), got {rungs}")
+    batch = 3 ** (len(rungs) - 1)  # candidates of one batch at eta 3 (9 for three rungs)
+    # each rung trains its candidates from scratch: 9 x 1 + 3 x 3 + 1 x E for 1,3,E
+    batch_epochs = sum(3 ** (len(rungs) - 1 - k) * r for k, r in enumerate(rungs))
     epochs = args.plain_candidates * e
-    sh_candidates = max(9, 9 * int(epochs * args.halving_share // batch_epochs))
+    sh_candidates = max(batch, batch * int(epochs * args.halving_share // batch_epochs))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         prof = Path(tmp) / "cnn8.json"
