@@ -94,6 +94,16 @@ def test_preset_and_settings_give_the_extended_space():
         assert str(e.value).startswith("invalid mbv3-32 settings") and "\n" not in str(e.value)
 
 
+def test_spaces_that_search_fused_blocks_calibrate_their_tables_on_more_networks():
+    """Fused and MBConv blocks get a calibration scale each: a table of a space searching both
+    is fitted on 50 whole networks by default, one with a single block kind on 30."""
+    assert get_space("mbv3-32").calibration_networks == 30
+    assert get_space("mbv3-32-int8").calibration_networks == 50
+    assert get_space("mbv3-32", block_kinds=["mbconv", "fused"]).calibration_networks == 50
+    assert get_space("mbv3-32", block_kinds=["fused"]).calibration_networks == 30
+    assert get_space("mbv3-32", act_choices=["relu", "hswish"], se_choices=[False, True]).calibration_networks == 30
+
+
 def test_archs_round_trip_and_vary():
     space = tiny()
     seen = set()

@@ -56,10 +56,17 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 
 
 class MBConvSpace(SearchSpace):
-    # 30 rather than 10: calibrated on k networks of a fidelity run and checked on that run's
-    # other 50 (four mbv3-32 / ONNX Runtime runs, 30 random splits each), 10 networks put
-    # 94-98% within 10%, 30 put 96-99%; a table builds in about 150 s instead of 128 s
-    calibration_networks = 30
+    @property
+    def calibration_networks(self) -> int:
+        """Whole networks a table's calibration is fitted on.
+
+        30 rather than 10: calibrated on k networks of a fidelity run and checked on that run's
+        other 50 (four mbv3-32 / ONNX Runtime runs, 30 random splits each), 10 networks put
+        94-98% within 10%, 30 put 96-99%; a table builds in about 150 s instead of 128 s.
+        50 where fused blocks are searched too: the fit has a scale per block kind, and the
+        extended space's INT8 table put 85-90% of 20 fresh networks within 10% on 30 networks,
+        95-100% on 50 (BENCHMARKS.md, "INT8 tables calibrated on plain timings")."""
+        return 50 if len(self.config.block_kinds) > 1 else 30
 
     def __init__(self, name: str, config: MBConvConfig) -> None:
         self.name = name
