@@ -154,13 +154,13 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("float32", "--dtype", help="float32, or int8: time every block and network as "
                                   "the export's INT8 file (ONNX Runtime backends)"),
         calibration_data: Optional[str] = typer.Option(None, "--calibration-data", help="dataset whose real images "
-                                                       "calibrate an INT8 table's networks [default: digits]"),
+                                                       "calibrate an INT8 table's networks (default: digits)"),
         calibrate_on: str = typer.Option("auto", "--calibrate-on", help="plain: fit the calibration on plain timings "
                                          "of the whole networks; protocol: on the profiler's protocol, converted to plain "
                                          "milliseconds by a line; auto: plain for ONNX Runtime tables, protocol for eager torch"),
         plain_sessions: Optional[int] = typer.Option(None, "--plain-sessions", help="fresh processes per network timed "
-                                                     "plainly (the median of their medians) [default: 5 where the "
-                                                     "table is fitted on plain timings, else 3]"),
+                                                     "plainly (the median of their medians) (default: 5 where the "
+                                                     "table is fitted on plain timings, else 3)"),
         out_path: Optional[str] = typer.Option(None, "--out", help="table file to write (JSON)"),
         force: bool = typer.Option(False, "--force", help="overwrite FILE and discard an unfinished run"),
     ) -> None:
@@ -203,7 +203,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="seed for the networks"),
         dtype: str = typer.Option("float32", "--dtype", help="float32, or int8: the files are the export's INT8 form"),
         calibration_data: Optional[str] = typer.Option(None, "--calibration-data", help="dataset whose real images "
-                                                       "calibrate the INT8 networks [default: digits]"),
+                                                       "calibrate the INT8 networks (default: digits)"),
         force: bool = typer.Option(False, "--force", help="replace an existing bundle folder"),
     ) -> None:
         """Write every block and the calibration/validation networks as ONNX files, for a device without torch."""

@@ -45,10 +45,10 @@ def search_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="gdas/darts and --evaluator train: the dataset the supernet or each candidate trains on (digits, cifar10[:PATH], imagefolder:PATH; default digits)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="gdas/darts: training epochs of the supernet and its architecture (default 10)"),
     latency_form: Optional[str] = typer.Option(None, "--latency-form", help="gdas/darts: the latency term of the architecture loss: penalty, "
-                                               "loss + lambda * max(0, E[latency] / budget - 1); multiplicative (MnasNet's soft form), "
-                                               "loss * (E[latency] / budget) ** lambda; multiplicative-hard, "
-                                               "loss * max(1, E[latency] / budget) ** lambda; absolute (TuNAS), "
-                                               "loss + lambda * |E[latency] / budget - 1|, which holds E[latency] at the budget (default penalty)"),
+                                               "loss + lambda * max(0, E\\[latency] / budget - 1); multiplicative (MnasNet's soft form), "
+                                               "loss * (E\\[latency] / budget) ** lambda; multiplicative-hard, "
+                                               "loss * max(1, E\\[latency] / budget) ** lambda; absolute (TuNAS), "
+                                               "loss + lambda * |E\\[latency] / budget - 1|, which holds E\\[latency] at the budget (default penalty)"),
     latency_lambda: Optional[float] = typer.Option(None, "--latency-lambda", help="gdas/darts: lambda of --latency-form (default 1 for "
                                                    "penalty, multiplicative-hard and absolute, 0.07 for multiplicative, MnasNet's soft constraint)"),
     warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", help="gdas/darts: first epochs that train only the network "
@@ -65,7 +65,7 @@ def search_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="gdas/darts and --evaluator train: CPU threads (default all cores)"),
     device: Optional[str] = typer.Option(None, "--device", help="gdas/darts and --evaluator train: auto, cpu, cuda or cuda:N (default auto)"),
     workers: int = typer.Option(1, "--workers", help="evaluate this many candidates at once, each in a Ray worker on its share of "
-                                "the cores (needs the distributed extra: pip install 'hwnas[distributed]'); the result does not depend on it"),
+                                "the cores (needs the distributed extra: pip install 'hwnas\\[distributed]'); the result does not depend on it"),
     in_flight: Optional[int] = typer.Option(None, "--in-flight", help="candidates asked before the first is told (default --workers); "
                                             "the result is a function of the seed and this, so --workers 2 equals --workers 1 --in-flight 2"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="run the workers on this running Ray cluster (HOST:6379, "

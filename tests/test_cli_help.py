@@ -70,3 +70,17 @@ def test_every_option_has_one_line_of_help():
             if not (getattr(p, "help", None) or "").strip():
                 missing.append(f"hwnas {' '.join(path)} {'/'.join(p.opts)}")
     assert not missing, missing
+
+
+def test_no_help_text_is_lost_to_rich_markup():
+    """--help renders through rich, which reads ``[words]`` as a style tag and drops it: a default
+    written as ``[default: X]`` in a help string never reaches the user."""
+    from rich.markup import render
+
+    lost = []
+    for path, cmd in commands():
+        for p in cmd.params:
+            text = getattr(p, "help", None) or ""
+            if text and render(text).plain != text.replace("\\[", "["):
+                lost.append(f"hwnas {' '.join(path)} {'/'.join(p.opts)}: {text!r}")
+    assert not lost, lost
