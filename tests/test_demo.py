@@ -139,8 +139,15 @@ def test_demo_searches_on_the_int8_table_where_int8_is_the_faster_file(tmp_path,
     r = json.loads((out / "report.json").read_text())
     assert r["profile_precision"] == "int8" and r["latency_budget_ms"] == res.latency_budget_ms
     assert ("profile_note" in r["deploy"]) == (r["deployed"] == "fp32")
-    # the budget is a quantile of the INT8 table's predictions, and the search ran 5% under it
-    assert res.search_latency_budget_ms == res.latency_budget_ms * DemoConfig().search_margin
+    # the budget is a quantile of the INT8 table's predictions, and the search ran 5% under it, or
+    # at the table's cheapest arch where that is higher (a table fitted on two networks may put
+    # the quantile on its floor)
+    from hwnas.exporters.demo import DEMO_SPACE
+    from hwnas.latency import LatencyPredictor, load_table
+    from hwnas.space import get_space
+
+    floor = LatencyPredictor(load_table(res.search_profile), get_space(DEMO_SPACE, **TINY)).min_latency()[0]
+    assert res.search_latency_budget_ms == max(res.latency_budget_ms * DemoConfig().search_margin, floor)
 
 
 class _TableOnItsFloor:
