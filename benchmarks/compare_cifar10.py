@@ -42,12 +42,12 @@ GPU = {"train_limit": None, "val_limit": None, "epochs": 30, "supernet_epochs": 
 PROBE_STEPS = 3  # timed steps per network, after one untimed step (allocation, first-call work)
 
 
-def found_proxies(space, profile: str, budgets: list[float], seed: int = 0) -> list:
+def found_proxies(space, table, budgets: list[float], seed: int = 0) -> list:
     """For the probe: a random arch just under each budget on the table (what the search will find
     is not known yet; its cost is about that of an arch at the budget)."""
-    from hwnas.latency import LatencyPredictor, load_table
+    from hwnas.latency import LatencyPredictor
 
-    pred = LatencyPredictor(load_table(profile), space)
+    pred = LatencyPredictor(table, space)
     rng = random.Random(seed)
     archs = [space.sample(rng) for _ in range(400)]
     lat = [pred.predict(a) for a in archs]
@@ -97,7 +97,7 @@ def probe(args, opts, budgets, ds, table) -> dict:
     image_size = space.input_shape[-1]
     bench = Bench(table, space.input_shape)
     contenders = baseline_contenders(args.baselines, image_size)
-    contenders += found_archs(found_proxies(space, args.profile, budgets), space)
+    contenders += found_archs(found_proxies(space, table, budgets), space)
     bs = opts["batch_size"]
     rows = []
     for c in contenders:
