@@ -145,7 +145,8 @@ def test_resume_keeps_finished_rows(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         cr.compare(cfg, out=out)
     journal = (out / cr.JOURNAL_FILE).read_text().splitlines()
-    assert len(journal) == 2 and "shufflenet_v2_x0_5" in journal[1]  # the header and the finished row
+    first_trained, interrupted = calls
+    assert len(journal) == 2 and json.loads(journal[1])["row"]["name"] == first_trained  # the header and the finished row
     assert not (out / "compare.json").exists()
     with pytest.raises(UserError, match="--resume"):
         cr.compare(cfg, out=out)  # neither overwritten nor mixed without asking
@@ -154,12 +155,35 @@ def test_resume_keeps_finished_rows(tmp_path, monkeypatch):
 
     calls.clear()
     res = cr.compare(cfg, out=out, resume=True)
-    assert calls == [get_space("mbv3-32").parse(arch).id]  # only the unfinished row was trained
+    assert calls == [interrupted]  # only the unfinished row was trained
     assert res.resumed_rows == 1
     first = json.loads(journal[1])["row"]
-    assert res.rows[0] == first
+    assert [r for r in res.rows if r["name"] == first_trained] == [first]
     doc = json.loads((out / "compare.json").read_text())
-    assert [r["name"] for r in doc["rows"]] == ["shufflenet_v2_x0_5", calls[0]]
+    assert [r["name"] for r in doc["rows"]] == ["shufflenet_v2_x0_5", get_space("mbv3-32").parse(arch).id]
+
+
+def test_cheapest_networks_train_first_seed_by_seed_and_the_tables_keep_the_order_given(tmp_path, monkeypatch):
+    import hwnas.compare.run as cr
+
+    order = ["mobilenet_v2_x0_35", "shufflenet_v2_x0_5"]  # 31 and 22 MFLOPs
+    real = cr._one_row
+    calls = []
+
+    def recorded(c, seed, *a, **k):
+        calls.append((c.name, seed))
+        return real(c, seed, *a, **k)
+
+    monkeypatch.setattr(cr, "_one_row", recorded)
+    out = tmp_path / "cmp"
+    res = cr.compare(_cfg(baselines=order, seeds=2, max_steps=1), out=out)
+    assert calls == [("shufflenet_v2_x0_5", 0), ("mobilenet_v2_x0_35", 0), ("shufflenet_v2_x0_5", 1),
+                     ("mobilenet_v2_x0_35", 1)]
+    journal = [json.loads(line)["row"]["key"] for line in (out / cr.JOURNAL_FILE).read_text().splitlines()[1:]]
+    assert journal == [f"{n}#{s}" for n, s in calls]  # each row is kept the moment it is finished
+    assert [(r["name"], r["seed"]) for r in res.rows] == [(n, s) for s in (0, 1) for n in order]
+    doc = json.loads((out / "compare.json").read_text())
+    assert [(r["name"], r["seed"]) for r in doc["rows"]] == [(n, s) for s in (0, 1) for n in order]
 
 
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, run_folder, monkeypatch):

@@ -4,7 +4,9 @@ shared loop, timed end to end on the profile's backend, in one table and one pic
 Every network of a comparison sees the same data split, recipe, epochs and seeds. Each finished
 (network, seed) row is appended to ``compare.journal.jsonl`` in the output folder before the
 next starts (its first line records the settings), so an interrupted comparison continues with
-``resume=True`` and keeps every finished row; ``compare.json``, ``compare.md`` and
+``resume=True`` and keeps every finished row. Rows are trained seed by seed, the cheapest
+networks (FLOPs) first, so an interruption keeps the most rows; the tables keep the order given.
+``compare.json``, ``compare.md`` and
 ``compare.png`` are written at the end, atomically.
 
 A run folder gives its best arch, or with ``front=True`` every arch of its Pareto front
@@ -206,12 +208,16 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
             pass  # a comparison with other settings (or a damaged journal): it starts over below
     todo = [(c, s) for c, s in jobs if key(c, s) not in done]
     # every network the backend cannot run is refused before hours of training the others
-    checked = set()
+    flops: dict[str, int] = {}
     for c, _ in todo:
-        if c.name not in checked:
+        if c.name not in flops:
             torch.manual_seed(0)
-            bench.preflight(c.build(ds.num_classes), c.name)
-            checked.add(c.name)
+            model = c.build(ds.num_classes)
+            flops[c.name] = model_costs(model, input_shape)[1]
+            bench.preflight(model, c.name)
+    # seed by seed, the cheapest networks first: an interrupted comparison holds the most rows,
+    # and every network's first seed before any second (the tables keep the order given)
+    todo.sort(key=lambda cs: (cs[1], flops[cs[0].name]))
     if out_path is not None and not continuing:
         _open_journal(out_path, header, False)
     resumed = sum(1 for c, s in jobs if key(c, s) in done)
