@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 SPACE = "mbv3-32"
 CPU = {"train_limit": 20000, "val_limit": 2000, "epochs": 10, "supernet_epochs": 30, "search_evals": 300, "seeds": 2,
-       "batch_size": 64, "lr": 0.05, "threads": None}
+       "batch_size": 64, "lr": 0.05, "threads": None, "search_evaluator": "supernet"}
 # one GPU: all 45,000 training images; the epochs are what --wall-budget-s allows, up to these
 GPU = {"train_limit": None, "val_limit": None, "epochs": 30, "supernet_epochs": 30, "search_evals": 300, "seeds": 2,
-       "batch_size": 128, "lr": 0.1, "threads": None}
+       "batch_size": 128, "lr": 0.1, "threads": None, "search_evaluator": "supernet"}
 PROBE_STEPS = 3  # timed steps per network, after one untimed step (allocation, first-call work)
 
 
@@ -77,6 +77,12 @@ def inference_throughput(model, input_shape, device: str, threads: int | None, n
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return n / max(time.perf_counter() - t0, 1e-9)
+
+
+def search_options(opts: dict, device: str) -> dict:
+    """The search evaluator's options: a supernet runs on the training device; any other
+    evaluator (a zero-cost proxy, say) scores on CIFAR-10 images."""
+    return {"device": device} if opts["search_evaluator"] == "supernet" else {"data": "cifar10"}
 
 
 def probe(args, opts, budgets, ds, table) -> dict:
@@ -118,6 +124,15 @@ def probe(args, opts, budgets, ds, table) -> dict:
                      "measure_s": measure_s})
         print(f"probe {c.name:24s} {ips:9.1f} img/s training {infer_ips:9.1f} img/s testing   {measure_s:5.1f} s to "
               "export and time", flush=True)
+    if opts["search_evaluator"] != "supernet":  # the search scores with another evaluator: no supernet
+        ev = get_evaluator(opts["search_evaluator"], space, **search_options(opts, args.device))
+        rng = random.Random(1)
+        ev.evaluate([space.sample(rng)])
+        t0 = time.perf_counter()
+        ev.evaluate([space.sample(rng)])
+        eval_s = time.perf_counter() - t0
+        print(f"probe {opts['search_evaluator']:24s} {eval_s:5.2f} s per evaluation in the search", flush=True)
+        return {"networks": rows, "supernet_img_per_s": None, "eval_s": eval_s, "batch_size": bs}
     with tempfile.TemporaryDirectory() as tmp:
         times = []
         for steps in (1, 1 + PROBE_STEPS):
@@ -143,7 +158,8 @@ def estimate(p: dict, n_train: int, n_test: int, epochs: int, supernet_epochs: i
              n_budgets: int) -> dict:
     """Seconds each stage takes at these settings, from the probe."""
     nets = p["networks"]
-    return {"supernet_s": n_train * supernet_epochs / p["supernet_img_per_s"], "search_s": n_budgets * evals * p["eval_s"],
+    sn = p.get("supernet_img_per_s")
+    return {"supernet_s": n_train * supernet_epochs / sn if sn else 0.0, "search_s": n_budgets * evals * p["eval_s"],
             "compare_train_s": seeds * sum(n_train * epochs / r["train_img_per_s"] for r in nets),
             "compare_test_s": seeds * sum(n_test / r["test_img_per_s"] for r in nets),
             "compare_measure_s": seeds * sum(r["measure_s"] for r in nets)}
@@ -172,6 +188,8 @@ def main() -> None:
     ap.add_argument("--supernet-epochs", type=int)
     ap.add_argument("--search-evals", type=int)
     ap.add_argument("--seeds", type=int)
+    ap.add_argument("--search-evaluator", help="what the searches score with: supernet (the preset: train one on CIFAR-10 "
+                    "first) or an evaluator spec such as zc:synflow (no supernet)")
     ap.add_argument("--val-limit", type=int, help="validation images the search scores on (preset: 2,000 on a CPU, all on a GPU)")
     ap.add_argument("--threads", type=int, help="CPU threads for training (default: the machine's cores)")
     ap.add_argument("--probe", action="store_true", help="measure each part's cost first and print the estimate")
@@ -191,7 +209,8 @@ def main() -> None:
 
     gpu = args.device.startswith("cuda")
     opts = dict(GPU if gpu else CPU)
-    for key in ("train_limit", "val_limit", "epochs", "supernet_epochs", "search_evals", "seeds", "threads"):
+    for key in ("train_limit", "val_limit", "epochs", "supernet_epochs", "search_evals", "seeds", "threads",
+                "search_evaluator"):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
     args.baselines = list_baselines() if args.baselines == "all" else [b.strip() for b in args.baselines.split(",")]
@@ -202,7 +221,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "settings.json"  # a job run again goes on with the settings it started with
     if saved.is_file() and not args.probe_only:
-        opts, wall = json.loads(saved.read_text()), None
+        opts, wall = {"search_evaluator": "supernet", **json.loads(saved.read_text())}, None
         print(f"going on with the settings in {saved} (delete it to size the job again): {opts}", flush=True)
     table, _ = load_profile(args.profile)
     space = get_space(SPACE)
@@ -218,7 +237,9 @@ def main() -> None:
         report["probe_s"] = time.perf_counter() - t_probe
         est = estimate(p, n_train, n_test, opts["epochs"], opts["supernet_epochs"], opts["search_evals"], opts["seeds"], len(budgets))
         report["estimate_preset_s"] = est
-        print(f"the preset ({n_train} images, {opts['supernet_epochs']} supernet epochs, {opts['search_evals']} evaluations "
+        sn = f"{opts['supernet_epochs']} supernet epochs" if opts["search_evaluator"] == "supernet" else \
+            f"no supernet ({opts['search_evaluator']})"
+        print(f"the preset ({n_train} images, {sn}, {opts['search_evals']} evaluations "
               f"x {len(budgets)} budgets, {opts['epochs']} epochs x {opts['seeds']} seeds for {len(p['networks'])} networks): "
               + ", ".join(f"{k} {v / 3600:.2f} h" for k, v in est.items()) + f"; in all {sum(est.values()) / 3600:.1f} h",
               flush=True)
@@ -245,19 +266,23 @@ def main() -> None:
     from hwnas.accuracy.supernet.train import SupernetTrainConfig, train_supernet
 
     stages = {}
-    t0 = time.perf_counter()
-    ckpt = out / "supernet.pt"
-    cfg = SupernetTrainConfig(data="cifar10", epochs=opts["supernet_epochs"], batch_size=opts["batch_size"], lr=opts["lr"],
-                              device=args.device, threads=opts["threads"], train_limit=opts["train_limit"],
-                              val_limit=opts["val_limit"])
-    train_supernet(space, cfg, ckpt, resume=ckpt.exists(), progress=True, dataset=ds)
-    stages["supernet_s"] = time.perf_counter() - t0
+    evaluator = opts["search_evaluator"]
+    if evaluator == "supernet":
+        t0 = time.perf_counter()
+        ckpt = out / "supernet.pt"
+        cfg = SupernetTrainConfig(data="cifar10", epochs=opts["supernet_epochs"], batch_size=opts["batch_size"],
+                                  lr=opts["lr"], device=args.device, threads=opts["threads"],
+                                  train_limit=opts["train_limit"], val_limit=opts["val_limit"])
+        train_supernet(space, cfg, ckpt, resume=ckpt.exists(), progress=True, dataset=ds)
+        stages["supernet_s"] = time.perf_counter() - t0
+        evaluator = f"supernet:{ckpt}"
     runs = []
     for b in budgets:
         t0 = time.perf_counter()
         folder = out / f"search-{b:g}ms"
-        run(space=SPACE, profile=args.profile, evaluator=f"supernet:{ckpt}", strategy="evolution",
-            budget_evals=opts["search_evals"], seed=0, latency_budget_ms=b, evaluator_options={"device": args.device},
+        run(space=SPACE, profile=args.profile, evaluator=evaluator, strategy="evolution",
+            budget_evals=opts["search_evals"], seed=0, latency_budget_ms=b,
+            evaluator_options=search_options(opts, args.device),
             out=folder, resume=(folder / "journal.jsonl").exists())
         runs.append(str(folder))
         stages[f"search_{b:g}ms_s"] = time.perf_counter() - t0
