@@ -296,6 +296,7 @@ def main() -> None:
     report["stages_s"] = stages
     report["rows"] = [{k: v for k, v in r.items() if k != "per_class_f1"} for r in res.rows]
     report["verdicts"] = res.verdicts
+    report["baselines"] = res.standing
     write()
     print((cmp_dir / "compare.md").read_text())
     for v in res.verdicts:

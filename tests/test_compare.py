@@ -119,8 +119,13 @@ def test_tiny_compare_writes_all_three_files_with_every_field(tmp_path, run_fold
         assert 0 <= r["top1"] <= 1 and 0 <= r["macro_f1"] <= 1 and len(r["per_class_f1"]) == 10
         assert r["epochs"] == 1 and r["seed"] == 0 and r["train_seconds"] > 0
     assert {r["kind"] for r in doc["rows"]} == {"baseline", "found"}
+    assert {b["name"] for b in doc["baselines"]} == set(SMALL)
+    for b in doc["baselines"]:
+        assert {"dominated_by", "gain_points", "speedup", "goal_met"} <= set(b)
+    assert res.standing == doc["baselines"]
     md = (out / "compare.md").read_text()
     assert all(n in md for n in SMALL) and "| network | kind | top-1 %" in md
+    assert "Each baseline against the found networks" in md and "of 2 baselines" in md
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -184,6 +189,33 @@ def test_cheapest_networks_train_first_seed_by_seed_and_the_tables_keep_the_orde
     assert [(r["name"], r["seed"]) for r in res.rows] == [(n, s) for s in (0, 1) for n in order]
     doc = json.loads((out / "compare.json").read_text())
     assert [(r["name"], r["seed"]) for r in doc["rows"]] == [(n, s) for s in (0, 1) for n in order]
+
+
+def test_each_baseline_is_set_against_the_found_networks_by_hand_computable_numbers():
+    from hwnas.compare.report import baseline_standing, mean_rows, standing_summary, standing_markdown
+
+    rows = [{"name": "small", "kind": "baseline", "latency_ms": 1.0, "top1": 0.70, "seed": 0},
+            {"name": "small", "kind": "baseline", "latency_ms": 1.2, "top1": 0.72, "seed": 1},  # mean 1.1 ms, 71%
+            {"name": "big", "kind": "baseline", "latency_ms": 4.0, "top1": 0.80, "seed": 0},
+            {"name": "huge", "kind": "baseline", "latency_ms": 9.0, "top1": 0.90, "seed": 0},
+            {"name": "fA", "kind": "found", "latency_ms": 1.0, "top1": 0.715, "seed": 0},
+            {"name": "fB", "kind": "found", "latency_ms": 2.0, "top1": 0.81, "seed": 0}]
+    st = {s["name"]: s for s in baseline_standing(mean_rows(rows))}
+    small, big, huge = st["small"], st["big"], st["huge"]
+    assert small["dominated_by"] == ["fA"] and small["gain_by"] == "fA"
+    assert small["gain_points"] == pytest.approx(0.5)  # fA is the only one as fast
+    assert small["speedup"] == pytest.approx(1.1) and small["speedup_by"] == "fA"
+    assert not small["goal_met"]  # +0.5 point, 1.1x: neither reaches +1 point or 1.5x
+    assert big["dominated_by"] == ["fB"] and big["gain_points"] == pytest.approx(1.0) and big["gain_by"] == "fB"
+    assert big["speedup"] == pytest.approx(2.0) and big["goal_met"]
+    assert huge["dominated_by"] == [] and huge["speedup"] is None  # nothing found is as accurate
+    assert huge["gain_points"] == pytest.approx(-9.0) and huge["gain_by"] == "fB" and not huge["goal_met"]
+    text = standing_summary(list(st.values()))
+    assert "dominate 2 of 3 baselines" in text and "1 of 3" in text and "(not: small, huge)" in text
+    table = "\n".join(standing_markdown(list(st.values())))
+    assert "| big | 4 | 80.00 | fB | +1.00 (fB) | 2.00x (fB) | yes |" in table
+    assert "| huge | 9 | 90.00 | - | -9.00 (fB) | - | no |" in table
+    assert baseline_standing(mean_rows(rows[:4]))[0]["gain_points"] is None  # no found network: nothing to set against
 
 
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, run_folder, monkeypatch):

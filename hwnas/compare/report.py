@@ -78,7 +78,62 @@ def verdict(found: dict, baselines: Sequence[dict]) -> tuple[bool, str]:
                    + (f"; it does dominate {', '.join(beaten)}." if beaten else "."))
 
 
-def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: bool = False, marks: bool = False) -> str:
+GAIN_GOAL_POINTS = 1.0  # at a baseline's latency, a found network this many top-1 points better
+SPEEDUP_GOAL = 1.5  # or, at its accuracy, this many times faster
+
+
+def baseline_standing(means: Sequence[dict]) -> list[dict]:
+    """Each baseline against the found networks (rows averaged over seeds, as ``mean_rows``
+    gives them): which found networks dominate it; the most top-1 points a found network gains
+    at no more than its latency; the largest speed-up of a found network at no less than its
+    accuracy; and whether either reaches the goal (+1 point, or 1.5x faster)."""
+    ok = [m for m in means if m.get("latency_ms") is not None and m.get("top1") is not None]
+    found = [m for m in ok if m["kind"] == "found"]
+    out = []
+    for b in (m for m in ok if m["kind"] == "baseline"):
+        as_fast = [f for f in found if f["latency_ms"] <= b["latency_ms"]]
+        as_good = [f for f in found if f["top1"] >= b["top1"]]
+        g = max(as_fast, key=lambda f: f["top1"], default=None)
+        s = min(as_good, key=lambda f: f["latency_ms"], default=None)
+        gain = None if g is None else 100 * (g["top1"] - b["top1"])
+        speedup = None if s is None else b["latency_ms"] / s["latency_ms"]
+        out.append({"name": b["name"], "latency_ms": b["latency_ms"], "top1": b["top1"],
+                    "dominated_by": [f["name"] for f in found if dominates(f, b)],
+                    "gain_points": gain, "gain_by": None if g is None else g["name"],
+                    "speedup": speedup, "speedup_by": None if s is None else s["name"],
+                    "goal_met": bool((gain is not None and gain >= GAIN_GOAL_POINTS)
+                                     or (speedup is not None and speedup >= SPEEDUP_GOAL))})
+    return out
+
+
+def standing_summary(standing: Sequence[dict]) -> str:
+    """One sentence: how many baselines the found networks dominate and how many reach the goal."""
+    n = len(standing)
+    dom = [s["name"] for s in standing if s["dominated_by"]]
+    met = [s["name"] for s in standing if s["goal_met"]]
+    missed = [s["name"] for s in standing if not s["goal_met"]]
+    return (f"the found networks dominate {len(dom)} of {n} baselines; {len(met)} of {n} are beaten by at least "
+            f"{GAIN_GOAL_POINTS:g} point at no more than their latency or by {SPEEDUP_GOAL:g}x at no less than their "
+            f"accuracy" + (f" (not: {', '.join(missed)})" if missed else ""))
+
+
+def standing_markdown(standing: Sequence[dict]) -> list[str]:
+    """compare.md's second table: each baseline against the found networks."""
+    if not standing:
+        return []
+    lines = ["", "Each baseline against the found networks (means over seeds):", "",
+             "| baseline | latency ms | top-1 % | dominated by | top-1 gain at <= its latency | speed-up at >= its "
+             "accuracy | +1 point or 1.5x |", "|---|---|---|---|---|---|---|"]
+    for s in standing:
+        gain = "-" if s["gain_points"] is None else f"{s['gain_points']:+.2f} ({s['gain_by']})"
+        speed = "-" if s["speedup"] is None else f"{s['speedup']:.2f}x ({s['speedup_by']})"
+        lines.append(f"| {s['name']} | {s['latency_ms']:.4g} | {100 * s['top1']:.2f} | "
+                     f"{', '.join(s['dominated_by']) or '-'} | {gain} | {speed} | {'yes' if s['goal_met'] else 'no'} |")
+    return lines
+
+
+def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: bool = False, marks: bool = False,
+             standing: Sequence[dict] = ()) -> str:
     """The table: one line per network and seed, sorted by latency; with several seeds, their means below.
     ``marks``: the kind cell names a run's best and its front archs."""
     head = ["network", "kind", "top-1 %", "macro-F1", "latency ms", "params", "MFLOPs", "model MB", "train s",
@@ -114,6 +169,7 @@ def markdown(rows: Sequence[dict], title: str, notes: Sequence[str] = (), int8: 
                 top = f"{100 * m['top1']:.2f}"
                 text = text.replace(f"| {top} |", f"| {top} ({100 * m['top1_sd']:.2f}) |", 1)
             lines.append(text)
+    lines += standing_markdown(standing)
     return "\n".join(lines) + "\n"
 
 

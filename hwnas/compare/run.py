@@ -89,6 +89,8 @@ class CompareResult:
     search_fronts: list[SearchFront] = field(default_factory=list)
     # each run's best (and each --arch network) against the baselines: name, dominates_baselines, sentence
     verdicts: list[dict] = field(default_factory=list)
+    # each baseline against the found networks (report.baseline_standing); empty without found networks
+    standing: list[dict] = field(default_factory=list)
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
@@ -245,9 +247,12 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
         # where an arch sits in its run is a fact of the run folder, not of the training: a row
         # kept from a comparison without --front gets its flags from the folder as it is now
         rows.append({**row, **{k: c.info[k] for k in ("front", "best", "run") if k in c.info}})
+    from hwnas.compare.report import baseline_standing, mean_rows
+
+    clean = [{k: v for k, v in r.items() if k != "key"} for r in rows]
+    standing = baseline_standing(mean_rows(clean)) if any(r["kind"] == "found" for r in clean) else []
     result = CompareResult(rows, out_path, resumed, notes, search_fronts,
-                           _front_notes([{k: v for k, v in r.items() if k != "key"} for r in rows], cfg.front,
-                                        search_fronts)[3])
+                           _front_notes(clean, cfg.front, search_fronts)[3], standing)
     if out_path is not None:
         write_outputs(out_path, rows, header, cfg, [c.latency_budget_ms for c in contenders if c.latency_budget_ms is not None],
                       search_fronts)
@@ -319,14 +324,17 @@ def _one_row(c: Contender, seed: int, cfg: CompareConfig, ds, bench: Bench, trai
 
 def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig, budgets: Sequence[float],
                   search_fronts: Sequence[SearchFront] = ()) -> None:
-    from hwnas.compare.report import figure_png, markdown
+    from hwnas.compare.report import baseline_standing, figure_png, markdown, mean_rows, standing_summary
 
     clean = [{k: v for k, v in r.items() if k != "key"} for r in rows]
     lines, estimates, measured, verdicts = _front_notes(clean, cfg.front, search_fronts)
+    standing = baseline_standing(mean_rows(clean))
+    has_found = any(r["kind"] == "found" for r in clean)
     atomic_write_json(out / JSON_FILE, {"format": FORMAT, "profile": str(cfg.profile), **header,
                                         "latency_budgets_ms": sorted(set(budgets)), "front": cfg.front,
                                         "search_fronts": [f.to_dict() for f in search_fronts],
-                                        "verdicts": verdicts, "rows": clean})
+                                        "verdicts": verdicts, "baselines": standing if has_found else [],
+                                        "rows": clean})
     d = header["data"]
     b = header["backend"]
     title = (f"{d['spec']} ({d['train']} training images, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}) on {b['backend']} "
@@ -334,8 +342,9 @@ def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig,
     notes = [f"profile `{cfg.profile}`: latency in its units (end to end, the profiler's protocol)",
              "top-1 and macro-F1 on the test split; every network trained with the same recipe, split and epochs",
              "(NAS): itself found by a search (MnasNet), not hand-designed", *lines,
-             *(v["sentence"] for v in verdicts)]
-    atomic_write_text(out / MD_FILE, markdown(clean, f"Comparison: {title}", notes, int8=cfg.int8, marks=cfg.front))
+             *(v["sentence"] for v in verdicts), *([standing_summary(standing)] if has_found and standing else [])]
+    atomic_write_text(out / MD_FILE, markdown(clean, f"Comparison: {title}", notes, int8=cfg.int8, marks=cfg.front,
+                                              standing=standing if has_found else ()))
     atomic_write_bytes(out / PNG_FILE, figure_png(clean, title, budgets,
                                                   xlabel=f"latency (ms on the profile, {b['backend']})",
                                                   fronts=estimates, front_label=ESTIMATE_LABEL,
