@@ -3,7 +3,10 @@
 The whole pipeline, each stage kept in ``--out`` and skipped or resumed when the script runs
 again (with the settings it started with, kept in ``--out``): a supernet trained on CIFAR-10 (``hwnas train-supernet``), one evolution search per
 latency budget on it (``hwnas search``), then ``hwnas compare`` of the two found networks
-against every baseline with one recipe, every network timed on the profile's backend.
+against every baseline with one recipe, every network timed on the profile's backend. One seed
+for every network, and a second for every found network and baseline whose top-1 are within one
+point of each other (``--close-seeds``). ``--search-evaluator zc:synflow`` (or any evaluator
+spec) scores the searches without a supernet, which is a quarter of the CPU preset's time.
 
 ``--probe`` first measures what each part costs on this machine: the training throughput of
 every network (images/s, a few steps after the first), the supernet's step, one supernet
@@ -16,6 +19,7 @@ comparison's epochs (one number, at most the preset's) to fit the rest.
     python benchmarks/compare_cifar10.py --out cmp-c10 --probe-only --json benchmarks/results/compare_cifar10_probe_cpu.json
     python benchmarks/compare_cifar10.py --out cmp-c10                       # the CPU preset: many hours
     python benchmarks/compare_cifar10.py --device cuda --out cmp-c10-gpu     # sized to ~450 s on one GPU
+    python benchmarks/compare_cifar10.py --out cmp-c10 --budgets 0.45,1.4 --search-evaluator zc:synflow --threads 2
 
 Profile the machine first (``hwnas profile --space mbv3-32 --backend ort-cpu --threads 1``) and
 pass ``--profile`` to compare on it; the default is the shipped reference table.
@@ -34,11 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SPACE = "mbv3-32"
-CPU = {"train_limit": 20000, "val_limit": 2000, "epochs": 10, "supernet_epochs": 30, "search_evals": 300, "seeds": 2,
-       "batch_size": 64, "lr": 0.05, "threads": None, "search_evaluator": "supernet"}
+CPU = {"train_limit": 20000, "val_limit": 2000, "epochs": 10, "supernet_epochs": 30, "search_evals": 300, "seeds": 1,
+       "close_seeds": 2, "batch_size": 64, "lr": 0.05, "threads": None, "search_evaluator": "supernet"}
 # one GPU: all 45,000 training images; the epochs are what --wall-budget-s allows, up to these
-GPU = {"train_limit": None, "val_limit": None, "epochs": 30, "supernet_epochs": 30, "search_evals": 300, "seeds": 2,
-       "batch_size": 128, "lr": 0.1, "threads": None, "search_evaluator": "supernet"}
+GPU = {"train_limit": None, "val_limit": None, "epochs": 30, "supernet_epochs": 30, "search_evals": 300, "seeds": 1,
+       "close_seeds": 2, "batch_size": 128, "lr": 0.1, "threads": None, "search_evaluator": "supernet"}
 PROBE_STEPS = 3  # timed steps per network, after one untimed step (allocation, first-call work)
 
 
@@ -169,7 +173,8 @@ def fit(p: dict, opts: dict, n_train: int, n_test: int, n_budgets: int, wall: fl
     """The search's evaluations within a quarter of ``wall``, then one number of epochs for the
     supernet and the comparison (at most the preset's) within the rest."""
     evals = max(30, min(opts["search_evals"], int(0.25 * wall / (n_budgets * p["eval_s"]))))
-    per_epoch = estimate(p, n_train, n_test, 1, 1, 0, opts["seeds"], n_budgets)
+    seeds = max(opts["seeds"], opts.get("close_seeds") or 0)  # at worst every network is in a close pair
+    per_epoch = estimate(p, n_train, n_test, 1, 1, 0, seeds, n_budgets)
     fixed = n_budgets * evals * p["eval_s"] + per_epoch["compare_measure_s"] + per_epoch["compare_test_s"]
     epochs = int((wall - fixed) // (per_epoch["supernet_s"] + per_epoch["compare_train_s"]))
     epochs = max(1, min(opts["epochs"], epochs))
@@ -187,7 +192,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="the comparison's epochs (preset: 10 on a CPU, up to 30 on a GPU)")
     ap.add_argument("--supernet-epochs", type=int)
     ap.add_argument("--search-evals", type=int)
-    ap.add_argument("--seeds", type=int)
+    ap.add_argument("--seeds", type=int, help="seeds for every network (preset 1)")
+    ap.add_argument("--close-seeds", type=int, help="seeds for every found network and baseline within one top-1 point "
+                    "of each other (preset 2; 0: none)")
     ap.add_argument("--search-evaluator", help="what the searches score with: supernet (the preset: train one on CIFAR-10 "
                     "first) or an evaluator spec such as zc:synflow (no supernet)")
     ap.add_argument("--val-limit", type=int, help="validation images the search scores on (preset: 2,000 on a CPU, all on a GPU)")
@@ -209,8 +216,8 @@ def main() -> None:
 
     gpu = args.device.startswith("cuda")
     opts = dict(GPU if gpu else CPU)
-    for key in ("train_limit", "val_limit", "epochs", "supernet_epochs", "search_evals", "seeds", "threads",
-                "search_evaluator"):
+    for key in ("train_limit", "val_limit", "epochs", "supernet_epochs", "search_evals", "seeds", "close_seeds",
+                "threads", "search_evaluator"):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
     args.baselines = list_baselines() if args.baselines == "all" else [b.strip() for b in args.baselines.split(",")]
@@ -221,7 +228,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "settings.json"  # a job run again goes on with the settings it started with
     if saved.is_file() and not args.probe_only:
-        opts, wall = {"search_evaluator": "supernet", **json.loads(saved.read_text())}, None
+        opts, wall = {"search_evaluator": "supernet", "close_seeds": None, **json.loads(saved.read_text())}, None
         print(f"going on with the settings in {saved} (delete it to size the job again): {opts}", flush=True)
     table, _ = load_profile(args.profile)
     space = get_space(SPACE)
@@ -240,7 +247,8 @@ def main() -> None:
         sn = f"{opts['supernet_epochs']} supernet epochs" if opts["search_evaluator"] == "supernet" else \
             f"no supernet ({opts['search_evaluator']})"
         print(f"the preset ({n_train} images, {sn}, {opts['search_evals']} evaluations "
-              f"x {len(budgets)} budgets, {opts['epochs']} epochs x {opts['seeds']} seeds for {len(p['networks'])} networks): "
+              f"x {len(budgets)} budgets, {opts['epochs']} epochs x {opts['seeds']} seed(s) for {len(p['networks'])} "
+              f"networks, more for close pairs): "
               + ", ".join(f"{k} {v / 3600:.2f} h" for k, v in est.items()) + f"; in all {sum(est.values()) / 3600:.1f} h",
               flush=True)
         if wall is not None:
@@ -289,7 +297,8 @@ def main() -> None:
     t0 = time.perf_counter()
     cmp_dir = out / "compare"
     res = compare(profile=args.profile, data="cifar10", epochs=opts["epochs"], baselines=args.baselines, runs=runs,
-                  seeds=opts["seeds"], train_limit=opts["train_limit"], threads=opts["threads"],
+                  seeds=opts["seeds"], close_seeds=opts["close_seeds"] or None, train_limit=opts["train_limit"],
+                  threads=opts["threads"],
                   batch_size=opts["batch_size"], lr=opts["lr"], device=args.device, out=cmp_dir,
                   resume=(cmp_dir / JOURNAL_FILE).is_file(), progress=True)
     stages["compare_s"] = time.perf_counter() - t0

@@ -29,6 +29,8 @@ def compare_cmd(
     arch: Optional[str] = typer.Option(None, "--arch", help="arch file (one JSON object or NAS-Bench-201 string per line) of --space"),
     space: Optional[str] = typer.Option(None, "--space", help="space of --arch (default: the profile's); nb201 for the NAS-Bench-201 comparison"),
     seeds: int = typer.Option(1, "--seeds", help="seeds per network (0 .. K-1)"),
+    close_seeds: Optional[int] = typer.Option(None, "--close-seeds", help="seeds (0 .. K-1) for every found network and baseline whose mean top-1 are within --close-points of each other, added until no such pair has fewer"),
+    close_points: float = typer.Option(1.0, "--close-points", help="with --close-seeds: how close in top-1 points a pair must be to get more seeds"),
     int8: bool = typer.Option(False, "--int8", help="also quantize each network to INT8 (static QDQ) and time it"),
     train_limit: Optional[int] = typer.Option(None, "--train-limit", help="train on the first N training images only"),
     threads: Optional[int] = typer.Option(None, "--threads", help="training threads (default: all cores)"),
@@ -48,10 +50,11 @@ def compare_cmd(
         if nb201:
             _nb201(profile, evaluator, space, runs or [], arch, seeds, strategies, budget_evals, budgets, out_dir,
                    resume, force, unused={"--baselines": baselines, "--epochs": epochs, "--train-limit": train_limit,
-                                          "--int8": int8 or None, "--front": front or None})
+                                          "--int8": int8 or None, "--front": front or None,
+                                          "--close-seeds": close_seeds})
         else:
             _train(profile, data, 10 if epochs is None else epochs, baselines, runs or [], front, arch, space, seeds,
-                   int8, train_limit, threads, batch_size, lr, device, out_dir, resume, force)
+                   int8, train_limit, threads, batch_size, lr, device, out_dir, resume, force, close_seeds, close_points)
     except KeyboardInterrupt:
         interrupted(_kept_text(out_dir))
 
@@ -68,7 +71,7 @@ def _kept_text(out_dir: str) -> str:
 
 
 def _train(profile, data, epochs, baselines, runs, front, arch, space, seeds, int8, train_limit, threads, batch_size,
-           lr, device, out_dir, resume, force) -> None:
+           lr, device, out_dir, resume, force, close_seeds=None, close_points=1.0) -> None:
     from hwnas.compare.run import CompareConfig, compare
     from hwnas.compare.zoo import parse_baselines
 
@@ -86,7 +89,7 @@ def _train(profile, data, epochs, baselines, runs, front, arch, space, seeds, in
         archs = read_archs(arch, sp)
     cfg = CompareConfig(profile=profile, data=data, epochs=epochs, baselines=names, runs=runs, front=front, archs=archs,
                         space=space, seeds=seeds, int8=int8, train_limit=train_limit, threads=threads,
-                        batch_size=batch_size, lr=lr, device=device)
+                        batch_size=batch_size, lr=lr, device=device, close_seeds=close_seeds, close_points=close_points)
     result = compare(cfg, out=out_dir, resume=resume, force=force, progress=True)
     for note in result.notes:
         err.print(f"warning: {note}", markup=False)

@@ -218,6 +218,40 @@ def test_each_baseline_is_set_against_the_found_networks_by_hand_computable_numb
     assert baseline_standing(mean_rows(rows[:4]))[0]["gain_points"] is None  # no found network: nothing to set against
 
 
+def test_close_seeds_go_to_the_pairs_within_a_point_and_resume_trains_nothing_again(tmp_path, monkeypatch):
+    import hwnas.compare.run as cr
+    from hwnas.latency.profiler import reference_arch
+    from hwnas.space import get_space
+
+    space = get_space("mbv3-32")
+    found = space.parse(reference_arch(space).to_dict()).id
+    top1 = {("shufflenet_v2_x0_5", 0): 0.800, ("shufflenet_v2_x0_5", 1): 0.796, ("mobilenet_v2_x0_35", 0): 0.900,
+            (found, 0): 0.805, (found, 1): 0.830}  # seed 0: the found network is 0.5 point from shufflenet
+    calls = []
+
+    def fake_row(c, seed, cfg, *a, **k):
+        calls.append((c.name, seed))
+        return {"name": c.name, "kind": c.kind, "latency_ms": 1.0 + len(calls), "top1": top1[(c.name, seed)],
+                "seed": seed, "epochs": cfg.epochs, **c.info}
+
+    monkeypatch.setattr(cr, "_one_row", fake_row)
+    cfg = _cfg(baselines=SMALL, archs=[reference_arch(space).to_dict()], close_seeds=2)
+    out = tmp_path / "cmp"
+    res = cr.compare(cfg, out=out)
+    first = calls[:3]
+    assert sorted(first) == sorted([("shufflenet_v2_x0_5", 0), ("mobilenet_v2_x0_35", 0), (found, 0)])
+    assert sorted(calls[3:]) == sorted([("shufflenet_v2_x0_5", 1), (found, 1)])  # not mobilenet_v2_x0_35: 9.5 points off
+    assert [(r["name"], r["seed"]) for r in res.rows] == [(n, 0) for n in [*SMALL, found]] + \
+        [("shufflenet_v2_x0_5", 1), (found, 1)]
+    doc = json.loads((out / "compare.json").read_text())
+    assert len(doc["rows"]) == 5
+    calls.clear()
+    res = cr.compare(cfg, out=out, resume=True)
+    assert calls == [] and res.resumed_rows == 5 and len(res.rows) == 5  # the close seeds are kept rows too
+    with pytest.raises(UserError, match="--close-seeds must be more than --seeds"):
+        cr.compare(_cfg(baselines=SMALL, seeds=2, close_seeds=2), out=tmp_path / "other")
+
+
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, run_folder, monkeypatch):
     from hwnas.compare import compare
 

@@ -53,6 +53,10 @@ class CompareConfig:
     archs: Sequence[Any] = ()  # archs of `space` (dicts, JSON strings, Arch values)
     space: str | None = None  # the archs' space; default: the profile's
     seeds: int = 1
+    # more seeds (0 .. close_seeds-1) for every found network and baseline whose mean top-1 are
+    # within close_points of each other, added until no pair is left with fewer
+    close_seeds: int | None = None
+    close_points: float = 1.0
     int8: bool = False
     train_limit: int | None = None
     threads: int | None = None
@@ -66,6 +70,10 @@ class CompareConfig:
         self.recipe(0).check()
         if self.seeds < 1:
             raise UserError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.close_seeds is not None and self.close_seeds <= self.seeds:
+            raise UserError(f"--close-seeds must be more than --seeds ({self.seeds}), got {self.close_seeds}")
+        if not (self.close_points > 0):
+            raise UserError(f"--close-points must be a positive number of top-1 points, got {self.close_points}")
         if self.train_limit is not None and self.train_limit < 1:
             raise UserError(f"--train-limit must be at least 1 image, got {self.train_limit}")
         if self.front and not self.runs:
@@ -211,15 +219,18 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
     todo = [(c, s) for c, s in jobs if key(c, s) not in done]
     # every network the backend cannot run is refused before hours of training the others
     flops: dict[str, int] = {}
-    for c, _ in todo:
+
+    def cost(c: Contender, check: bool = False) -> int:
         if c.name not in flops:
             torch.manual_seed(0)
             model = c.build(ds.num_classes)
             flops[c.name] = model_costs(model, input_shape)[1]
-            bench.preflight(model, c.name)
-    # seed by seed, the cheapest networks first: an interrupted comparison holds the most rows,
-    # and every network's first seed before any second (the tables keep the order given)
-    todo.sort(key=lambda cs: (cs[1], flops[cs[0].name]))
+            if check:
+                bench.preflight(model, c.name)
+        return flops[c.name]
+
+    for c, _ in todo:
+        cost(c, check=True)
     if out_path is not None and not continuing:
         _open_journal(out_path, header, False)
     resumed = sum(1 for c, s in jobs if key(c, s) in done)
@@ -230,14 +241,33 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
             overall = bar.add_task("compare", total=len(jobs), completed=resumed, info=f"{resumed} kept" if resumed else "")
             task = bar.add_task("train", total=1, info="")
             trainer = _Trainer(cfg, ds)
-            for k, (c, seed) in enumerate(todo):
-                bar.update(overall, info=f"{c.name} seed {seed}")
-                row = _one_row(c, seed, cfg, ds, bench, trainer, bar, task)
-                row["key"] = key(c, seed)
-                rows_by_key[row["key"]] = row
-                if journal is not None:
-                    journal.append({"row": row})  # flushed before the next network starts
-                bar.update(overall, completed=resumed + k + 1)
+            finished = resumed
+            while True:  # once, or with close_seeds until no close pair lacks seeds (a resume replays it)
+                # seed by seed, the cheapest networks first: an interrupted comparison holds the most
+                # rows, and every network's first seed before any second (the tables keep the order given)
+                todo.sort(key=lambda cs: (cs[1], cost(cs[0])))
+                for c, seed in todo:
+                    bar.update(overall, info=f"{c.name} seed {seed}")
+                    row = _one_row(c, seed, cfg, ds, bench, trainer, bar, task)
+                    row["key"] = key(c, seed)
+                    rows_by_key[row["key"]] = row
+                    if journal is not None:
+                        journal.append({"row": row})  # flushed before the next network starts
+                    finished += 1
+                    bar.update(overall, completed=finished)
+                if cfg.close_seeds is None:
+                    break
+                # pairs of a found network and a baseline within close_points get more seeds
+                close = _close_names([rows_by_key[key(c, s)] for c, s in jobs], cfg.close_points)
+                planned = {key(c, s) for c, s in jobs}
+                more = [(c, s) for s in range(cfg.seeds, cfg.close_seeds) for c in contenders
+                        if c.name in close and key(c, s) not in planned]
+                if not more:
+                    break
+                jobs += more
+                todo = [(c, s) for c, s in more if key(c, s) not in done]
+                finished += len(more) - len(todo)
+                bar.update(overall, total=len(jobs), completed=finished)
     finally:
         if journal is not None:
             journal.close()
@@ -251,12 +281,23 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
 
     clean = [{k: v for k, v in r.items() if k != "key"} for r in rows]
     standing = baseline_standing(mean_rows(clean)) if any(r["kind"] == "found" for r in clean) else []
-    result = CompareResult(rows, out_path, resumed, notes, search_fronts,
+    result = CompareResult(rows, out_path, sum(1 for c, s in jobs if key(c, s) in done), notes, search_fronts,
                            _front_notes(clean, cfg.front, search_fronts)[3], standing)
     if out_path is not None:
         write_outputs(out_path, rows, header, cfg, [c.latency_budget_ms for c in contenders if c.latency_budget_ms is not None],
                       search_fronts)
     return result
+
+
+def _close_names(rows: Sequence[dict], points: float) -> set[str]:
+    """Found networks and baselines whose mean top-1 (over the seeds so far) are within
+    ``points`` of a network of the other kind."""
+    from hwnas.compare.report import mean_rows
+
+    means = [m for m in mean_rows(rows) if m.get("top1") is not None]
+    found = [m for m in means if m["kind"] == "found"]
+    base = [m for m in means if m["kind"] == "baseline"]
+    return {n for f in found for b in base if abs(f["top1"] - b["top1"]) * 100 < points for n in (f["name"], b["name"])}
 
 
 class _Trainer:
