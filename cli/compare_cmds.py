@@ -99,7 +99,8 @@ def _train(profile, data, epochs, baselines, runs, front, arch, space, seeds, in
     if result.standing:
         from hwnas.compare.report import standing_summary
 
-        out.print(standing_summary(result.standing)[0].upper() + standing_summary(result.standing)[1:] + ".", markup=False)
+        text = standing_summary(result.standing)
+        out.print(text[0].upper() + text[1:] + ".", markup=False)
     out.print(f"wrote {Path(out_dir) / 'compare.json'}, compare.md and compare.png"
               + (f" ({result.resumed_rows} row(s) kept from before)" if result.resumed_rows else ""), markup=False)
 
