@@ -288,6 +288,26 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, run_folder, m
     assert not out.exists()
 
 
+def test_cli_compare_prints_each_verdict_and_how_the_baselines_stand(tmp_path, capsys):
+    from hwnas.cli.main import main
+    from hwnas.latency.profiler import reference_arch
+    from hwnas.space import get_space
+
+    archs = tmp_path / "archs.jsonl"
+    archs.write_text(json.dumps(reference_arch(get_space("mbv3-32")).to_dict()) + "\n")
+    out = tmp_path / "cmp"
+    try:
+        main(["compare", "--profile", str(PROFILE), "--data", "digits", "--epochs", "1", "--train-limit", "32",
+              "--batch-size", "32", "--threads", "1", "--device", "cpu", "--baselines", "shufflenet_v2_x0_5",
+              "--arch", str(archs), "--out", str(out)])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    text = capsys.readouterr().out
+    assert "the baseline" in text and "The found networks dominate" in text and "of 1 baseline;" in text
+    doc = json.loads((out / "compare.json").read_text())
+    assert [b["name"] for b in doc["baselines"]] == ["shufflenet_v2_x0_5"]
+
+
 def test_cli_refusals_are_one_line_with_exit_code_2(tmp_path, capsys):
     from hwnas.cli.main import main
 

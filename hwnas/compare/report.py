@@ -112,7 +112,8 @@ def standing_summary(standing: Sequence[dict]) -> str:
     dom = [s["name"] for s in standing if s["dominated_by"]]
     met = [s["name"] for s in standing if s["goal_met"]]
     missed = [s["name"] for s in standing if not s["goal_met"]]
-    return (f"the found networks dominate {len(dom)} of {n} baselines; {len(met)} of {n} are beaten by at least "
+    return (f"the found networks dominate {len(dom)} of {n} baseline{'s' if n != 1 else ''}; {len(met)} of {n} "
+            f"{'are' if n != 1 else 'is'} beaten by at least "
             f"{GAIN_GOAL_POINTS:g} point at no more than their latency or by {SPEEDUP_GOAL:g}x at no less than their "
             f"accuracy" + (f" (not: {', '.join(missed)})" if missed else ""))
 
