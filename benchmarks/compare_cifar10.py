@@ -20,6 +20,7 @@ comparison's epochs (one number, at most the preset's) to fit the rest.
     python benchmarks/compare_cifar10.py --out cmp-c10                       # the CPU preset: many hours
     python benchmarks/compare_cifar10.py --device cuda --out cmp-c10-gpu     # sized to ~450 s on one GPU
     python benchmarks/compare_cifar10.py --out cmp-c10 --budgets 0.45,1.4 --search-evaluator zc:synflow --threads 2
+    python benchmarks/compare_cifar10.py --out cmp-c10 --budgets 0.45,1.4 --report-only   # the rows so far
 
 Profile the machine first (``hwnas profile --space mbv3-32 --backend ort-cpu --threads 1``) and
 pass ``--profile`` to compare on it; the default is the shipped reference table.
@@ -181,6 +182,27 @@ def fit(p: dict, opts: dict, n_train: int, n_test: int, n_budgets: int, wall: fl
     return {**opts, "search_evals": evals, "epochs": epochs, "supernet_epochs": min(opts["supernet_epochs"], epochs)}
 
 
+def report_so_far(out: Path, opts: dict, budgets: list[float], json_path: str | None) -> None:
+    """The finished rows of the comparison in ``out`` (a job still running, or cut short), as a
+    table with each baseline's standing against the found networks; nothing is trained."""
+    from hwnas.compare.report import baseline_standing, markdown, mean_rows, standing_summary
+    from hwnas.compare.run import JOURNAL_FILE
+    from hwnas.fileio import read_journal
+
+    path = out / "compare" / JOURNAL_FILE
+    if not path.is_file():
+        raise SystemExit(f"no comparison has started in {out}: it holds no compare/{JOURNAL_FILE}")
+    records = read_journal(path)[0]
+    rows = [{k: v for k, v in r["row"].items() if k not in ("per_class_f1", "key")} for r in records[1:] if "row" in r]
+    standing = baseline_standing(mean_rows(rows)) if any(r["kind"] == "found" for r in rows) else []
+    notes = [f"{len(rows)} finished row(s) so far"] + ([standing_summary(standing)] if standing else [])
+    print(markdown(rows, f"CIFAR-10 comparison in {out} (so far)", notes, standing=standing))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps({"partial": True, "budgets_ms": budgets, "settings": opts,
+                                               "rows": rows, "baselines": standing}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder for the supernet, the runs and the comparison")
@@ -204,6 +226,8 @@ def main() -> None:
     ap.add_argument("--wall-budget-s", type=float, help="size the job to this many seconds from the probe "
                     "(default 450 with --device cuda; 0: the preset as it is)")
     ap.add_argument("--json", help="write the probe, the settings and the comparison's rows here")
+    ap.add_argument("--report-only", action="store_true", help="train nothing: print (and with --json write) the rows "
+                    "finished so far in --out, with each baseline's standing against the found networks")
     args = ap.parse_args()
 
     from hwnas.compare import compare
@@ -230,6 +254,9 @@ def main() -> None:
     if saved.is_file() and not args.probe_only:
         opts, wall = {"search_evaluator": "supernet", "close_seeds": None, **json.loads(saved.read_text())}, None
         print(f"going on with the settings in {saved} (delete it to size the job again): {opts}", flush=True)
+    if args.report_only:
+        report_so_far(out, opts, budgets, args.json)
+        return
     table, _ = load_profile(args.profile)
     space = get_space(SPACE)
     ds = load_dataset("cifar10", image_size=space.input_shape[-1], train_limit=opts["train_limit"],
