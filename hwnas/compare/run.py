@@ -285,7 +285,7 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
                            _front_notes(clean, cfg.front, search_fronts)[3], standing)
     if out_path is not None:
         write_outputs(out_path, rows, header, cfg, [c.latency_budget_ms for c in contenders if c.latency_budget_ms is not None],
-                      search_fronts)
+                      search_fronts, standing)
     return result
 
 
@@ -364,17 +364,16 @@ def _one_row(c: Contender, seed: int, cfg: CompareConfig, ds, bench: Bench, trai
 
 
 def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig, budgets: Sequence[float],
-                  search_fronts: Sequence[SearchFront] = ()) -> None:
-    from hwnas.compare.report import baseline_standing, figure_png, markdown, mean_rows, standing_summary
+                  search_fronts: Sequence[SearchFront] = (), standing: Sequence[dict] = ()) -> None:
+    """``standing``: each baseline against the found networks, as ``CompareResult.standing``."""
+    from hwnas.compare.report import figure_png, markdown, standing_summary
 
     clean = [{k: v for k, v in r.items() if k != "key"} for r in rows]
     lines, estimates, measured, verdicts = _front_notes(clean, cfg.front, search_fronts)
-    standing = baseline_standing(mean_rows(clean))
-    has_found = any(r["kind"] == "found" for r in clean)
     atomic_write_json(out / JSON_FILE, {"format": FORMAT, "profile": str(cfg.profile), **header,
                                         "latency_budgets_ms": sorted(set(budgets)), "front": cfg.front,
                                         "search_fronts": [f.to_dict() for f in search_fronts],
-                                        "verdicts": verdicts, "baselines": standing if has_found else [],
+                                        "verdicts": verdicts, "baselines": list(standing),
                                         "rows": clean})
     d = header["data"]
     b = header["backend"]
@@ -383,9 +382,9 @@ def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig,
     notes = [f"profile `{cfg.profile}`: latency in its units (end to end, the profiler's protocol)",
              "top-1 and macro-F1 on the test split; every network trained with the same recipe, split and epochs",
              "(NAS): itself found by a search (MnasNet), not hand-designed", *lines,
-             *(v["sentence"] for v in verdicts), *([standing_summary(standing)] if has_found and standing else [])]
+             *(v["sentence"] for v in verdicts), *([standing_summary(standing)] if standing else [])]
     atomic_write_text(out / MD_FILE, markdown(clean, f"Comparison: {title}", notes, int8=cfg.int8, marks=cfg.front,
-                                              standing=standing if has_found else ()))
+                                              standing=standing))
     atomic_write_bytes(out / PNG_FILE, figure_png(clean, title, budgets,
                                                   xlabel=f"latency (ms on the profile, {b['backend']})",
                                                   fronts=estimates, front_label=ESTIMATE_LABEL,
