@@ -182,25 +182,52 @@ def fit(p: dict, opts: dict, n_train: int, n_test: int, n_budgets: int, wall: fl
     return {**opts, "search_evals": evals, "epochs": epochs, "supernet_epochs": min(opts["supernet_epochs"], epochs)}
 
 
-def report_so_far(out: Path, opts: dict, budgets: list[float], json_path: str | None) -> None:
+def report_so_far(out: Path, opts: dict, budgets: list[float], json_path: str | None, profile: str,
+                  retime: bool = False) -> None:
     """The finished rows of the comparison in ``out`` (a job still running, or cut short), as a
-    table with each baseline's standing against the found networks; nothing is trained."""
+    table with each baseline's standing against the found networks; nothing is trained. Rows
+    timed on several machines are set against each other only with ``retime`` (all timed here)."""
+    from hwnas.compare.contenders import baseline_contenders, found_from_run
     from hwnas.compare.report import baseline_standing, markdown, mean_rows, standing_summary
-    from hwnas.compare.run import JOURNAL_FILE
+    from hwnas.compare.run import JOURNAL_FILE, _machine_label, retime_rows
     from hwnas.fileio import read_journal
 
     path = out / "compare" / JOURNAL_FILE
     if not path.is_file():
         raise SystemExit(f"no comparison has started in {out}: it holds no compare/{JOURNAL_FILE}")
     records = read_journal(path)[0]
-    rows = [{k: v for k, v in r["row"].items() if k not in ("per_class_f1", "key")} for r in records[1:] if "row" in r]
-    standing = baseline_standing(mean_rows(rows)) if any(r["kind"] == "found" for r in rows) else []
-    notes = [f"{len(rows)} finished row(s) so far"] + ([standing_summary(standing)] if standing else [])
+    kept = [{k: v for k, v in r["row"].items() if k != "key"} for r in records[1:] if "row" in r]
+    if retime and kept:
+        found = [c for b in budgets if (out / f"search-{b:g}ms").is_dir()
+                 for c in found_from_run(str(out / f"search-{b:g}ms"), SPACE, 32, "cifar10")[0]]
+        contenders = baseline_contenders(sorted({r["name"] for r in kept if r["kind"] == "baseline"}), 32) + found
+        retime_rows(kept, contenders, profile, "cifar10", progress=True)
+    rows = [{k: v for k, v in r.items() if k != "per_class_f1"} for r in kept]
+    machines = sorted({_machine_label(r["timed_on"]) if r.get("timed_on") else "a machine not recorded" for r in rows})
+    notes = [f"{len(rows)} finished row(s) so far; timed on {', '.join(machines)}"
+             + (", every row again in one sitting" if retime else "")]
+    mixed = len(machines) > 1
+    standing = baseline_standing(mean_rows(rows)) if any(r["kind"] == "found" for r in rows) and not mixed else []
+    if mixed:
+        notes.append("rows timed on different machines are not set against each other: --retime times every row here")
+    elif standing:
+        notes.append(standing_summary(standing))
     print(markdown(rows, f"CIFAR-10 comparison in {out} (so far)", notes, standing=standing))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps({"partial": True, "budgets_ms": budgets, "settings": opts,
-                                               "rows": rows, "baselines": standing}, indent=1))
+                                               "retimed": bool(retime), "rows": kept, "baselines": standing}, indent=1))
+
+
+def restored_rows(path: str, opts: dict) -> list[dict]:
+    """The rows of a --report-only --json file, which must come from a job with these settings."""
+    saved = json.loads(Path(path).read_text())
+    theirs = saved.get("settings", {})
+    diffs = [f"{k}: {theirs.get(k)!r} there, {v!r} here" for k, v in opts.items() if theirs.get(k) != v]
+    if diffs:
+        raise SystemExit(f"{path} comes from a job with other settings ({'; '.join(diffs[:3])}); "
+                         f"restore it into a folder started with its settings")
+    return list(saved.get("rows", []))
 
 
 def main() -> None:
@@ -226,6 +253,10 @@ def main() -> None:
     ap.add_argument("--wall-budget-s", type=float, help="size the job to this many seconds from the probe "
                     "(default 450 with --device cuda; 0: the preset as it is)")
     ap.add_argument("--json", help="write the probe, the settings and the comparison's rows here")
+    ap.add_argument("--restore-rows", help="rows finished in an earlier folder (a --report-only --json file with the "
+                    "same settings): the comparison keeps them and trains the rest")
+    ap.add_argument("--retime", action="store_true", help="time every row again on this machine, in one sitting, "
+                    "after the training (for rows timed on another machine)")
     ap.add_argument("--report-only", action="store_true", help="train nothing: print (and with --json write) the rows "
                     "finished so far in --out, with each baseline's standing against the found networks")
     args = ap.parse_args()
@@ -255,7 +286,7 @@ def main() -> None:
         opts, wall = {"search_evaluator": "supernet", "close_seeds": None, **json.loads(saved.read_text())}, None
         print(f"going on with the settings in {saved} (delete it to size the job again): {opts}", flush=True)
     if args.report_only:
-        report_so_far(out, opts, budgets, args.json)
+        report_so_far(out, opts, budgets, args.json, args.profile, args.retime)
         return
     table, _ = load_profile(args.profile)
     space = get_space(SPACE)
@@ -327,7 +358,8 @@ def main() -> None:
                   seeds=opts["seeds"], close_seeds=opts["close_seeds"] or None, train_limit=opts["train_limit"],
                   threads=opts["threads"],
                   batch_size=opts["batch_size"], lr=opts["lr"], device=args.device, out=cmp_dir,
-                  resume=(cmp_dir / JOURNAL_FILE).is_file(), progress=True)
+                  resume=(cmp_dir / JOURNAL_FILE).is_file(), progress=True, retime=args.retime,
+                  prior_rows=restored_rows(args.restore_rows, opts) if args.restore_rows else ())
     stages["compare_s"] = time.perf_counter() - t0
     report["stages_s"] = stages
     report["rows"] = [{k: v for k, v in r.items() if k != "per_class_f1"} for r in res.rows]

@@ -42,6 +42,7 @@ def compare_cmd(
     budget_evals: int = typer.Option(100, "--budget-evals", help="NAS-Bench-201: evaluations per search"),
     budgets: str = typer.Option("1,0.75,0.5", "--budgets", help="NAS-Bench-201: latency budgets as fractions of the ResNet cell's"),
     resume: bool = typer.Option(False, "--resume", help="continue the comparison in --out, keeping its finished rows"),
+    retime: bool = typer.Option(False, "--retime", help="time every row again on this machine, in one sitting, after the training (top-1 is kept): for rows timed on another machine"),
     force: bool = typer.Option(False, "--force", help="start the comparison in --out over"),
 ) -> None:
     """Train baselines and found networks with one recipe, time them on the profile's backend, tabulate and plot."""
@@ -51,10 +52,11 @@ def compare_cmd(
             _nb201(profile, evaluator, space, runs or [], arch, seeds, strategies, budget_evals, budgets, out_dir,
                    resume, force, unused={"--baselines": baselines, "--epochs": epochs, "--train-limit": train_limit,
                                           "--int8": int8 or None, "--front": front or None,
-                                          "--close-seeds": close_seeds})
+                                          "--close-seeds": close_seeds, "--retime": retime or None})
         else:
             _train(profile, data, 10 if epochs is None else epochs, baselines, runs or [], front, arch, space, seeds,
-                   int8, train_limit, threads, batch_size, lr, device, out_dir, resume, force, close_seeds, close_points)
+                   int8, train_limit, threads, batch_size, lr, device, out_dir, resume, force, close_seeds, close_points,
+                   retime)
     except KeyboardInterrupt:
         interrupted(_kept_text(out_dir))
 
@@ -71,7 +73,7 @@ def _kept_text(out_dir: str) -> str:
 
 
 def _train(profile, data, epochs, baselines, runs, front, arch, space, seeds, int8, train_limit, threads, batch_size,
-           lr, device, out_dir, resume, force, close_seeds=None, close_points=1.0) -> None:
+           lr, device, out_dir, resume, force, close_seeds=None, close_points=1.0, retime=False) -> None:
     from hwnas.compare.run import CompareConfig, compare
     from hwnas.compare.zoo import parse_baselines
 
@@ -89,7 +91,8 @@ def _train(profile, data, epochs, baselines, runs, front, arch, space, seeds, in
         archs = read_archs(arch, sp)
     cfg = CompareConfig(profile=profile, data=data, epochs=epochs, baselines=names, runs=runs, front=front, archs=archs,
                         space=space, seeds=seeds, int8=int8, train_limit=train_limit, threads=threads,
-                        batch_size=batch_size, lr=lr, device=device, close_seeds=close_seeds, close_points=close_points)
+                        batch_size=batch_size, lr=lr, device=device, close_seeds=close_seeds, close_points=close_points,
+                        retime=retime)
     result = compare(cfg, out=out_dir, resume=resume, force=force, progress=True)
     for note in result.notes:
         err.print(f"warning: {note}", markup=False)

@@ -168,6 +168,65 @@ def test_resume_keeps_finished_rows(tmp_path, monkeypatch):
     assert [r["name"] for r in doc["rows"]] == ["shufflenet_v2_x0_5", get_space("mbv3-32").parse(arch).id]
 
 
+def test_rows_timed_on_another_machine_are_timed_again_here_not_mixed(tmp_path, monkeypatch):
+    import hwnas.compare.run as cr
+    from hwnas.latency.profiler import reference_arch
+    from hwnas.space import get_space
+
+    arch = reference_arch(get_space("mbv3-32")).to_dict()
+    cfg = _cfg(baselines=["shufflenet_v2_x0_5"], archs=[arch], max_steps=1)
+    out = tmp_path / "cmp"
+    first = cr.compare(cfg, out=out)
+    here = first.rows[0]["timed_on"]
+    assert here["cores"] and here["cpu_model"] and all(r["timed_on"] == here for r in first.rows)
+    path = out / cr.JOURNAL_FILE
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["row"]["timed_on"] = {**here, "cpu_model": "Another CPU", "isa": ["avx2"]}
+    moved = "\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n"
+    path.write_text(moved)
+    with pytest.raises(UserError, match=r"1 finished row\(s\) .* timed on another machine \(Another CPU.*--retime"):
+        cr.compare(cfg, out=out, resume=True)
+    assert path.read_text() == moved  # nothing written
+
+    events = []
+    real_row, real_retime = cr._one_row, cr._retime
+    monkeypatch.setattr(cr, "_one_row", lambda c, *a, **k: events.append(c.name) or real_row(c, *a, **k))
+    monkeypatch.setattr(cr, "_retime", lambda rows, *a, **k: events.append(("retime", len(rows))) or real_retime(rows, *a, **k))
+    cfg2 = _cfg(baselines=["shufflenet_v2_x0_5", "mobilenet_v2_x0_35"], archs=[arch], max_steps=1, retime=True)
+    res = cr.compare(cfg2, out=out, resume=True)
+    assert events == ["mobilenet_v2_x0_35", ("retime", 3)]  # the new row is trained, then every row is timed in one sitting
+    by_name = {r["name"]: r for r in first.rows}
+    for r in res.rows:
+        assert r["timed_on"] == here and r["retimed"] is True and r["latency_ms"] > 0
+        if r["name"] in by_name:
+            assert r["top1"] == by_name[r["name"]]["top1"] and r["model_bytes"] == by_name[r["name"]]["model_bytes"]
+    assert "every row again in one sitting" in (out / "compare.md").read_text()
+    assert json.loads(path.read_text().splitlines()[1])["row"]["timed_on"]["cpu_model"] == "Another CPU"  # the journal keeps what happened
+
+
+def test_prior_rows_count_as_finished_and_are_journalled_first(tmp_path, monkeypatch):
+    import hwnas.compare.run as cr
+
+    cfg = _cfg(baselines=SMALL, max_steps=1)
+    earlier = cr.compare(cfg, out=tmp_path / "earlier")
+    kept = [r for r in json.loads((tmp_path / "earlier" / "compare.json").read_text())["rows"] if r["name"] == SMALL[0]]
+    calls = []
+    real = cr._one_row
+    monkeypatch.setattr(cr, "_one_row", lambda c, *a, **k: calls.append(c.name) or real(c, *a, **k))
+    out = tmp_path / "cmp"
+    res = cr.compare(cfg, out=out, prior_rows=kept)
+    assert calls == [SMALL[1]] and res.resumed_rows == 1
+    journal = [json.loads(line)["row"] for line in (out / cr.JOURNAL_FILE).read_text().splitlines()[1:]]
+    assert [r["key"] for r in journal] == [f"{SMALL[0]}#0", f"{SMALL[1]}#0"]
+    assert res.rows[0]["top1"] == earlier.rows[0]["top1"]
+    for bad, match in (([{**kept[0], "name": "resnet19"}], "names no network of this comparison"),
+                       ([{k: v for k, v in kept[0].items() if k != "top1"}], "lacks top1")):
+        with pytest.raises(UserError, match=match):
+            cr.compare(cfg, out=tmp_path / "never", prior_rows=bad)
+        assert not (tmp_path / "never" / cr.JOURNAL_FILE).exists()
+
+
 def test_cheapest_networks_train_first_seed_by_seed_and_the_tables_keep_the_order_given(tmp_path, monkeypatch):
     import hwnas.compare.run as cr
 

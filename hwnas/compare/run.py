@@ -9,6 +9,13 @@ networks (FLOPs) first, so an interruption keeps the most rows; the tables keep 
 ``compare.json``, ``compare.md`` and
 ``compare.png`` are written at the end, atomically.
 
+Top-1 is a fact of the training; latency is a fact of the machine. Every row records the machine
+that timed it (``timed_on``), and a comparison never mixes machines silently: resuming rows timed
+on another machine asks for ``retime=True``, which times every row again on this one, in one
+sitting, after the training (the trained weights are not needed: an untrained copy of each
+network runs the same graph). Rows finished in an earlier folder with the same settings (a copy
+kept with the results, say) come in with ``prior_rows``.
+
 A run folder gives its best arch, or with ``front=True`` every arch of its Pareto front
 (``pareto.json``; the best too where it is not on it): those rows carry ``front`` and ``best``
 flags and the ``run`` they came from, and compare.png draws each run's front as measured here.
@@ -65,6 +72,7 @@ class CompareConfig:
     device: str = "auto"
     max_steps: int | None = None  # cap training steps (tests)
     protocol: Any = None  # hwnas.latency.protocol.Protocol for the timing; None: the profiler's default
+    retime: bool = False  # time every row again on this machine, in one sitting, after the training
 
     def check(self) -> None:
         self.recipe(0).check()
@@ -159,13 +167,17 @@ def _open_journal(out: Path, header: dict, resume: bool) -> tuple[dict[str, dict
 
 # ---- the comparison -------------------------------------------------------------------------
 def compare(config: CompareConfig | None = None, out: str | Path | None = None, resume: bool = False,
-            force: bool = False, progress: bool = False, reuse: bool = False, **kwargs: Any) -> CompareResult:
+            force: bool = False, progress: bool = False, reuse: bool = False, prior_rows: Sequence[dict] = (),
+            **kwargs: Any) -> CompareResult:
     """Train, score and time every baseline and found network; write the comparison folder.
 
     ``kwargs`` are ``CompareConfig`` fields when ``config`` is None. With ``out=None`` nothing
     is written (and nothing can be resumed). ``reuse=True`` (with ``force``, for a pipeline that
     reruns itself) keeps the finished rows of an earlier comparison in ``out`` when it ran with the
-    same settings (profile, data, recipe, ...) and starts over when it did not.
+    same settings (profile, data, recipe, ...) and starts over when it did not. ``prior_rows`` are
+    rows finished by an earlier comparison with the same settings (as its ``compare.json`` or
+    journal holds them): each counts as done and is written to the journal first; the caller
+    vouches for the settings they were trained with.
     """
     import torch
 
@@ -216,6 +228,9 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
             continuing = True
         except UserError:
             pass  # a comparison with other settings (or a damaged journal): it starts over below
+    fresh = _take_prior_rows(prior_rows, contenders, done)
+    here = this_machine(bench)
+    notes += _machine_check(list(done.values()), here, cfg.retime)
     todo = [(c, s) for c, s in jobs if key(c, s) not in done]
     # every network the backend cannot run is refused before hours of training the others
     flops: dict[str, int] = {}
@@ -236,6 +251,9 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
     resumed = sum(1 for c, s in jobs if key(c, s) in done)
     journal = Journal(out_path / JOURNAL_FILE) if out_path is not None else None
     rows_by_key = dict(done)
+    if journal is not None:
+        for row in fresh:
+            journal.append({"row": row})
     try:
         with progress_bar(progress) as bar:
             overall = bar.add_task("compare", total=len(jobs), completed=resumed, info=f"{resumed} kept" if resumed else "")
@@ -249,7 +267,7 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
                 for c, seed in todo:
                     bar.update(overall, info=f"{c.name} seed {seed}")
                     row = _one_row(c, seed, cfg, ds, bench, trainer, bar, task)
-                    row["key"] = key(c, seed)
+                    row["key"], row["timed_on"] = key(c, seed), here
                     rows_by_key[row["key"]] = row
                     if journal is not None:
                         journal.append({"row": row})  # flushed before the next network starts
@@ -268,6 +286,9 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
                 todo = [(c, s) for c, s in more if key(c, s) not in done]
                 finished += len(more) - len(todo)
                 bar.update(overall, total=len(jobs), completed=finished)
+            if cfg.retime:
+                _retime([rows_by_key[key(c, s)] for c, s in jobs], {c.name: c for c in contenders}, cfg.int8, ds,
+                        bench, here, bar, task)
     finally:
         if journal is not None:
             journal.close()
@@ -287,6 +308,109 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
         write_outputs(out_path, rows, header, cfg, [c.latency_budget_ms for c in contenders if c.latency_budget_ms is not None],
                       search_fronts, standing)
     return result
+
+
+def this_machine(bench: Bench) -> dict:
+    """The machine that times rows here: what tells two devices apart, not software versions."""
+    from hwnas.latency.fingerprint import device_fingerprint
+
+    on_gpu = "cuda" in bench.backend.lower() or "cuda" in str(bench.setup.provider).lower()
+    gpu = bench.table.fingerprint.get("gpu") if on_gpu else None
+    fp = device_fingerprint(gpu=gpu)
+    return {k: fp[k] for k in ("cpu_model", "isa", "cores", "machine", "gpu")}
+
+
+def _machine_label(m: dict) -> str:
+    isa = ", ".join(m.get("isa") or [])
+    return f"{m.get('gpu') or m.get('cpu_model')} ({m.get('cores')} cores{', ' + isa if isa else ''})"
+
+
+def _take_prior_rows(prior: Sequence[dict], contenders: Sequence[Contender], done: dict[str, dict]) -> list[dict]:
+    """Add ``prior`` rows not yet in ``done`` (keyed name#seed); return those added, in order."""
+    names = {c.name for c in contenders}
+    fresh = []
+    for r in prior:
+        missing = [k for k in ("name", "kind", "seed", "top1", "latency_ms") if k not in r]
+        if missing:
+            raise UserError(f"a prior row ({r.get('name', 'unnamed')}) lacks {', '.join(missing)}: pass rows as "
+                            f"compare.json holds them")
+        if r["name"] not in names:
+            raise UserError(f"prior row {r['name']!r} names no network of this comparison (its networks: "
+                            f"{', '.join(sorted(names))}); leave it out or add that network")
+        k = f"{r['name']}#{int(r['seed'])}"
+        if k not in done:
+            row = {**r, "key": k}
+            done[k] = row
+            fresh.append(row)
+    return fresh
+
+
+def _machine_check(rows: Sequence[dict], here: dict, retime: bool) -> list[str]:
+    """Refuse to mix latencies of two machines: rows timed elsewhere need ``retime``. Returns notes."""
+    from hwnas.latency.fingerprint import fingerprint_differences
+
+    if retime:
+        return []
+    elsewhere = [r for r in rows if r.get("timed_on") and fingerprint_differences(r["timed_on"], here)]
+    if elsewhere:
+        diffs = fingerprint_differences(elsewhere[0]["timed_on"], here)
+        names = ", ".join(sorted({r["name"] for r in elsewhere})[:3]) + (", ..." if len(elsewhere) > 3 else "")
+        raise UserError(f"{len(elsewhere)} finished row(s) ({names}) were timed on another machine "
+                        f"({_machine_label(elsewhere[0]['timed_on'])}; {diffs[0]}): pass --retime to time every row "
+                        f"again on this one ({_machine_label(here)}; their top-1 is kept), or resume on that machine")
+    unknown = sum(1 for r in rows if not r.get("timed_on"))
+    return [f"{unknown} kept row(s) do not record the machine that timed them (an older journal); --retime times "
+            f"every row again here"] if unknown else []
+
+
+def retime_rows(rows: Sequence[dict], contenders: Sequence[Contender], profile: str, data: str,
+                train_limit: int | None = None, int8: bool = False, progress: bool = False,
+                protocol: Any = None) -> dict:
+    """Time finished ``rows`` (as a journal or compare.json holds them) again on this machine, in
+    one sitting, in place; ``contenders`` build their networks by name. Returns the machine."""
+    from hwnas.accuracy.progress import progress_bar
+    from hwnas.data import load_dataset
+    from hwnas.space import get_space
+
+    table, _ = load_profile(profile)
+    named = next((r["space"] for r in rows if r.get("space")), None)
+    space = get_space(named) if named else table.get_space()
+    ds = load_dataset(data, image_size=int(space.input_shape[-1]), train_limit=train_limit)
+    bench = Bench(table, tuple(space.input_shape), protocol)
+    by_name = {c.name: c for c in contenders}
+    missing = sorted({r["name"] for r in rows} - set(by_name))
+    if missing:
+        raise UserError(f"no network to build for row(s) {', '.join(missing)}; pass the baselines and run folders "
+                        f"the comparison had")
+    here = this_machine(bench)
+    with progress_bar(progress) as bar:
+        _retime(rows, by_name, int8, ds, bench, here, bar, bar.add_task("time", total=len(rows), info=""))
+    return here
+
+
+def _retime(rows: Sequence[dict], by_name: dict[str, Contender], int8: bool, ds, bench: Bench, here: dict,
+            bar, task) -> None:
+    """Time every row again on this machine, one after another: an untrained copy of each network
+    (seeded as its training was) runs the same graph, so the trained weights are not needed."""
+    import numpy as np
+    import torch
+
+    bar.update(task, description="time every row here", total=len(rows), completed=0, info=_machine_label(here))
+    for i, row in enumerate(rows):
+        c = by_name[row["name"]]
+        torch.manual_seed(int(row["seed"]))
+        model = c.build(ds.num_classes).to("cpu").eval()
+        data = bench.onnx(model, c.name)
+        row.update(bench.latency(model, data, c.name))
+        if int8 and "int8_latency_ms" in row:
+            from hwnas.latency.int8 import quantize_int8
+
+            g = torch.Generator().manual_seed(int(row["seed"]))
+            idx = torch.randperm(len(ds.train_y), generator=g)[:CALIBRATION_IMAGES]
+            q = quantize_int8(data, ds.prepare(ds.train_x[idx]).numpy().astype(np.float32))
+            row["int8_latency_ms"] = bench.int8_latency(q, c.name)
+        row["timed_on"], row["retimed"] = here, True
+        bar.update(task, completed=i + 1)
 
 
 def _close_names(rows: Sequence[dict], points: float) -> set[str]:
@@ -379,7 +503,10 @@ def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig,
     b = header["backend"]
     title = (f"{d['spec']} ({d['train']} training images, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}) on {b['backend']} "
              f"({b['threads']} thread{'s' if b['threads'] != 1 else ''}, batch {b['batch']})")
-    notes = [f"profile `{cfg.profile}`: latency in its units (end to end, the profiler's protocol)",
+    machines = {_machine_label(r["timed_on"]) for r in clean if r.get("timed_on")}
+    timed = (f"; timed on {', '.join(sorted(machines))}" if machines else "") + (
+        ", every row again in one sitting after the training" if clean and all(r.get("retimed") for r in clean) else "")
+    notes = [f"profile `{cfg.profile}`: latency in its units (end to end, the profiler's protocol){timed}",
              "top-1 and macro-F1 on the test split; every network trained with the same recipe, split and epochs",
              "(NAS): itself found by a search (MnasNet), not hand-designed", *lines,
              *(v["sentence"] for v in verdicts), *([standing_summary(standing)] if standing else [])]
