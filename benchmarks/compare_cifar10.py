@@ -201,7 +201,7 @@ def report_so_far(out: Path, opts: dict, budgets: list[float], json_path: str | 
         found = [c for b in budgets if (out / f"search-{b:g}ms").is_dir()
                  for c in found_from_run(str(out / f"search-{b:g}ms"), SPACE, 32, "cifar10")[0]]
         contenders = baseline_contenders(sorted({r["name"] for r in kept if r["kind"] == "baseline"}), 32) + found
-        retime_rows(kept, contenders, profile, "cifar10", progress=True)
+        retime_rows(kept, contenders, profile, "cifar10", train_limit=opts["train_limit"], progress=True)
     rows = [{k: v for k, v in r.items() if k != "per_class_f1"} for r in kept]
     machines = sorted({_machine_label(r["timed_on"]) if r.get("timed_on") else "a machine not recorded" for r in rows})
     notes = [f"{len(rows)} finished row(s) so far; timed on {', '.join(machines)}"
