@@ -204,6 +204,11 @@ def test_rows_timed_on_another_machine_are_timed_again_here_not_mixed(tmp_path, 
     assert "every row again in one sitting" in (out / "compare.md").read_text()
     assert json.loads(path.read_text().splitlines()[1])["row"]["timed_on"]["cpu_model"] == "Another CPU"  # the journal keeps what happened
 
+    events.clear()  # a pipeline that reuses its folder (the demo) starts over, as it does after other settings
+    res = cr.compare(cfg, out=out, force=True, reuse=True)
+    assert sorted(events) == sorted(["shufflenet_v2_x0_5", res.rows[1]["name"]]) and res.resumed_rows == 0
+    assert all(r["timed_on"] == here and not r.get("retimed") for r in res.rows)
+
 
 def test_prior_rows_count_as_finished_and_are_journalled_first(tmp_path, monkeypatch):
     import hwnas.compare.run as cr

@@ -228,8 +228,10 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
             continuing = True
         except UserError:
             pass  # a comparison with other settings (or a damaged journal): it starts over below
-    fresh = _take_prior_rows(prior_rows, contenders, done)
     here = this_machine(bench)
+    if continuing and not resume and not cfg.retime and _machine_check_fails(list(done.values()), here):
+        done, notes, continuing = {}, [], False  # reused rows timed on another machine: start over, as with other settings
+    fresh = _take_prior_rows(prior_rows, contenders, done)
     notes += _machine_check(list(done.values()), here, cfg.retime)
     todo = [(c, s) for c, s in jobs if key(c, s) not in done]
     # every network the backend cannot run is refused before hours of training the others
@@ -361,6 +363,14 @@ def _machine_check(rows: Sequence[dict], here: dict, retime: bool) -> list[str]:
     unknown = sum(1 for r in rows if not r.get("timed_on"))
     return [f"{unknown} kept row(s) do not record the machine that timed them (an older journal); --retime times "
             f"every row again here"] if unknown else []
+
+
+def _machine_check_fails(rows: Sequence[dict], here: dict) -> bool:
+    try:
+        _machine_check(rows, here, False)
+    except UserError:
+        return True
+    return False
 
 
 def retime_rows(rows: Sequence[dict], contenders: Sequence[Contender], profile: str, data: str,
