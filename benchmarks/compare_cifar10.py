@@ -21,6 +21,9 @@ comparison's epochs (one number, at most the preset's) to fit the rest.
     python benchmarks/compare_cifar10.py --device cuda --out cmp-c10-gpu     # sized to ~450 s on one GPU
     python benchmarks/compare_cifar10.py --out cmp-c10 --budgets 0.45,1.4 --search-evaluator zc:synflow --threads 2
     python benchmarks/compare_cifar10.py --out cmp-c10 --budgets 0.45,1.4 --report-only   # the rows so far
+    # a new folder (another machine, say) going on from the committed rows; every row timed here at the end
+    python benchmarks/compare_cifar10.py --out cmp-c10 --budgets 0.45,1.4 --search-evaluator zc:synflow --threads 2 \
+        --restore-rows benchmarks/results/compare_cifar10_cpu_partial.json --retime
 
 Profile the machine first (``hwnas profile --space mbv3-32 --backend ort-cpu --threads 1``) and
 pass ``--profile`` to compare on it; the default is the shipped reference table.
@@ -189,7 +192,7 @@ def report_so_far(out: Path, opts: dict, budgets: list[float], json_path: str | 
     timed on several machines are set against each other only with ``retime`` (all timed here)."""
     from hwnas.compare.contenders import baseline_contenders, found_from_run
     from hwnas.compare.report import baseline_standing, markdown, mean_rows, standing_summary
-    from hwnas.compare.run import JOURNAL_FILE, _machine_label, retime_rows
+    from hwnas.compare.run import JOURNAL_FILE, machine_label, retime_rows
     from hwnas.fileio import read_journal
 
     path = out / "compare" / JOURNAL_FILE
@@ -203,7 +206,7 @@ def report_so_far(out: Path, opts: dict, budgets: list[float], json_path: str | 
         contenders = baseline_contenders(sorted({r["name"] for r in kept if r["kind"] == "baseline"}), 32) + found
         retime_rows(kept, contenders, profile, "cifar10", train_limit=opts["train_limit"], progress=True)
     rows = [{k: v for k, v in r.items() if k != "per_class_f1"} for r in kept]
-    machines = sorted({_machine_label(r["timed_on"]) if r.get("timed_on") else "a machine not recorded" for r in rows})
+    machines = sorted({machine_label(r["timed_on"]) if r.get("timed_on") else "a machine not recorded" for r in rows})
     notes = [f"{len(rows)} finished row(s) so far; timed on {', '.join(machines)}"
              + (", every row again in one sitting" if retime else "")]
     mixed = len(machines) > 1

@@ -322,7 +322,7 @@ def this_machine(bench: Bench) -> dict:
     return {k: fp[k] for k in ("cpu_model", "isa", "cores", "machine", "gpu")}
 
 
-def _machine_label(m: dict) -> str:
+def machine_label(m: dict) -> str:
     isa = ", ".join(m.get("isa") or [])
     return f"{m.get('gpu') or m.get('cpu_model')} ({m.get('cores')} cores{', ' + isa if isa else ''})"
 
@@ -358,8 +358,8 @@ def _machine_check(rows: Sequence[dict], here: dict, retime: bool) -> list[str]:
         diffs = fingerprint_differences(elsewhere[0]["timed_on"], here)
         names = ", ".join(sorted({r["name"] for r in elsewhere})[:3]) + (", ..." if len(elsewhere) > 3 else "")
         raise UserError(f"{len(elsewhere)} finished row(s) ({names}) were timed on another machine "
-                        f"({_machine_label(elsewhere[0]['timed_on'])}; {diffs[0]}): pass --retime to time every row "
-                        f"again on this one ({_machine_label(here)}; their top-1 is kept), or resume on that machine")
+                        f"({machine_label(elsewhere[0]['timed_on'])}; {diffs[0]}): pass --retime to time every row "
+                        f"again on this one ({machine_label(here)}; their top-1 is kept), or resume on that machine")
     unknown = sum(1 for r in rows if not r.get("timed_on"))
     return [f"{unknown} kept row(s) do not record the machine that timed them (an older journal); --retime times "
             f"every row again here"] if unknown else []
@@ -405,7 +405,7 @@ def _retime(rows: Sequence[dict], by_name: dict[str, Contender], int8: bool, ds,
     import numpy as np
     import torch
 
-    bar.update(task, description="time every row here", total=len(rows), completed=0, info=_machine_label(here))
+    bar.update(task, description="time every row here", total=len(rows), completed=0, info=machine_label(here))
     for i, row in enumerate(rows):
         c = by_name[row["name"]]
         torch.manual_seed(int(row["seed"]))
@@ -513,7 +513,7 @@ def write_outputs(out: Path, rows: list[dict], header: dict, cfg: CompareConfig,
     b = header["backend"]
     title = (f"{d['spec']} ({d['train']} training images, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}) on {b['backend']} "
              f"({b['threads']} thread{'s' if b['threads'] != 1 else ''}, batch {b['batch']})")
-    machines = {_machine_label(r["timed_on"]) for r in clean if r.get("timed_on")}
+    machines = {machine_label(r["timed_on"]) for r in clean if r.get("timed_on")}
     timed = (f"; timed on {', '.join(sorted(machines))}" if machines else "") + (
         ", every row again in one sitting after the training" if clean and all(r.get("retimed") for r in clean) else "")
     notes = [f"profile `{cfg.profile}`: latency in its units (end to end, the profiler's protocol){timed}",
