@@ -31,6 +31,7 @@ REFERENCE_PROFILES: dict[str, str] = {
     "mbv3-32/ort-cpu@epyc-zen4": "mbv3-32_ort-cpu_t1_b1_epyc-zen4.json",  # units: a line, 3 sessions per network
     "mbv3-32/torch-cpu@epyc-zen4": "mbv3-32_torch-cpu_t1_b1_epyc-zen4.json",  # timed with the steady allocator
     "mbv3-32/ort-cpu-int8@epyc-zen4": "mbv3-32_ort-cpu-int8_t1_b1_epyc-zen4.json",  # calibrated on plain timings
+    "mbv3-32/ort-cpu@xeon-plain": "mbv3-32_ort-cpu_t1_b1_xeon-plain.json",  # the AMX Xeon, calibrated on plain timings
 }
 
 
