@@ -229,7 +229,7 @@ def compare(config: CompareConfig | None = None, out: str | Path | None = None, 
         except UserError:
             pass  # a comparison with other settings (or a damaged journal): it starts over below
     here = this_machine(bench)
-    if continuing and not resume and not cfg.retime and _machine_check_fails(list(done.values()), here):
+    if continuing and not resume and not cfg.retime and _timed_elsewhere(list(done.values()), here):
         done, notes, continuing = {}, [], False  # reused rows timed on another machine: start over, as with other settings
     fresh = _take_prior_rows(prior_rows, contenders, done)
     notes += _machine_check(list(done.values()), here, cfg.retime)
@@ -347,13 +347,19 @@ def _take_prior_rows(prior: Sequence[dict], contenders: Sequence[Contender], don
     return fresh
 
 
+def _timed_elsewhere(rows: Sequence[dict], here: dict) -> list[dict]:
+    from hwnas.latency.fingerprint import fingerprint_differences
+
+    return [r for r in rows if r.get("timed_on") and fingerprint_differences(r["timed_on"], here)]
+
+
 def _machine_check(rows: Sequence[dict], here: dict, retime: bool) -> list[str]:
     """Refuse to mix latencies of two machines: rows timed elsewhere need ``retime``. Returns notes."""
     from hwnas.latency.fingerprint import fingerprint_differences
 
     if retime:
         return []
-    elsewhere = [r for r in rows if r.get("timed_on") and fingerprint_differences(r["timed_on"], here)]
+    elsewhere = _timed_elsewhere(rows, here)
     if elsewhere:
         diffs = fingerprint_differences(elsewhere[0]["timed_on"], here)
         names = ", ".join(sorted({r["name"] for r in elsewhere})[:3]) + (", ..." if len(elsewhere) > 3 else "")
@@ -363,14 +369,6 @@ def _machine_check(rows: Sequence[dict], here: dict, retime: bool) -> list[str]:
     unknown = sum(1 for r in rows if not r.get("timed_on"))
     return [f"{unknown} kept row(s) do not record the machine that timed them (an older journal); --retime times "
             f"every row again here"] if unknown else []
-
-
-def _machine_check_fails(rows: Sequence[dict], here: dict) -> bool:
-    try:
-        _machine_check(rows, here, False)
-    except UserError:
-        return True
-    return False
 
 
 def retime_rows(rows: Sequence[dict], contenders: Sequence[Contender], profile: str, data: str,
